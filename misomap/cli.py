@@ -1,0 +1,82 @@
+"""The `misomap` command-line program."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from misomap import __version__
+from misomap.config import RunConfig, load_config
+from misomap.errors import MisomapError
+from misomap.log import LEVELS, setup_logging
+
+app = typer.Typer(help="misomap: fine-scale soil and permafrost maps from Zarr datacubes.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+log = logging.getLogger("misomap")
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run configuration (YAML).",
+                                                   exists=True, dir_okay=False)]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"misomap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    log_level: Annotated[str, typer.Option("--log-level", help=f"One of {', '.join(LEVELS)}.")] = "INFO",
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """misomap: fine-scale soil and permafrost maps from Zarr datacubes."""
+    if log_level.upper() not in LEVELS:
+        raise typer.BadParameter(f"--log-level must be one of {LEVELS}, got {log_level!r}")
+    setup_logging(log_level)
+
+
+def _config(path: Path | None) -> RunConfig:
+    return load_config(path) if path else RunConfig()
+
+
+def run_cli() -> None:
+    """Entry point: MisomapError becomes a one-line message and exit code 2, not a traceback."""
+    try:
+        app()
+    except MisomapError as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
+
+
+@app.command("config-check")
+def config_check(config: ConfigOpt = None) -> None:
+    """Validate a run configuration and print it back resolved (no secrets are ever in it)."""
+    cfg = _config(config)
+    typer.echo(cfg.model_dump_json(indent=2))
+
+
+@app.command()
+def doctor(config: ConfigOpt = None) -> None:
+    """Print versions, the torch device, and whether configured endpoints answer."""
+    from misomap.doctor import run_checks
+
+    checks = run_checks(_config(config))
+    for c in checks:
+        typer.echo(f"{'ok ' if c.ok else 'BAD'}  {c.name:<14} {c.detail}")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Working folder for every demo output.")] = Path("demo-out"),
+    config: ConfigOpt = None,
+) -> None:
+    """Run the whole pipeline on the embedded demo region (the parts that exist so far)."""
+    from misomap.jobs.demo import run_demo
+
+    run_demo(out, _config(config))

@@ -1,0 +1,1 @@
+"""Datacube building: STAC search, stacking, compositing, Zarr writing. Knows nothing of torch."""

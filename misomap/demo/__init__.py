@@ -1,0 +1,1 @@
+"""Synthetic demo world: a physically plausible Alaska region published as STAC + COGs."""

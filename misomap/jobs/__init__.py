@@ -1,0 +1,1 @@
+"""Jobs: dask-mapped work that wires cube and models together; resumable and idempotent."""

@@ -1,0 +1,1 @@
+"""Models: MISO, the Random Forest baseline, the spectral VAE. Never touches storage."""

@@ -1,0 +1,1 @@
+"""Local real services (S3, STAC API, dask-gateway) started on loopback for tests and the demo."""

@@ -1,0 +1,72 @@
+"""A dask-gateway server with the local backend and password auth, on loopback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from misomap.errors import ServiceError
+from misomap.services.process import ManagedProcess, free_port
+
+_CONFIG_TEMPLATE = """
+c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+c.DaskGateway.address = "127.0.0.1:{api_port}"
+c.Proxy.address = "127.0.0.1:{proxy_port}"
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+c.SimpleAuthenticator.password = {password!r}
+c.ClusterConfig.scheduler_cmd = [{dask!r}, "scheduler"]
+c.ClusterConfig.worker_cmd = [{dask!r}, "worker"]
+c.ClusterConfig.worker_cores = 1
+c.ClusterConfig.worker_memory = "2 G"
+c.ClusterConfig.idle_timeout = 600
+c.LocalBackend.clusters_directory = {clusters_dir!r}
+"""
+
+
+@dataclass(frozen=True)
+class GatewayServer:
+    """A running gateway: its public (proxy) URL and the password it accepts."""
+
+    address: str
+    password: str
+
+
+def _binary(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise ServiceError(f"`{name}` not found: install dask-gateway-server[local] and distributed")
+    return found
+
+
+def _health_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
+        return resp.status == 200 and json.loads(resp.read()).get("status") == "pass"
+
+
+@contextmanager
+def dask_gateway_server(workdir: Path, password: str = "misomap-gateway",
+                        timeout: float = 60.0) -> Iterator[tuple[GatewayServer, ManagedProcess]]:
+    """Start dask-gateway-server (UnsafeLocalBackend, SimpleAuthenticator); always stopped."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    api_port, proxy_port = free_port(), free_port()
+    while proxy_port == api_port:
+        proxy_port = free_port()
+    config = workdir / "dask_gateway_config.py"
+    config.write_text(_CONFIG_TEMPLATE.format(
+        api_port=api_port, proxy_port=proxy_port, password=password, dask=_binary("dask"),
+        clusters_dir=str(workdir / "clusters")))
+    proc = ManagedProcess("dask-gateway", [_binary("dask-gateway-server"), "-f", str(config)],
+                          workdir / "gateway.log", cwd=workdir)
+    # ready only once the proxy routes /api to the gateway (its routing table arrives late)
+    proc.start(lambda: _health_ok(f"http://127.0.0.1:{proxy_port}/api/health"), timeout=timeout)
+    try:
+        yield GatewayServer(f"http://127.0.0.1:{proxy_port}", password), proc
+    finally:
+        proc.stop()
