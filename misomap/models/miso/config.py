@@ -1,0 +1,174 @@
+"""MISO configuration: encoders, pretrained weights, LIIF, location encoder, contrastive alignment,
+heads, crops, pretraining and training — one frozen section of the run configuration."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from misomap.config_base import Location, StrictModel
+
+SOIL_ORDERS: tuple[str, ...] = ("Andisols", "Entisols", "Gelisols", "Histosols", "Inceptisols",
+                                "Mollisols", "Spodosols")
+"""The soil-order classes, in the index order of the soil-order head."""
+
+SATLAS_S2_BANDS: tuple[str, ...] = ("red", "green", "blue", "rededge1", "rededge2", "rededge3",
+                                    "nir", "swir16", "swir22")
+"""Channel order of SatlasPretrain Sentinel-2 multi-band checkpoints (TCI, B05-B08, B11, B12)."""
+
+PRITHVI_HLS_BANDS: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22")
+"""Channel order of Prithvi HLS checkpoints (Blue, Green, Red, Narrow NIR, SWIR1, SWIR2)."""
+
+
+class WeightsConfig(StrictModel):
+    """Pretrained weights for one encoder, read by the job from a local path or s3://.
+
+    `bands` is the checkpoint's channel order, named like the encoder's bands; the loader picks and
+    reorders the first-layer channels to the encoder's bands and refuses a checkpoint that lacks one.
+    For misomap's own checkpoints the bands are also stored in the file and checked.
+    """
+
+    path: Location
+    layout: Literal["satlas", "prithvi"] = "satlas"
+    bands: list[str] | None = None
+    strict: bool = True
+
+
+class EncoderConfig(StrictModel):
+    """One hierarchical encoder; `bands` are cube band names (prefixes like `s2_summer_` allowed).
+
+    `mean`/`std` normalise each band (NaN nodata becomes 0 after normalisation); when omitted, the
+    job fills them from the training pixels.
+    """
+
+    arch: Literal["swin_v2", "vit"] = "swin_v2"
+    bands: list[str]
+    embed_dim: int = 24
+    depths: list[int] = Field(default_factory=lambda: [1, 1, 1, 1])
+    num_heads: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    window_size: int = 4
+    patch_size: int = 4
+    vit_depth: int = 4
+    vit_heads: int = 2
+    drop_path: float = 0.0
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    weights: WeightsConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EncoderConfig:
+        if not self.bands:
+            raise ValueError("an encoder needs at least one band")
+        if self.arch == "swin_v2" and len(self.depths) != len(self.num_heads):
+            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v is not None and len(v) != len(self.bands):
+                raise ValueError(f"{name} has {len(v)} values for {len(self.bands)} bands")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+        return self
+
+    @classmethod
+    def swin_v2_b(cls, bands: list[str]) -> EncoderConfig:
+        """The paper-scale encoder (torchvision swin_v2_b: 128 wide, depths 2-2-18-2, window 8)."""
+        return cls(bands=bands, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
+                   window_size=8, drop_path=0.5)
+
+
+class LocationConfig(StrictModel):
+    """Space2Vec grid-cell features of EPSG:3338 coordinates scaled to [-1, 1] by `bounds`."""
+
+    enabled: bool = True
+    num_scales: int = 64
+    min_radius: float = 5e-4
+    max_radius: float = 2.0
+    hidden: int = 64
+    layers: int = 2
+    bounds: tuple[float, float, float, float] | None = None
+    """xmin, ymin, xmax, ymax in EPSG:3338 metres; None = the cube's bounds (set by the job)."""
+
+
+class ContrastiveConfig(StrictModel):
+    """Symmetric InfoNCE between imagery/covariate and visual/location query embeddings."""
+
+    enabled: bool = True
+    temperature: float = 0.1
+    weight: float = 0.1
+
+
+class LossConfig(StrictModel):
+    """Tasks and their losses."""
+
+    tasks: list[Literal["permafrost", "soil_order"]] = Field(
+        default_factory=lambda: ["permafrost", "soil_order"])
+    permafrost_loss: Literal["bce", "focal"] = "bce"
+    focal_gamma: float = 2.0
+    permafrost_pos_weight: float | None = None
+    """BCE weight of the positive class; None = balanced from the training labels."""
+    soil_class_weights: Literal["none", "balanced"] = "balanced"
+
+
+class CropConfig(StrictModel):
+    """Training crops: size and jitter in pixels, query points per crop."""
+
+    size_px: int = 64
+    jitter_px: int = 16
+    label_slots: int = 5
+    pseudo_points: int = 10
+    grid: int = 6
+    unlabelled_fraction: float = 0.5
+    min_valid_fraction: float = 0.2
+
+
+class TrainConfig(StrictModel):
+    """Optimiser, schedule, early stopping and devices."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    steps_per_epoch: int | None = None
+    """Optimiser steps per epoch; None = one pass over the labelled crops."""
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_epochs: int = 1
+    patience: int = 6
+    val_fraction: float = 0.15
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True
+    threads: int | None = None
+
+
+class PretrainConfig(StrictModel):
+    """Self-supervised SimMIM pretraining of the Swin-V2 encoders on unlabelled cube tiles."""
+
+    epochs: int = 10
+    steps_per_epoch: int = 20
+    batch_size: int = 16
+    mask_ratio: float = 0.6
+    mask_patch_px: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    output: Location | None = None
+    """Where the pretrained encoders go; None = `<workdir>/miso/pretrained`."""
+
+
+class MisoConfig(StrictModel):
+    """The MISO model and how to pretrain, train and evaluate it."""
+
+    imagery: EncoderConfig
+    covariates: EncoderConfig | None = None
+    feature_dim: int = 64
+    liif_hidden: int = 64
+    location: LocationConfig = LocationConfig()
+    contrastive: ContrastiveConfig = ContrastiveConfig()
+    loss: LossConfig = LossConfig()
+    crops: CropConfig = CropConfig()
+    train: TrainConfig = TrainConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    folds: Location | None = None
+    """folds.parquet to evaluate on; None = `<workdir>/folds.parquet`."""
+    schemes: list[str] | None = None
+    """Fold schemes (columns of folds.parquet) to evaluate; None = all."""
+    ablations: list[Literal["no_contrastive", "no_location", "no_pretraining"]] = Field(
+        default_factory=list)
