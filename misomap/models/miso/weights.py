@@ -48,7 +48,7 @@ def read_checkpoint(data: bytes, source: str) -> Checkpoint:
     except SafetensorError:
         pass  # not safetensors: try torch's weights-only format
     else:
-        return Checkpoint(dict(tensors), _safetensors_metadata(data), source)
+        return Checkpoint(dict(tensors), safetensors_metadata(data), source)
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:
@@ -61,7 +61,8 @@ def read_checkpoint(data: bytes, source: str) -> Checkpoint:
     return Checkpoint(dict(obj), {}, source)
 
 
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The string metadata in a safetensors header."""
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + n])
     return dict(header.get("__metadata__") or {})
