@@ -80,3 +80,18 @@ def demo(
     from misomap.jobs.demo import run_demo
 
     run_demo(out, _config(config))
+
+
+cube_app = typer.Typer(help="Datacube: STAC search -> seasonal composites -> Zarr cube.", no_args_is_help=True)
+app.add_typer(cube_app, name="cube")
+
+
+@cube_app.command("build")
+def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run configuration (YAML).",
+                                                    exists=True, dir_okay=False)]) -> None:
+    """Build (or resume) the cube described by the config's `cube:` section."""
+    from misomap.jobs.build_cube import run_build_cube
+
+    result = run_build_cube(load_config(config))
+    typer.echo(f"cube: {result.out}  shape {result.shape}  chunks built {result.chunks_built}, "
+               f"skipped {result.chunks_skipped} of {result.chunks_total}  quicklook: {result.quicklook}")

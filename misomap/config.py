@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel
+from misomap.cube.config import CubeConfig
 from misomap.errors import ConfigError
 
 
@@ -25,6 +26,7 @@ class RunConfig(StrictModel):
     storage: StorageConfig = StorageConfig()
     stac: StacConfig = StacConfig()
     gateway: GatewayConfig = GatewayConfig()
+    cube: CubeConfig | None = None
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -1,0 +1,156 @@
+"""The cube on disk or S3 (docs/contracts.md §2): template, chunk-region writes, completion records,
+consolidation, and `open_cube` for readers.
+
+Completion records live beside the cube (`<out>.progress/`), one small JSON per finished chunk,
+because chunk files cannot tell "done" (all-NaN chunks are never written).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import dask.array as da
+import fsspec
+import numcodecs
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import ZstdCodec
+
+from misomap.config_base import StorageConfig, is_remote
+from misomap.cube.errors import CubeStorageError
+from misomap.cube.grid import Grid
+
+log = logging.getLogger(__name__)
+
+LINEAGE_KEY = "misomap"
+
+
+def _fs(location: str, storage: StorageConfig) -> tuple[fsspec.AbstractFileSystem, str]:
+    opts = storage.storage_options() if location.startswith("s3://") else {"auto_mkdir": True}
+    fs, path = fsspec.core.url_to_fs(location, **opts)
+    return fs, path
+
+
+def zarr_store(location: str, storage: StorageConfig, read_only: bool = False) -> zarr.abc.store.Store:
+    """A zarr store on a local path or `s3://` URL (credentials from the environment/AWS chain)."""
+    if is_remote(location):
+        return zarr.storage.FsspecStore.from_url(location, storage_options=storage.storage_options(),
+                                                 read_only=read_only)
+    return zarr.storage.LocalStore(location.removeprefix("file://"), read_only=read_only)
+
+
+def check_writable(location: str, storage: StorageConfig) -> None:
+    """Fail early, naming the bucket, when the target bucket is missing or refuses access."""
+    if not location.startswith("s3://"):
+        return
+    fs, path = _fs(location, storage)
+    bucket = path.split("/", 1)[0]
+    endpoint = storage.endpoint_url or "the default AWS endpoint"
+    try:
+        fs.ls(bucket, refresh=True)
+        probe = f"{path}.progress/.write-probe"
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+    except FileNotFoundError:
+        raise CubeStorageError(f"bucket {bucket!r} does not exist at {endpoint}: create it or fix "
+                               f"cube.out={location!r}") from None
+    except PermissionError as err:
+        raise CubeStorageError(f"access to bucket {bucket!r} at {endpoint} refused ({err}): check "
+                               "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS profile") from None
+
+
+def template(grid: Grid, bands: list[str], chunk: int, lineage: dict[str, Any]) -> xr.Dataset:
+    """The cube's lazy skeleton: coordinates, grid mapping and lineage; `data` never computed."""
+    data = da.zeros((len(bands), *grid.shape), dtype=np.float32,
+                    chunks=(len(bands), min(chunk, grid.height), min(chunk, grid.width)))
+    spatial_ref = xr.DataArray(np.int32(0), attrs=grid.spatial_ref_attrs())
+    ds = xr.Dataset(
+        {"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
+        coords={"band": np.array(bands, dtype=object), "y": grid.y_coords(), "x": grid.x_coords(),
+                "spatial_ref": spatial_ref},
+        attrs={LINEAGE_KEY: lineage})
+    ds.x.attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    ds.y.attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    return ds
+
+
+def write_template(ds: xr.Dataset, location: str, storage: StorageConfig, zarr_format: int,
+                   zstd_level: int) -> None:
+    """Write metadata and coordinates (overwriting a half-written template); no data chunks."""
+    comp = ZstdCodec(level=zstd_level) if zarr_format == 3 else numcodecs.Zstd(level=zstd_level)
+    chunks = tuple(c[0] for c in ds.data.chunks)
+    ds.to_zarr(zarr_store(location, storage), mode="w", compute=False, zarr_format=zarr_format,
+               consolidated=False,
+               encoding={"data": {"compressors": (comp,), "chunks": chunks, "_FillValue": np.float32(np.nan)}})
+
+
+def write_region(location: str, storage: StorageConfig, values: np.ndarray, row0: int, col0: int) -> None:
+    """Write one chunk-aligned (band, y, x) region; all-NaN chunks are left unwritten (fill)."""
+    arr = zarr.open_array(zarr_store(location, storage), path="data", mode="r+")
+    arr[:, row0:row0 + values.shape[1], col0:col0 + values.shape[2]] = values
+
+
+def consolidate(location: str, storage: StorageConfig) -> None:
+    """Consolidate metadata once every chunk is written."""
+    zarr.consolidate_metadata(zarr_store(location, storage))
+
+
+def stored_lineage(location: str, storage: StorageConfig) -> dict[str, Any] | None:
+    """The lineage attributes of an existing cube, or None when no template is there."""
+    try:
+        group = zarr.open_group(zarr_store(location, storage, read_only=True), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        return None
+    return dict(group.attrs).get(LINEAGE_KEY)
+
+
+class CompletionRecords:
+    """One JSON per finished chunk (and one for the template) under `<out>.progress/`, each tagged
+    with the build's fingerprint so records of another configuration never count."""
+
+    def __init__(self, location: str, storage: StorageConfig, fingerprint: str) -> None:
+        self.fs, base = _fs(location + ".progress", storage)
+        self.base = base
+        self.fingerprint = fingerprint
+
+    def _path(self, name: str) -> str:
+        return f"{self.base}/{name}.json"
+
+    def mark(self, name: str, **info: Any) -> None:
+        """Record `name` (a chunk key or `template`) as finished."""
+        body = json.dumps({"name": name, "fingerprint": self.fingerprint, **info}, sort_keys=True)
+        self.fs.pipe_file(self._path(name), body.encode())
+
+    def clear(self) -> None:
+        """Forget every record (before a fresh template is written)."""
+        if self.fs.exists(self.base):
+            self.fs.rm(self.base, recursive=True)
+
+    def done(self) -> set[str]:
+        """Names recorded as finished by a build with this fingerprint."""
+        try:
+            paths = self.fs.ls(self.base, detail=False, refresh=True)
+        except FileNotFoundError:
+            return set()
+        names = set()
+        for p in paths:
+            if not p.endswith(".json"):
+                continue
+            try:
+                rec = json.loads(self.fs.cat_file(p))
+            except (json.JSONDecodeError, FileNotFoundError):
+                continue  # a record cut short by a kill: that chunk is simply redone
+            if rec.get("fingerprint") == self.fingerprint:
+                names.add(rec["name"])
+        return names
+
+
+def open_cube(location: str, storage: StorageConfig) -> xr.Dataset:
+    """Open a built cube lazily (consolidated metadata), for the model and map jobs."""
+    try:
+        return xr.open_zarr(zarr_store(location, storage, read_only=True), consolidated=True)
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as err:
+        raise CubeStorageError(f"no finished cube at {location!r} ({err}): run `misomap cube build`") from None

@@ -1,0 +1,132 @@
+"""`misomap cube build`: search → template → chunk tasks on dask → completion records → consolidate
+→ quicklook. Resumable: a rerun skips recorded chunks and ends byte-identical to one clean run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import dask
+import fsspec
+import numpy as np
+from tqdm import tqdm
+
+from misomap import __version__
+from misomap.config import RunConfig
+from misomap.config_base import StorageConfig
+from misomap.cube.build import ChunkWindow, build_chunk, cube_grid, plan_chunks, search_bbox
+from misomap.cube.config import CubeConfig
+from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError
+from misomap.cube.quicklook import quicklook_png
+from misomap.cube.search import FoundItems, load_signer, open_client, search_source
+from misomap.cube.stack import source_gdal_options
+from misomap.cube.store import (
+    CompletionRecords,
+    check_writable,
+    consolidate,
+    open_cube,
+    stored_lineage,
+    template,
+    write_region,
+    write_template,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CubeBuildResult:
+    """What a build did: where the cube is, its shape, and how many chunks this run computed."""
+
+    out: str
+    quicklook: str
+    shape: tuple[int, int, int]
+    chunks_total: int
+    chunks_built: int
+    chunks_skipped: int
+
+
+def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict: dict) -> dict:
+    lineage = {
+        "software": f"misomap {__version__}",
+        "stac_url": stac_url,
+        "search": {"bbox": list(search_bbox(cube_grid(cfg))), "datetime": cfg.datetime,
+                   "seasons": {k: [v.start, v.end] for k, v in cfg.seasons.items()},
+                   "sources": [f.source.model_dump(mode="json") for f in found]},
+        "items": {f.source.collection: f.item_ids() for f in found},
+        "grid": grid_dict,
+        "chunk": cfg.chunk,
+        "bands": cfg.band_names(),
+    }
+    lineage["fingerprint"] = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:16]
+    return lineage
+
+
+def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems], grid, window: ChunkWindow,
+               records: CompletionRecords, gdal_options: dict[str, str], bar: tqdm) -> str | None:
+    try:
+        values = build_chunk(cfg, found, grid, window, gdal_options)
+        write_region(cfg.out, storage, values, window.row0, window.col0)
+        records.mark(window.key, all_nodata=bool(np.isnan(values).all()))
+        return None
+    except ChunkBuildError as err:
+        log.error("%s", err)
+        return str(err)
+    finally:
+        bar.update(1)
+
+
+def run_build_cube(config: RunConfig) -> CubeBuildResult:
+    """Build (or finish) the cube described by `config.cube`; ChunkBuildError lists failed chunks
+    after every other chunk was written, so a rerun after the fix completes the cube."""
+    cfg = config.cube
+    if cfg is None:
+        raise CubeError("the run configuration has no `cube:` section")
+    if config.stac.url is None:
+        raise CubeError("stac.url is not set: the cube builder searches a STAC API")
+    storage = config.storage
+    grid = cube_grid(cfg)
+    signer = load_signer(cfg.sign) if cfg.sign else None
+    client = open_client(config.stac.url, config.stac.timeout_s, config.stac.max_retries)
+    bbox = search_bbox(grid)
+    found = [search_source(client, config.stac.url, cfg, src, bbox, signer) for src in cfg.sources]
+    lineage = _lineage(cfg, config.stac.url, found, grid.to_dict())
+    fingerprint = lineage["fingerprint"]
+
+    check_writable(cfg.out, storage)
+    records = CompletionRecords(cfg.out, storage, fingerprint)
+    existing = stored_lineage(cfg.out, storage)
+    if existing is not None and existing.get("fingerprint") != fingerprint:
+        raise CubeStorageError(
+            f"{cfg.out} holds a cube built from other inputs (fingerprint {existing.get('fingerprint')} "
+            f"!= {fingerprint}): remove it or set cube.out to a new location")
+    done = records.done() if existing is not None else set()
+    if "template" not in done:
+        records.clear()
+        write_template(template(grid, cfg.band_names(), cfg.chunk, lineage), cfg.out, storage,
+                       cfg.zarr_format, cfg.zstd_level)
+        records.mark("template")
+
+    windows = plan_chunks(grid, cfg.chunk)
+    todo = [w for w in windows if w.key not in done]
+    log.info("cube %s: grid %s, %d bands, %d chunks of %d px, %d to build", cfg.out, grid.shape,
+             len(cfg.band_names()), len(windows), cfg.chunk, len(todo))
+    gdal_options = source_gdal_options(storage)
+    with tqdm(total=len(windows), initial=len(windows) - len(todo), desc="cube chunks", unit="chunk") as bar:
+        tasks = [dask.delayed(_run_chunk)(cfg, storage, found, grid, w, records, gdal_options, bar)
+                 for w in todo]
+        failures = [f for f in dask.compute(*tasks, scheduler="threads", num_workers=cfg.workers) if f]
+    if failures:
+        raise ChunkBuildError(f"{len(failures)} of {len(windows)} chunks failed (the others are written "
+                              "and recorded; rerun after fixing to finish):\n  " + "\n  ".join(failures))
+    consolidate(cfg.out, storage)
+    quicklook = cfg.out + ".quicklook.png"
+    png = quicklook_png(open_cube(cfg.out, storage), cfg.rgb_bands())
+    fs, path = fsspec.core.url_to_fs(quicklook, **(storage.storage_options()
+                                                   if quicklook.startswith("s3://") else {}))
+    fs.pipe_file(path, png)
+    log.info("cube done: %s (quicklook %s)", cfg.out, quicklook)
+    return CubeBuildResult(cfg.out, quicklook, (len(cfg.band_names()), *grid.shape), len(windows),
+                           len(todo), len(windows) - len(todo))
