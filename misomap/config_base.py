@@ -94,6 +94,10 @@ class StorageConfig(StrictModel):
             opts["client_kwargs"] = client_kwargs
         return opts
 
+    def options_for(self, url: str) -> dict[str, Any]:
+        """storage_options() for object-store URLs, {} for local paths (which take none)."""
+        return self.storage_options() if is_remote(url) else {}
+
 
 class StacConfig(StrictModel):
     """The STAC API to search."""

@@ -26,6 +26,9 @@ c.ClusterConfig.worker_cores = 1
 c.ClusterConfig.worker_memory = "2 G"
 c.ClusterConfig.idle_timeout = 600
 c.LocalBackend.clusters_directory = {clusters_dir!r}
+c.LocalBackend.inherited_environment = ["PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION",
+    "OMP_NUM_THREADS"]
 """
 
 
@@ -51,9 +54,13 @@ def _health_ok(url: str) -> bool:
 
 
 @contextmanager
-def dask_gateway_server(workdir: Path, password: str = "misomap-gateway",
-                        timeout: float = 60.0) -> Iterator[tuple[GatewayServer, ManagedProcess]]:
-    """Start dask-gateway-server (UnsafeLocalBackend, SimpleAuthenticator); always stopped."""
+def dask_gateway_server(workdir: Path, password: str = "misomap-gateway", timeout: float = 60.0,
+                        env: dict[str, str] | None = None) -> Iterator[tuple[GatewayServer, ManagedProcess]]:
+    """Start dask-gateway-server (UnsafeLocalBackend, SimpleAuthenticator); always stopped.
+
+    Workers inherit PATH/PYTHONPATH and the AWS credential variables of the server's environment
+    (`env` adds to it), so they read the same object store as the client.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, proxy_port = free_port(), free_port()
     while proxy_port == api_port:
@@ -63,7 +70,7 @@ def dask_gateway_server(workdir: Path, password: str = "misomap-gateway",
         api_port=api_port, proxy_port=proxy_port, password=password, dask=_binary("dask"),
         clusters_dir=str(workdir / "clusters")))
     proc = ManagedProcess("dask-gateway", [_binary("dask-gateway-server"), "-f", str(config)],
-                          workdir / "gateway.log", cwd=workdir)
+                          workdir / "gateway.log", cwd=workdir, env=env)
     # ready only once the proxy routes /api to the gateway (its routing table arrives late)
     proc.start(lambda: _health_ok(f"http://127.0.0.1:{proxy_port}/api/health"), timeout=timeout)
     try:

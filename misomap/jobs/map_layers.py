@@ -1,0 +1,95 @@
+"""The map's output layers: how model probabilities become compact, self-describing rasters.
+
+Probabilities and uncertainty are stored as uint8 percent (scale_factor 0.01), classes as uint8
+codes with CF flag_values/flag_meanings; 255 is nodata everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+
+NODATA = 255
+PROB_SCALE = 0.01
+
+
+@dataclass(frozen=True)
+class MapProbabilities:
+    """A model's output on a block of the map: NaN where the input had no data."""
+
+    permafrost: np.ndarray  # (h, w) float32, P(permafrost present)
+    soil_order: np.ndarray  # (n_orders, h, w) float32, sums to 1 per pixel
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One output variable: its name, extra leading dimension (if any) and CF attributes."""
+
+    name: str
+    attrs: dict[str, Any]
+    per_class: bool = False
+    is_probability: bool = True
+
+
+def _flags(names: tuple[str, ...]) -> dict[str, Any]:
+    return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(n.lower() for n in names)}
+
+
+LAYERS: tuple[Layer, ...] = (
+    Layer("permafrost_probability", {"long_name": "probability of near-surface permafrost (within 1 m)",
+                                     "units": "1", "valid_range": [0, 100]}),
+    Layer("permafrost_class", {"long_name": "near-surface permafrost presence", "units": "1",
+                               **_flags(PERMAFROST_CLASSES)}, is_probability=False),
+    Layer("soil_order_class", {"long_name": "most probable soil order (USDA Soil Taxonomy)", "units": "1",
+                               **_flags(SOIL_ORDERS)}, is_probability=False),
+    Layer("soil_order_probability", {"long_name": "probability of each soil order", "units": "1",
+                                     "valid_range": [0, 100]}, per_class=True),
+    Layer("soil_order_entropy", {"long_name": "normalised entropy of the soil-order distribution "
+                                 "(0 certain, 1 uniform)", "units": "1", "valid_range": [0, 100]}),
+    Layer("permafrost_entropy", {"long_name": "normalised binary entropy of the permafrost probability "
+                                 "(0 certain, 1 p=0.5)", "units": "1", "valid_range": [0, 100]}),
+)
+
+CLASS_COLOURS: dict[str, list[tuple[int, int, int]]] = {
+    "permafrost_class": [(230, 200, 140), (40, 90, 200)],
+    "soil_order_class": [(150, 80, 40), (240, 220, 120), (70, 130, 220), (60, 40, 30), (120, 180, 90),
+                         (20, 20, 20), (200, 120, 160)],
+}
+
+
+def _percent(p: np.ndarray) -> np.ndarray:
+    out = np.full(p.shape, NODATA, np.uint8)
+    ok = np.isfinite(p)
+    out[ok] = np.rint(np.clip(p[ok], 0.0, 1.0) * 100).astype(np.uint8)
+    return out
+
+
+def encode_layers(probs: MapProbabilities) -> dict[str, np.ndarray]:
+    """uint8 arrays for every layer in LAYERS, nodata where the probabilities are NaN."""
+    pf, so = probs.permafrost.astype(np.float32), probs.soil_order.astype(np.float32)
+    valid_pf = np.isfinite(pf)
+    valid_so = np.all(np.isfinite(so), axis=0)
+    pf_class = np.full(pf.shape, NODATA, np.uint8)
+    pf_class[valid_pf] = (pf[valid_pf] >= 0.5).astype(np.uint8)
+    so_class = np.full(pf.shape, NODATA, np.uint8)
+    so_class[valid_so] = np.argmax(so[:, valid_so], axis=0).astype(np.uint8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.clip(so, 1e-12, 1.0)
+        so_ent = -(p * np.log(p)).sum(axis=0) / np.log(so.shape[0])
+        q = np.clip(pf, 1e-12, 1 - 1e-12)
+        pf_ent = -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+    so_ent[~valid_so] = np.nan
+    pf_ent[~valid_pf] = np.nan
+    so_prob = np.where(valid_so[None], so, np.nan)
+    return {
+        "permafrost_probability": _percent(pf),
+        "permafrost_class": pf_class,
+        "soil_order_class": so_class,
+        "soil_order_probability": _percent(so_prob),
+        "soil_order_entropy": _percent(so_ent),
+        "permafrost_entropy": _percent(pf_ent),
+    }

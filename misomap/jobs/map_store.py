@@ -1,0 +1,115 @@
+"""The map's Zarr store: a template written once, then chunk regions written in place."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from misomap.classes import SOIL_ORDERS
+from misomap.cube.grid import Grid
+from misomap.errors import MisomapError
+from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE
+
+log = logging.getLogger(__name__)
+
+
+class MapStoreError(MisomapError):
+    """The output store exists but was made by a different run configuration or model."""
+
+
+@dataclass(frozen=True)
+class ChunkRegion:
+    """One output chunk: its pixel window on the output grid."""
+
+    row0: int
+    col0: int
+    height: int
+    width: int
+
+    @property
+    def key(self) -> str:
+        return f"r{self.row0:06d}_c{self.col0:06d}"
+
+
+def plan_chunks(grid: Grid, chunk_px: int) -> list[ChunkRegion]:
+    """Chunk-aligned regions covering the grid, row-major."""
+    h, w = grid.shape
+    return [ChunkRegion(r, c, min(chunk_px, h - r), min(chunk_px, w - c))
+            for r in range(0, h, chunk_px) for c in range(0, w, chunk_px)]
+
+
+def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any]) -> tuple[xr.Dataset, dict[str, Any]]:
+    h, w = grid.shape
+    coords = {"y": ("y", grid.y_coords(), {"units": "m", "standard_name": "projection_y_coordinate"}),
+              "x": ("x", grid.x_coords(), {"units": "m", "standard_name": "projection_x_coordinate"}),
+              "soil_order": ("soil_order", np.array(SOIL_ORDERS)),
+              "spatial_ref": ((), 0, grid.spatial_ref_attrs())}
+    data_vars, encoding = {}, {}
+    for layer in LAYERS:
+        dims = ("soil_order", "y", "x") if layer.per_class else ("y", "x")
+        shape = (len(SOIL_ORDERS), h, w) if layer.per_class else (h, w)
+        chunks = (len(SOIL_ORDERS), chunk_px, chunk_px) if layer.per_class else (chunk_px, chunk_px)
+        data_vars[layer.name] = (dims, da.zeros(shape, chunks=chunks, dtype="float32"),
+                                 {**layer.attrs, "grid_mapping": "spatial_ref"})
+        enc: dict[str, Any] = {"dtype": "uint8", "_FillValue": NODATA, "chunks": chunks}
+        if layer.is_probability:
+            enc.update(scale_factor=PROB_SCALE, add_offset=0.0)
+        encoding[layer.name] = enc
+    ds = xr.Dataset(data_vars, coords=coords, attrs={"Conventions": "CF-1.10", **attrs})
+    return ds, encoding
+
+
+def ensure_template(url: str, storage_options: dict[str, Any], grid: Grid, chunk_px: int,
+                    zarr_format: int, attrs: dict[str, Any], run_hash: str) -> bool:
+    """Write the store's metadata unless a store from the same run exists; True if written.
+
+    A store from a different configuration or model is refused rather than silently mixed.
+    """
+    existing = _read_run_hash(url, storage_options, zarr_format)
+    if existing == run_hash:
+        return False
+    if existing is not None:
+        raise MapStoreError(f"{url} holds a map from another configuration or model "
+                            f"(run hash {existing[:12]} != {run_hash[:12]}); pass --overwrite or pick "
+                            "another output")
+    ds, encoding = _template(grid, chunk_px, {**attrs, "misomap_run_hash": run_hash})
+    ds.to_zarr(url, mode="w", compute=False, zarr_format=zarr_format, consolidated=True,
+               encoding=encoding, storage_options=storage_options or None)
+    log.info("wrote map template %s (%d x %d px, chunks %d)", url, *grid.shape, chunk_px)
+    return True
+
+
+def _read_run_hash(url: str, storage_options: dict[str, Any], zarr_format: int) -> str | None:
+    try:
+        group = zarr.open_group(url, mode="r", storage_options=storage_options or None,
+                                zarr_format=zarr_format)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        return None
+    return group.attrs.get("misomap_run_hash")
+
+
+def write_chunk(url: str, storage_options: dict[str, Any], region: ChunkRegion,
+                layers: dict[str, np.ndarray]) -> None:
+    """Write encoded uint8 layers into their chunk-aligned region of the store."""
+    group = zarr.open_group(url, mode="r+", storage_options=storage_options or None)
+    rows = slice(region.row0, region.row0 + region.height)
+    cols = slice(region.col0, region.col0 + region.width)
+    for name, values in layers.items():
+        arr = group[name]
+        if values.ndim == 3:
+            arr[:, rows, cols] = values
+        else:
+            arr[rows, cols] = values
+
+
+def store_summary(url: str, storage_options: dict[str, Any]) -> str:
+    """A one-line JSON description of the store's variables (for logs and STAC)."""
+    group = zarr.open_group(url, mode="r", storage_options=storage_options or None)
+    return json.dumps({k: list(v.shape) for k, v in group.arrays()})

@@ -1,0 +1,204 @@
+"""The map job: one dask task per output chunk, each a pure function of (region, config).
+
+Resumable: finished chunks carry completion records and are skipped on rerun, so a killed run,
+rerun, ends byte-identical to an uninterrupted one. Runs on a local dask cluster by default or on a
+dask-gateway cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from misomap import __version__
+from misomap.config import RunConfig
+from misomap.config_base import GatewayConfig
+from misomap.cube.grid import Grid
+from misomap.errors import ConfigError, MisomapError
+from misomap.jobs.completion import CompletionLog, run_lock
+from misomap.jobs.cube_window import cube_grid, read_window
+from misomap.jobs.map_config import MapConfig
+from misomap.jobs.map_layers import encode_layers
+from misomap.jobs.map_store import ChunkRegion, ensure_template, plan_chunks, write_chunk
+from misomap.jobs.predictors import get_predictor, model_digest
+
+log = logging.getLogger(__name__)
+
+
+class MapJobError(MisomapError):
+    """Some chunks failed; the others finished and a rerun retries only the failed ones."""
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    """What a map run did."""
+
+    output: str
+    chunks_total: int
+    chunks_run: int
+    pixels: int
+    seconds: float
+
+    @property
+    def pixels_per_second(self) -> float:
+        return self.pixels / self.seconds if self.seconds > 0 else float("nan")
+
+
+def map_config(config: RunConfig) -> MapConfig:
+    """The run's map section, or a clear error naming it."""
+    if config.map is None:
+        raise ConfigError("the run configuration has no `map:` section (cube, output, model ...)")
+    return config.map
+
+
+def zarr_url(cfg: MapConfig) -> str:
+    return f"{cfg.output}/map.zarr"
+
+
+def progress_url(cfg: MapConfig) -> str:
+    return f"{cfg.output}/_progress/map"
+
+
+@lru_cache(maxsize=4)
+def _open_cube(url: str, options_json: str) -> xr.Dataset:
+    options = json.loads(options_json)
+    return xr.open_zarr(url, storage_options=options or None, consolidated=None)
+
+
+def open_cube_cached(url: str, storage_options: dict[str, Any]) -> xr.Dataset:
+    """The cube opened lazily once per process."""
+    return _open_cube(url, json.dumps(storage_options, sort_keys=True))
+
+
+def output_grid(config: RunConfig) -> Grid:
+    """The map grid: the cube's bounds at the configured (or the cube's) resolution."""
+    cfg = map_config(config)
+    cgrid = cube_grid(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)))
+    if cfg.resolution is None or cfg.resolution == cgrid.resolution:
+        return cgrid
+    return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
+
+
+def predict_chunk(region: ChunkRegion, config: RunConfig) -> dict[str, Any]:
+    """Predict one output chunk and write it; a pure function of (region, config)."""
+    cfg = map_config(config)
+    options = config.storage.options_for(cfg.output)
+    predictor = get_predictor(cfg, config.storage.options_for(cfg.model_path or ""))
+    grid = output_grid(config)
+    sub = grid.window(region.row0, region.col0, region.height, region.width)
+    halo = predictor.halo_m
+    bounds = (sub.xmin - halo, sub.ymin - halo, sub.xmax + halo, sub.ymax + halo)
+    window = read_window(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)),
+                         predictor.bands, bounds)
+    probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
+    layers = encode_layers(probs)
+    write_chunk(zarr_url(cfg), options, region, layers)
+    valid = int(np.isfinite(probs.permafrost).sum())
+    info = {"key": region.key, "valid_pixels": valid,
+            "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
+    CompletionLog(progress_url(cfg), options).mark_done(region.key, info)
+    return info
+
+
+@contextlib.contextmanager
+def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[Any]:
+    """A distributed client: on a dask-gateway cluster if an address is given, else local processes."""
+    from distributed import Client, LocalCluster
+
+    if gateway is not None and gateway.address:
+        from dask_gateway import Gateway
+        from dask_gateway.auth import BasicAuth
+
+        password = gateway.password()
+        if password is None:
+            raise ConfigError(f"gateway password missing: set ${gateway.password_env}")
+        gw = Gateway(gateway.address, auth=BasicAuth(gateway.username, password))
+        cluster = gw.new_cluster()
+        try:
+            cluster.scale(workers)
+            client = cluster.get_client()
+            client.wait_for_workers(1, timeout=120)
+            yield client
+            client.close()
+        finally:
+            cluster.shutdown()
+            gw.close()
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def run_hash(config: RunConfig, digest: str) -> str:
+    """Identity of a map run: the map section and the model file's digest."""
+    cfg = map_config(config)
+    ident = cfg.model_dump(exclude={"output", "workers", "device", "batch_size", "cogs"})
+    return hashlib.sha256(json.dumps([ident, digest], sort_keys=True).encode()).hexdigest()
+
+
+def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
+    """Predict the whole map, skipping finished chunks; then export COGs, STAC and a quicklook."""
+    from misomap.jobs.map_export import export_all
+
+    cfg = map_config(config)
+    options = config.storage.options_for(cfg.output)
+    start = time.perf_counter()
+    with run_lock(cfg.output):
+        grid = output_grid(config)
+        digest = model_digest(cfg, config.storage.options_for(cfg.model_path or ""))
+        rhash = run_hash(config, digest)
+        progress = CompletionLog(progress_url(cfg), options)
+        if overwrite:
+            progress.clear()
+        attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
+                 "misomap_input_cube": cfg.cube, "misomap_model": cfg.model,
+                 "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest}
+        if overwrite:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(zarr_url(cfg), **options)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+        if ensure_template(zarr_url(cfg), options, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
+            progress.clear()
+        regions = plan_chunks(grid, cfg.chunk_px)
+        done = progress.done_keys()
+        todo = [r for r in regions if r.key not in done]
+        log.info("map %s: %d chunks, %d done, %d to run", cfg.output, len(regions), len(done), len(todo))
+        failures = _run_chunks(todo, config, cfg.workers)
+        if failures:
+            raise MapJobError(f"{len(failures)} chunk(s) failed; rerun to retry them:\n" +
+                              "\n".join(f"  {k}: {e}" for k, e in failures))
+        export_all(config, grid)
+    seconds = time.perf_counter() - start
+    pixels = sum(r.height * r.width for r in todo)
+    summary = PredictSummary(cfg.output, len(regions), len(todo), pixels, seconds)
+    log.info("map done: %d/%d chunks run, %d px in %.1f s (%.0f px/s)", len(todo), len(regions),
+             pixels, seconds, summary.pixels_per_second)
+    return summary
+
+
+def _run_chunks(todo: list[ChunkRegion], config: RunConfig, workers: int) -> list[tuple[str, str]]:
+    if not todo:
+        return []
+    from distributed import as_completed
+
+    failures: list[tuple[str, str]] = []
+    with dask_client(workers, config.gateway) as client:
+        futures = {client.submit(predict_chunk, r, config, key=f"map-{r.key}", pure=False): r
+                   for r in todo}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="map chunks", unit="chunk"):
+            if fut.status == "error":
+                failures.append((futures[fut].key, repr(fut.exception())))
+    return failures
