@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel
 from misomap.cube.config import CubeConfig
 from misomap.errors import ConfigError
+from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
+from misomap.models.baseline_config import FoldsConfig, RFConfig
 
 
 class RunConfig(StrictModel):
@@ -27,6 +29,10 @@ class RunConfig(StrictModel):
     stac: StacConfig = StacConfig()
     gateway: GatewayConfig = GatewayConfig()
     cube: CubeConfig | None = None
+    labels: LabelsConfig = LabelsConfig()
+    folds: FoldsConfig = FoldsConfig()
+    rf: RFConfig = RFConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -1,0 +1,49 @@
+"""Configuration of the label files / training-table sampling and of the evaluation report
+(pydantic only, so loading a run configuration stays fast)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from misomap.config_base import Location, StrictModel
+
+
+class LabelsConfig(StrictModel):
+    """Where the labels are and how the cube is sampled at them for the training table."""
+
+    world: Location | None = Field(None, description="demo-world folder; default parent of the "
+                                                     "label files below")
+    pedons: Location | None = None
+    regions: Location | None = None
+    zones: Location | None = None
+    cube: Location | None = Field(None, description="cube to sample; default <workdir>/cube.zarr")
+    window: int = Field(1, ge=1, description="odd window side (px); >1 adds window mean/sd columns")
+
+    @model_validator(mode="after")
+    def _check(self) -> LabelsConfig:
+        if self.window % 2 == 0:
+            raise ValueError(f"labels.window must be odd, got {self.window}")
+        return self
+
+    def location(self, which: str) -> str | None:
+        """The configured file for `pedons`, `regions` or `zones`, else its place in `world`."""
+        explicit = getattr(self, which)
+        if explicit or not self.world:
+            return explicit
+        name = {"pedons": "pedons", "regions": "regions", "zones": "permafrost_zones"}[which]
+        return f"{self.world}/labels/{name}.parquet"
+
+
+class EvaluationConfig(StrictModel):
+    """How predictions are broken down in the report."""
+
+    distance_bins_km: tuple[float, ...] = Field((1.0, 10.0), description="near/remote edges (km)")
+    threshold: float = Field(0.5, gt=0, lt=1, description="P(permafrost) above which it is called")
+    min_group: int = Field(5, ge=1, description="smallest region/zone/distance group reported")
+
+    @field_validator("distance_bins_km")
+    @classmethod
+    def _increasing(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(b <= a for a, b in zip(v, v[1:])) or v[0] <= 0:
+            raise ValueError(f"distance bins must be positive and increasing, got {v}")
+        return v

@@ -1,0 +1,112 @@
+"""Cross-validation folds shared by every model: random, DBSCAN-clustered, spatial blocks, and
+leave-one-region/zone-out. Pure computation (no I/O); the training-table job saves them.
+
+Layout (docs/contracts.md section 3): one row per pedon, one integer column per scheme, -1 = unused.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+from sklearn.cluster import DBSCAN
+from sklearn.model_selection import GroupKFold, KFold
+
+from misomap.models.baseline_config import FoldsConfig
+from misomap.errors import MisomapError
+
+log = logging.getLogger(__name__)
+
+
+class FoldsError(MisomapError):
+    """Folds cannot be made or read; the message names the scheme or column at fault."""
+
+
+def dbscan_scheme_name(eps_m: float) -> str:
+    """Column name of a DBSCAN scheme, e.g. `dbscan_1km`, `dbscan_10km`, `dbscan_500m`."""
+    return f"dbscan_{eps_m / 1000:g}km" if eps_m >= 1000 else f"dbscan_{eps_m:g}m"
+
+
+def _grouped(groups: np.ndarray, k: int, seed: int, scheme: str) -> np.ndarray:
+    """Assign whole groups to k folds (shuffled, balanced by size); fewer folds if fewer groups."""
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        log.warning("scheme %s: only %d group, cannot split; every pedon marked -1", scheme, n_groups)
+        return np.full(len(groups), -1, dtype=np.int64)
+    if n_groups < k:
+        log.warning("scheme %s: %d groups < k=%d; using %d folds", scheme, n_groups, k, n_groups)
+        k = n_groups
+    out = np.full(len(groups), -1, dtype=np.int64)
+    splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(groups, groups=groups)):
+        out[test] = fold
+    return out
+
+
+def _leave_one_out(labels: pd.Series, scheme: str) -> np.ndarray:
+    """One fold per distinct label (sorted), -1 where the label is missing."""
+    codes, names = pd.factorize(labels, sort=True)
+    if len(names) < 2:
+        log.warning("scheme %s: %d distinct value(s); every pedon marked -1", scheme, len(names))
+        return np.full(len(labels), -1, dtype=np.int64)
+    missing = int((codes < 0).sum())
+    if missing:
+        log.warning("scheme %s: %d pedons have no value, marked -1", scheme, missing)
+    return codes.astype(np.int64)
+
+
+def make_folds(pedons: pd.DataFrame, config: FoldsConfig, seed: int) -> pd.DataFrame:
+    """Folds for pedons with columns `pedon_id`, `x`, `y` (EPSG:3338 m) and optionally `region`,
+    `zone`. Reproducible: the same pedons, config and seed give the same table."""
+    for col in ("pedon_id", "x", "y"):
+        if col not in pedons.columns:
+            raise FoldsError(f"pedon table has no column {col!r} (have {list(pedons.columns)})")
+    if pedons["pedon_id"].duplicated().any():
+        dup = pedons.loc[pedons["pedon_id"].duplicated(), "pedon_id"].iloc[0]
+        raise FoldsError(f"pedon_id {dup!r} occurs more than once; folds need unique ids")
+    if len(pedons) < config.k:
+        raise FoldsError(f"{len(pedons)} pedons cannot fill k={config.k} folds")
+    # Sort by id so the folds do not depend on the row order of the input.
+    order = np.argsort(pedons["pedon_id"].astype(str).to_numpy(), kind="stable")
+    p = pedons.iloc[order].reset_index(drop=True)
+    xy = p[["x", "y"]].to_numpy(dtype=np.float64)
+    out = pd.DataFrame({"pedon_id": p["pedon_id"].astype(str)})
+
+    rand = np.empty(len(p), dtype=np.int64)
+    for fold, (_, test) in enumerate(KFold(config.k, shuffle=True, random_state=seed).split(xy)):
+        rand[test] = fold
+    out["random"] = rand
+    for eps in config.dbscan_eps_m:
+        name = dbscan_scheme_name(eps)
+        clusters = DBSCAN(eps=eps, min_samples=1).fit_predict(xy)
+        log.info("scheme %s: %d clusters from %d pedons", name, clusters.max() + 1, len(p))
+        out[name] = _grouped(clusters, config.k, seed, name)
+    blocks = np.floor(xy / config.block_size_m).astype(np.int64)
+    block_ids = np.unique(blocks, axis=0, return_inverse=True)[1].ravel()
+    out["blocks"] = _grouped(block_ids, config.k, seed, "blocks")
+    if config.regions and "region" in p.columns:
+        out["region"] = _leave_one_out(p["region"], "region")
+    if config.zones and "zone" in p.columns:
+        out["zone"] = _leave_one_out(p["zone"], "zone")
+    return out
+
+
+def scheme_columns(folds: pd.DataFrame) -> list[str]:
+    """The fold-scheme columns of a folds table (everything but `pedon_id`)."""
+    return [c for c in folds.columns if c != "pedon_id"]
+
+
+def distance_to_training(xy: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """For each pedon, the distance (m) to the nearest pedon outside its own test fold that the
+    model of that fold was trained on; NaN for pedons with fold -1."""
+    xy = np.asarray(xy, dtype=np.float64)
+    out = np.full(len(xy), np.nan)
+    used = fold >= 0
+    for f in np.unique(fold[used]):
+        test = fold == f
+        train = used & ~test
+        if train.any():
+            out[test] = cKDTree(xy[train]).query(xy[test], k=1)[0]
+    return out

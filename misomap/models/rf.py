@@ -1,0 +1,129 @@
+"""The Random Forest baseline, as the MISO reference: scikit-learn RandomForestClassifier on the
+optical bands and terrain/climate covariates (radar where present, x/y optionally) at the pedon
+pixel. Fitting, per-chunk prediction and skops (de)serialisation; never touches storage."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+import numpy as np
+import skops.io as sio
+from skops.io.exceptions import UntrustedTypesFoundException
+from sklearn.ensemble import RandomForestClassifier
+
+from misomap.models.baseline_config import RFConfig
+from misomap.errors import MisomapError
+
+log = logging.getLogger(__name__)
+
+TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+"""Types a model file may carry beyond skops' default-trusted ones (builtins, numpy, sklearn
+estimators). Anything else in a file is refused before it is loaded."""
+
+XY_FEATURES = ("x", "y")
+
+
+class RFModelError(MisomapError):
+    """A Random Forest cannot be fitted, applied or loaded; the message says what is at fault."""
+
+
+@dataclass(frozen=True)
+class RFModel:
+    """A fitted forest with the feature order and class labels (strings) it expects."""
+
+    forest: RandomForestClassifier
+    target: str
+    features: tuple[str, ...]
+    classes: tuple[str, ...]
+
+
+def select_features(bands: list[str], config: RFConfig) -> list[str]:
+    """The RF inputs among cube band names: every band but S2 scene classes, radar if enabled,
+    then x/y if enabled (x/y are taken from pixel coordinates, not the cube)."""
+    feats = [b for b in bands if not b.endswith("_scl") and (config.radar or not b.startswith("s1_"))]
+    if not feats:
+        raise RFModelError(f"no usable feature among bands {bands}")
+    return feats + list(XY_FEATURES) if config.use_xy else feats
+
+
+def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, config: RFConfig,
+           seed: int) -> RFModel:
+    """Fit one forest; `y` holds class labels (cast to str so every model shares one encoding)."""
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y).astype(str)
+    if X.shape != (len(y), len(features)):
+        raise RFModelError(f"{target}: X has shape {X.shape}, expected ({len(y)}, {len(features)})")
+    if not np.isfinite(X).all():
+        bad = features[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
+        raise RFModelError(f"{target}: non-finite training values in feature {bad!r}; "
+                           "drop nodata pedons before fitting")
+    if len(np.unique(y)) < 2:
+        raise RFModelError(f"{target}: training labels hold a single class {np.unique(y)}")
+    forest = RandomForestClassifier(
+        n_estimators=config.n_estimators, max_depth=config.max_depth,
+        min_samples_leaf=config.min_samples_leaf, max_features=config.max_features,
+        class_weight=config.class_weight, n_jobs=config.n_jobs, random_state=seed)
+    forest.fit(X, y)
+    return RFModel(forest, target, tuple(features), tuple(str(c) for c in forest.classes_))
+
+
+def predict_proba(model: RFModel, X: np.ndarray, classes: list[str] | None = None) -> np.ndarray:
+    """Class probabilities (n, len(classes)); classes unseen in training get probability 0."""
+    prob = model.forest.predict_proba(np.asarray(X, dtype=np.float32))
+    if classes is None:
+        return prob
+    out = np.zeros((len(prob), len(classes)), dtype=np.float64)
+    for j, cls in enumerate(model.classes):
+        if cls in classes:
+            out[:, classes.index(cls)] = prob[:, j]
+    return out
+
+
+def predict_chunk(model: RFModel, block: np.ndarray, bands: list[str], x: np.ndarray,
+                  y: np.ndarray) -> np.ndarray:
+    """Probabilities (n_classes, ny, nx) float32 for one cube block (band, ny, nx) whose band
+    order is `bands` and pixel centres `x`, `y`; NaN where any feature is nodata. Reusable by
+    any map job."""
+    nb, ny, nx = block.shape
+    cube_feats = [f for f in model.features if f not in XY_FEATURES]
+    missing = [f for f in cube_feats if f not in bands]
+    if missing:
+        raise RFModelError(f"{model.target}: the cube lacks feature band(s) {missing}")
+    idx = [bands.index(f) for f in cube_feats]
+    cols = [block[idx].reshape(len(idx), -1)]
+    if len(cube_feats) < len(model.features):
+        xx, yy = np.meshgrid(np.asarray(x, np.float32), np.asarray(y, np.float32))
+        coord = {"x": xx.ravel(), "y": yy.ravel()}
+        cols.append(np.stack([coord[f] for f in model.features if f in XY_FEATURES]))
+    X = np.concatenate(cols).T.astype(np.float32, copy=False)
+    out = np.full((len(model.classes), ny * nx), np.nan, dtype=np.float32)
+    valid = np.isfinite(X).all(axis=1)
+    if valid.any():
+        out[:, valid] = model.forest.predict_proba(X[valid]).T
+    return out.reshape(len(model.classes), ny, nx)
+
+
+def dumps_model(model: RFModel) -> bytes:
+    """Serialise with skops (no pickle)."""
+    return sio.dumps({"forest": model.forest, "target": model.target,
+                      "features": list(model.features), "classes": list(model.classes)})
+
+
+def loads_model(data: bytes, source: str = "<bytes>") -> RFModel:
+    """Load a skops file, refusing any type outside skops' defaults and TRUSTED_TYPES."""
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as err:  # skops raises various errors on a corrupt archive
+        raise RFModelError(f"{source} is not a readable skops model file: {err}") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise RFModelError(f"refusing to load {source}: it carries untrusted type(s) {refused}; "
+                           f"only {list(TRUSTED_TYPES)} beyond skops' defaults are allowed. "
+                           "Retrain the model with misomap rather than loading a foreign file.")
+    try:
+        obj = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as err:
+        raise RFModelError(f"refusing to load {source}: {err}") from None
+    if not (isinstance(obj, dict) and isinstance(obj.get("forest"), RandomForestClassifier)):
+        raise RFModelError(f"{source} is a skops file but not a misomap Random Forest")
+    return RFModel(obj["forest"], obj["target"], tuple(obj["features"]), tuple(obj["classes"]))
