@@ -1,0 +1,103 @@
+"""Where the spectral jobs keep things: resolved locations, the library (synthetic if none is
+configured), and model bundles (safetensors + skops + config JSON) as bytes on local disk or S3."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from misomap.config import RunConfig
+from misomap.config_base import is_remote
+from misomap.spectra.config import SpectralConfig
+from misomap.spectra.errors import SpectralError
+from misomap.spectra.library import open_library_group, write_library
+from misomap.spectra.synthetic import synthetic_library
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("mir_vae.safetensors", "nir_encoder.safetensors", "mir_regressor.skops",
+               "nir_regressor.skops", "spectral_model.json")
+
+
+@dataclass(frozen=True)
+class SpectralPaths:
+    """Resolved locations of one run's spectral inputs and outputs."""
+
+    library: str
+    models: str
+    report: str
+    embeddings: str
+
+
+def spectral_section(cfg: RunConfig) -> SpectralConfig:
+    """The run's spectral section, or a clear error when the config has none."""
+    if cfg.spectral is None:
+        raise SpectralError("the run configuration has no 'spectral:' section; add one (see docs)")
+    return cfg.spectral
+
+
+def spectral_paths(cfg: RunConfig) -> SpectralPaths:
+    """Configured locations, defaulting under <workdir>/spectral/."""
+    sc = spectral_section(cfg)
+    base = f"{cfg.workdir}/spectral"
+    return SpectralPaths(sc.library or f"{base}/library.zarr", sc.models or f"{base}/models",
+                         sc.report or f"{base}/report", sc.embeddings or f"{base}/embeddings.zarr")
+
+
+def storage_options(cfg: RunConfig, url: str) -> dict[str, Any] | None:
+    """fsspec options for remote locations (credentials come from the environment)."""
+    return cfg.storage.storage_options() if is_remote(url) else None
+
+
+def ensure_library(cfg: RunConfig) -> str:
+    """The library URL; with none configured, the synthetic library is generated once."""
+    sc = spectral_section(cfg)
+    url = spectral_paths(cfg).library
+    if sc.library is None:
+        try:
+            open_library_group(url, storage_options(cfg, url))
+        except SpectralError:
+            syn = sc.synthetic
+            log.info("no spectral library configured: generating the synthetic one (%d samples) at %s",
+                     syn.n_samples, url)
+            lib = synthetic_library(syn.n_samples, syn.nir_fraction, syn.repeats, sc.mir_axis, sc.nir_axis,
+                                    seed=cfg.seed)
+            write_library(lib, url, storage_options(cfg, url), chunk_rows=sc.chunk_size)
+    return url
+
+
+def write_bytes(cfg: RunConfig, url: str, data: bytes) -> None:
+    """Write one object (parent folders created for local paths)."""
+    with fsspec.open(url, "wb", auto_mkdir=True, **(storage_options(cfg, url) or {})) as f:
+        f.write(data)
+
+
+def read_bytes(cfg: RunConfig, url: str) -> bytes:
+    """Read one object, naming it when it is missing."""
+    try:
+        with fsspec.open(url, "rb", **(storage_options(cfg, url) or {})) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise SpectralError(f"missing {url}: run `misomap train-spectral` with this config first") from None
+
+
+def save_models(cfg: RunConfig, files: dict[str, bytes], meta: dict[str, Any]) -> str:
+    """Write the model bundle (files by name plus spectral_model.json); returns its folder."""
+    folder = spectral_paths(cfg).models
+    for name, data in files.items():
+        write_bytes(cfg, f"{folder}/{name}", data)
+    write_bytes(cfg, f"{folder}/spectral_model.json", json.dumps(meta, indent=2, sort_keys=True).encode())
+    log.info("saved spectral models to %s", folder)
+    return folder
+
+
+def load_models(cfg: RunConfig) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The model bundle's files and its metadata."""
+    folder = spectral_paths(cfg).models
+    meta = json.loads(read_bytes(cfg, f"{folder}/spectral_model.json"))
+    files = {name: read_bytes(cfg, f"{folder}/{name}") for name in meta["files"]}
+    return files, meta

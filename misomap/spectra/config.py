@@ -1,0 +1,99 @@
+"""The `spectral` section of the run configuration: library, model sizes, training and embedding."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from misomap.config_base import Location, StrictModel
+
+NINE_PROPERTIES: tuple[str, ...] = (
+    "total_c", "total_n", "inorganic_c", "organic_c", "ph", "cec", "clay", "silt", "sand",
+)
+"""The nine soil properties of the reference method (C and N in %, CEC cmol(+)/kg, texture in %)."""
+
+
+class AxisSpec(StrictModel):
+    """A regular spectral axis, inclusive of both ends (wavenumber cm-1 or wavelength nm)."""
+
+    start: float
+    stop: float
+    step: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AxisSpec:
+        if self.stop <= self.start:
+            raise ValueError(f"axis stop {self.stop} must exceed start {self.start}")
+        return self
+
+    @property
+    def size(self) -> int:
+        """Number of channels."""
+        return int(round((self.stop - self.start) / self.step)) + 1
+
+
+class SyntheticSpec(StrictModel):
+    """Size of the synthetic library generated when no library is configured."""
+
+    n_samples: int = Field(default=800, ge=20)
+    nir_fraction: float = Field(default=0.3, gt=0, le=1)
+    repeats: int = Field(default=3, ge=1)
+
+
+class VAESpec(StrictModel):
+    """MIR VAE size and training schedule (kept small: spectral libraries are small)."""
+
+    latent_dim: int = Field(default=32, ge=2)
+    hidden: tuple[int, ...] = (256, 128)
+    epochs: int = Field(default=60, ge=1)
+    batch_size: int = Field(default=64, ge=2)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    beta: float = Field(default=1e-3, ge=0)
+    min_steps: int = Field(default=1500, ge=0)
+    """Epochs are extended until at least this many optimiser steps (small libraries)."""
+
+
+class NIRSpec(StrictModel):
+    """NIR encoder into the frozen MIR latent space."""
+
+    hidden: tuple[int, ...] = (256, 128)
+    epochs: int = Field(default=150, ge=1)
+    batch_size: int = Field(default=32, ge=2)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    reconstruction_weight: float = Field(default=1.0, ge=0)
+    min_steps: int = Field(default=1500, ge=0)
+
+
+class SpectralConfig(StrictModel):
+    """Everything the spectral train / embed jobs read; paths default under the run workdir."""
+
+    library: Location | None = None
+    """A spectral library on Zarr; None means generate the synthetic one under the workdir."""
+    synthetic: SyntheticSpec = SyntheticSpec()
+    models: Location | None = None
+    """Where trained models are written and read; default <workdir>/spectral/models."""
+    report: Location | None = None
+    """Report folder (local); default <workdir>/spectral/report."""
+    embeddings: Location | None = None
+    """Output Zarr of embed-spectra; default <workdir>/spectral/embeddings.zarr."""
+    properties: tuple[str, ...] = NINE_PROPERTIES
+    mir_axis: AxisSpec = AxisSpec(start=600, stop=4000, step=2)
+    nir_axis: AxisSpec = AxisSpec(start=1350, stop=2550, step=2)
+    vae: VAESpec = VAESpec()
+    nir: NIRSpec = NIRSpec()
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    cv_folds: int = Field(default=5, ge=2)
+    pls_max_components: int = Field(default=20, ge=1)
+    skew_threshold: float = 1.0
+    """Properties whose training skewness exceeds this are modelled as log(1+x)."""
+    limesoda: tuple[str, ...] = ("H.138", "SSP.460")
+    """Real LimeSoDa datasets evaluated with their own folds by train-spectral (empty: skip)."""
+    embed_sensor: Literal["mir", "nir"] = "mir"
+    chunk_size: int = Field(default=1024, ge=1)
+    predict: bool = True
+    convert: bool = True
+    """With embed_sensor 'nir': also write the NIR->MIR converted spectra."""
+    local_workers: int = Field(default=2, ge=1)
+    local_processes: bool = True
+    """Local dask cluster uses worker processes (False: threads in this process)."""

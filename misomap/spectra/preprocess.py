@@ -1,0 +1,117 @@
+"""Spectral preprocessing as scikit-learn transformers: checks, resampling to a common grid,
+log10(1/R), SNV and Savitzky-Golay (chemotools), and which targets are skewed enough for log(1+x)."""
+
+from __future__ import annotations
+
+import numpy as np
+from chemotools.derivative import SavitzkyGolay
+from chemotools.scatter import StandardNormalVariate
+from scipy.stats import skew
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+
+from misomap.spectra.config import AxisSpec
+from misomap.spectra.errors import SpectralGridError, SpectralValueError
+from misomap.spectra.library import SensorSpectra
+
+
+def axis_values(spec: AxisSpec) -> np.ndarray:
+    """The channel positions of a regular axis."""
+    return spec.start + spec.step * np.arange(spec.size, dtype=np.float64)
+
+
+def validate_sensor(spectra: SensorSpectra, sensor: str) -> None:
+    """Refuse NaNs inside a scan and negative reflectance, naming the samples at fault."""
+    values = spectra.values
+    absent = np.isnan(values).all(axis=2)
+    partial = np.isnan(values).any(axis=2) & ~absent
+    bad = np.nonzero(partial.any(axis=1) | absent.all(axis=1))[0]
+    if bad.size:
+        raise SpectralValueError(
+            f"{sensor}: {bad.size} samples have NaN channels or no scan at all, e.g. sample ids "
+            f"{spectra.sample_id[bad[:5]].tolist()}: drop them or fill the gaps before use")
+    if spectra.quantity == "reflectance":
+        neg = np.nonzero((np.nan_to_num(values, nan=1.0) <= 0).any(axis=(1, 2)))[0]
+        if neg.size:
+            raise SpectralValueError(
+                f"{sensor}: {neg.size} samples have zero or negative reflectance, e.g. sample ids "
+                f"{spectra.sample_id[neg[:5]].tolist()}: check the dark/white reference of those scans")
+
+
+class Resample(TransformerMixin, BaseEstimator):
+    """Linear interpolation from `source_axis` (any order) onto `target_axis`.
+
+    A target outside the measured range is refused rather than extrapolated.
+    """
+
+    def __init__(self, source_axis: np.ndarray, target_axis: np.ndarray) -> None:
+        self.source_axis = source_axis
+        self.target_axis = target_axis
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> Resample:
+        """Check the grids and precompute interpolation indices and weights."""
+        src = np.asarray(self.source_axis, dtype=np.float64)
+        tgt = np.asarray(self.target_axis, dtype=np.float64)
+        if X.shape[1] != src.size:
+            raise SpectralGridError(f"spectra have {X.shape[1]} channels but the axis has {src.size}")
+        order = np.argsort(src)
+        s = src[order]
+        tol = 0.5 * float(np.min(np.diff(s))) if s.size > 1 else 0.0
+        if tgt.min() < s[0] - tol or tgt.max() > s[-1] + tol:
+            raise SpectralGridError(
+                f"spectra cover {s[0]:g}..{s[-1]:g} but the model grid needs {tgt.min():g}..{tgt.max():g}: "
+                "use spectra that cover the model's axis or change spectral.mir_axis / nir_axis")
+        t = np.clip(tgt, s[0], s[-1])
+        hi = np.clip(np.searchsorted(s, t, side="left"), 1, s.size - 1)
+        lo = hi - 1
+        w = (t - s[lo]) / (s[hi] - s[lo])
+        self.order_, self.lo_, self.hi_, self.weight_ = order, lo, hi, w.astype(np.float32)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Spectra on the target axis."""
+        Xs = np.asarray(X, dtype=np.float32)[:, self.order_]
+        return Xs[:, self.lo_] * (1 - self.weight_) + Xs[:, self.hi_] * self.weight_
+
+
+class ReflectanceToAbsorbance(TransformerMixin, BaseEstimator):
+    """log10(1/R) for reflectance given as a fraction."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> ReflectanceToAbsorbance:
+        """Stateless."""
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Apparent absorbance; refuses non-positive reflectance."""
+        X = np.asarray(X, dtype=np.float32)
+        if (X <= 0).any():
+            rows = np.nonzero((X <= 0).any(axis=1))[0]
+            raise SpectralValueError(f"non-positive reflectance in rows {rows[:5].tolist()}")
+        return -np.log10(X)
+
+
+def skewed_columns(Y: np.ndarray, threshold: float) -> tuple[int, ...]:
+    """Indices of non-negative target columns whose skewness exceeds `threshold`."""
+    cols = []
+    for j in range(Y.shape[1]):
+        col = Y[:, j][~np.isnan(Y[:, j])]
+        if col.size > 2 and col.min() >= 0 and np.std(col) > 0 and skew(col) > threshold:
+            cols.append(j)
+    return tuple(cols)
+
+
+def spectral_pipeline(source_axis: np.ndarray, target: AxisSpec, quantity: str,
+                      savgol_window: int | None = None) -> Pipeline:
+    """Resample -> (log10(1/R) for reflectance) -> SNV -> optional Savitzky-Golay 1st derivative."""
+    steps: list[tuple[str, TransformerMixin]] = [("resample", Resample(source_axis, axis_values(target)))]
+    if quantity == "reflectance":
+        steps.append(("absorbance", ReflectanceToAbsorbance()))
+    steps.append(("snv", StandardNormalVariate()))
+    if savgol_window:
+        steps.append(("savgol", SavitzkyGolay(window_length=savgol_window, polyorder=2, deriv=1)))
+    return Pipeline(steps)
+
+
+def preprocess(spectra: np.ndarray, source_axis: np.ndarray, target: AxisSpec, quantity: str) -> np.ndarray:
+    """Spectra (rows, channels) on `target`, as SNV-corrected absorbance (float32)."""
+    return spectral_pipeline(source_axis, target, quantity).fit_transform(spectra).astype(np.float32)
