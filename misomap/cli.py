@@ -95,3 +95,25 @@ def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run 
     result = run_build_cube(load_config(config))
     typer.echo(f"cube: {result.out}  shape {result.shape}  chunks built {result.chunks_built}, "
                f"skipped {result.chunks_skipped} of {result.chunks_total}  quicklook: {result.quicklook}")
+
+
+@app.command()
+def pretrain(config: ConfigOpt = None) -> None:
+    """Pretrain the MISO encoders self-supervised (SimMIM) on unlabelled cube tiles."""
+    from misomap.jobs.train_miso import run_pretrain
+
+    for which, loc in run_pretrain(_config(config)).items():
+        typer.echo(f"{which}: {loc}")
+
+
+@app.command("train-miso")
+def train_miso(config: ConfigOpt = None) -> None:
+    """Cross-validate MISO (and ablations) on the saved folds, compare with the RF, train the final model."""
+    from misomap.jobs.train_miso import run_train_miso
+
+    out = run_train_miso(_config(config))
+    typer.echo(f"comparison: {out.comparison}")
+    for name, loc in out.reports.items():
+        typer.echo(f"report {name}: {loc}")
+    if out.final_model:
+        typer.echo(f"final model: {out.final_model}")

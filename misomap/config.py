@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel
 from misomap.cube.config import CubeConfig
 from misomap.errors import ConfigError
+from misomap.models.miso.config import MisoConfig
 from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
 from misomap.models.baseline_config import FoldsConfig, RFConfig
 
@@ -28,6 +29,7 @@ class RunConfig(StrictModel):
     storage: StorageConfig = StorageConfig()
     stac: StacConfig = StacConfig()
     gateway: GatewayConfig = GatewayConfig()
+    miso: MisoConfig | None = None
     cube: CubeConfig | None = None
     labels: LabelsConfig = LabelsConfig()
     folds: FoldsConfig = FoldsConfig()

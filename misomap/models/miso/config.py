@@ -166,9 +166,9 @@ class MisoConfig(StrictModel):
     crops: CropConfig = CropConfig()
     train: TrainConfig = TrainConfig()
     pretrain: PretrainConfig = PretrainConfig()
-    folds: Location | None = None
-    """folds.parquet to evaluate on; None = `<workdir>/folds.parquet`."""
     schemes: list[str] | None = None
     """Fold schemes (columns of folds.parquet) to evaluate; None = all."""
     ablations: list[Literal["no_contrastive", "no_location", "no_pretraining"]] = Field(
         default_factory=list)
+    final_model: bool = True
+    """After cross-validation, train one model on every labelled pedon for the map job."""

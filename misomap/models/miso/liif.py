@@ -8,22 +8,13 @@ blended by the area of the opposite rectangle; stages are summed and layer-norme
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def cell_centres(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """(1, 2, h, w) normalised (x, y) centres of a feature map's cells, align_corners=False."""
-    ys = -1 + (2 * torch.arange(h, device=device, dtype=dtype) + 1) / h
-    xs = -1 + (2 * torch.arange(w, device=device, dtype=dtype) + 1) / w
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy]).unsqueeze(0)
-
-
-def _sample(grid_map: Tensor, coords: Tensor) -> Tensor:
-    """Nearest-cell values of a (B, C, h, w) map at (B, Q, 2) normalised coords → (B, Q, C)."""
-    out = F.grid_sample(grid_map, coords.unsqueeze(1), mode="nearest", align_corners=False)
-    return out[:, :, 0, :].permute(0, 2, 1)
+def _neighbours(coords: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Indices of the cells left/right of normalised coords along one axis of n cells (clamped)."""
+    f = torch.floor((coords + 1) / 2 * n - 0.5)
+    return f.clamp(0, n - 1).long(), (f + 1).clamp(0, n - 1).long()
 
 
 class StageQuery(nn.Module):
@@ -35,19 +26,18 @@ class StageQuery(nn.Module):
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
 
     def forward(self, feat: Tensor, coords: Tensor, cell: Tensor) -> Tensor:
-        """feat (B, C, h, w); coords (B, Q, 2) normalised (x, y); cell (B, Q, 2) query size."""
-        b, _, h, w = feat.shape
+        """feat (B, C, h, w); coords (B, Q, 2) normalised (x, y), align_corners=False; cell (B, Q, 2)
+        the query's size in the same units."""
+        b, c, h, w = feat.shape
         scale = torch.tensor([w, h], device=feat.device, dtype=coords.dtype)
-        centres = cell_centres(h, w, feat.device, coords.dtype).expand(b, -1, -1, -1)
-        eps = 1e-6
+        flat = feat.flatten(2)
+        xs, ys = _neighbours(coords[..., 0], w), _neighbours(coords[..., 1], h)
         preds, areas = [], []
-        for vx in (-1, 1):
-            for vy in (-1, 1):
-                shift = torch.tensor([vx / w + eps * vx, vy / h + eps * vy], device=feat.device,
-                                     dtype=coords.dtype)
-                c = (coords + shift).clamp(-1 + eps, 1 - eps)
-                q_feat = _sample(feat, c)
-                rel = (coords - _sample(centres, c)) * scale
+        for yi in ys:
+            for xi in xs:
+                q_feat = torch.gather(flat, 2, (yi * w + xi).unsqueeze(1).expand(-1, c, -1)).transpose(1, 2)
+                centre = torch.stack([(2 * xi + 1) / w - 1, (2 * yi + 1) / h - 1], dim=-1).to(coords.dtype)
+                rel = (coords - centre) * scale
                 preds.append(self.mlp(torch.cat([q_feat, rel, cell * scale], dim=-1)))
                 areas.append((rel[..., 0] * rel[..., 1]).abs() + 1e-9)
         total = torch.stack(areas).sum(0)

@@ -1,0 +1,383 @@
+"""`misomap pretrain` and `misomap train-miso`: the cube and the training table/folds of a run →
+self-supervised encoder pretraining → MISO cross-validated on exactly the saved folds (plus the
+configured ablations) → the shared evaluation report, a MISO-vs-RF comparison, and a final model
+trained on every labelled pedon for the map job.
+
+Layout under `<workdir>/models/<model>/`: predictions.parquet, report/, checkpoints/<scheme>/
+fold<k>/{best,last}.safetensors, final/{best,last}.safetensors, config.json; the comparison goes to
+`<workdir>/models/miso/comparison.md` (+ .png, .csv).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from misomap.config_base import StorageConfig
+from misomap.cube.grid import Grid
+from misomap.errors import ConfigError, MisomapError
+from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
+from misomap.jobs.labels import TARGETS, LabelsError, read_bytes, write_bytes, write_parquet
+from misomap.jobs.training_table import cube_grid, cube_location, open_cube, read_training
+from misomap.models.folds import scheme_columns
+from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
+from misomap.models.miso.crops import CropSampler, Points
+from misomap.models.miso.model import MisoModel, parameter_count
+from misomap.models.miso.pretrain import pretrain_encoder
+from misomap.models.miso.train import predict_at, select_device, train_miso
+from misomap.models.miso.weights import Checkpoint, load_encoder_weights, read_checkpoint
+
+if TYPE_CHECKING:
+    from misomap.config import RunConfig
+
+log = logging.getLogger(__name__)
+MODEL = "miso"
+ENCODERS = ("imagery", "covariates")
+COMPARED = {"permafrost": "recall_1", "soil_order": "recall_macro"}
+
+
+class MisoJobError(MisomapError):
+    """The MISO job cannot run: a missing band, label column, fold scheme or output."""
+
+
+@dataclass(frozen=True)
+class FsCheckpointStore:
+    """Checkpoints as files under `root` (local or s3://)."""
+
+    root: str
+    storage: StorageConfig
+
+    def save(self, name: str, data: bytes) -> None:
+        write_bytes(f"{self.root}/{name}", data, self.storage)
+
+    def load(self, name: str) -> bytes | None:
+        try:
+            return read_bytes(f"{self.root}/{name}", self.storage)
+        except LabelsError:
+            return None
+
+
+@dataclass(frozen=True)
+class CubeArrays:
+    """The encoders' bands of the whole cube in memory (band, y, x), NaN = nodata."""
+
+    imagery: np.ndarray
+    covariates: np.ndarray | None
+    grid: Grid
+
+
+@dataclass(frozen=True)
+class MisoOutputs:
+    """What one train-miso run wrote."""
+
+    predictions: dict[str, str]
+    reports: dict[str, str]
+    comparison: str
+    final_model: str | None
+
+
+def miso_section(config: RunConfig) -> MisoConfig:
+    """The run's `miso` section, or a ConfigError saying it is needed."""
+    if config.miso is None:
+        raise ConfigError("the run configuration has no `miso` section: add one with at least "
+                          "miso.imagery.bands")
+    return config.miso
+
+
+def load_arrays(config: RunConfig, cfg: MisoConfig) -> CubeArrays:
+    """Read the imagery and covariate bands of the cube into memory."""
+    location = cube_location(config)
+    data = open_cube(location, config.storage)
+    names = [str(b) for b in data["band"].values]
+
+    def read(enc: EncoderConfig | None, which: str) -> np.ndarray | None:
+        if enc is None:
+            return None
+        missing = [b for b in enc.bands if b not in names]
+        if missing:
+            raise MisoJobError(f"cube {location} lacks the {which} band(s) {missing}; it has {names}")
+        log.info("reading %d %s bands of %s", len(enc.bands), which, location)
+        return np.ascontiguousarray(data.sel(band=enc.bands).values.astype(np.float32))
+
+    return CubeArrays(read(cfg.imagery, "imagery"), read(cfg.covariates, "covariates"), cube_grid(data))
+
+
+def read_weights(cfg: MisoConfig, storage: StorageConfig) -> dict[str, Checkpoint]:
+    """Pretrained checkpoints named in the config, read from local paths or s3://."""
+    out = {}
+    for which in ENCODERS:
+        enc = getattr(cfg, which)
+        if enc is not None and enc.weights is not None:
+            out[which] = read_checkpoint(read_bytes(enc.weights.path, storage), enc.weights.path)
+    return out
+
+
+def resolve_config(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint]) -> MisoConfig:
+    """Fill what the config leaves open: per-band mean/std (the checkpoint's, else the cube's) and
+    the location bounds (the cube's), so checkpoints carry a complete, self-describing config."""
+    update: dict = {}
+    for which in ENCODERS:
+        enc: EncoderConfig | None = getattr(cfg, which)
+        if enc is None or (enc.mean is not None and enc.std is not None):
+            continue
+        meta = ckpts[which].metadata if which in ckpts else {}
+        if "mean" in meta and json.loads(meta.get("bands", "null")) == enc.bands:
+            mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
+        else:
+            arr = arrays.imagery if which == "imagery" else arrays.covariates
+            mean = np.nanmean(arr, axis=(1, 2)).astype(float)
+            std = np.nanstd(arr, axis=(1, 2)).astype(float)
+            bad = [b for b, m in zip(enc.bands, mean) if not np.isfinite(m)]
+            if bad:
+                raise MisoJobError(f"{which} band(s) {bad} are nodata everywhere in the cube")
+            mean, std = mean.tolist(), np.where(std > 0, std, 1.0).tolist()
+        update[which] = enc.model_copy(update={"mean": [float(v) for v in mean],
+                                               "std": [float(v) for v in std]})
+    if cfg.location.bounds is None:
+        update["location"] = cfg.location.model_copy(update={"bounds": arrays.grid.bounds})
+    return MisoConfig.model_validate({**cfg.model_dump(), **{k: v.model_dump() for k, v in update.items()}})
+
+
+def build_model(cfg: MisoConfig, grid: Grid, ckpts: dict[str, Checkpoint]) -> MisoModel:
+    """A MISO model with the configured pretrained encoder weights loaded."""
+    model = MisoModel(cfg, grid.bounds)
+    for which, ckpt in ckpts.items():
+        enc_cfg: EncoderConfig = getattr(cfg, which)
+        encoder = model.img_encoder if which == "imagery" else model.cov_encoder
+        load_encoder_weights(encoder, ckpt, enc_cfg.weights, enc_cfg.bands)
+    return model
+
+
+def label_points(table: pd.DataFrame) -> Points:
+    """Pedons as Points: permafrost 0/1 and soil-order index, -1 where unlabelled."""
+    pf = pd.to_numeric(table["permafrost"], errors="coerce").fillna(-1).astype(np.int64).to_numpy()
+    codes = {name: i for i, name in enumerate(SOIL_ORDERS)}
+    so = table["soil_order"].map(codes).fillna(-1).astype(np.int64).to_numpy()
+    return Points(table["x"].to_numpy(np.float64), table["y"].to_numpy(np.float64), pf, so)
+
+
+def carve_validation(fold_col: np.ndarray, test_fold: int | None, fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the training folds (not `test_fold`, not -1) into train and validation masks by whole
+    folds, so validation is as spatially separate as the test; never touches the test fold."""
+    train_folds = np.array(sorted(set(fold_col[fold_col >= 0].tolist()) - {test_fold}))
+    if len(train_folds) < 2:
+        raise MisoJobError(f"fold {test_fold} leaves {len(train_folds)} training fold(s): need 2 to carve "
+                           "a validation split")
+    n_val = min(max(1, round(fraction * len(train_folds))), len(train_folds) - 1)
+    val_folds = np.random.default_rng([seed, 0 if test_fold is None else test_fold + 1]).choice(
+        train_folds, n_val, replace=False)
+    val = np.isin(fold_col, val_folds)
+    train = np.isin(fold_col, train_folds) & ~val
+    return train, val
+
+
+def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points, scheme: str,
+                    fold: int, tasks: list[str]) -> pd.DataFrame:
+    """Test-fold predictions in the layout of misomap.jobs.evaluate (nodata pedons left out)."""
+    frames = []
+    ok = pred["valid"]
+    if "permafrost" in tasks:
+        m = ok & (points.permafrost >= 0)
+        p = pred["permafrost"][m].astype(float)
+        frames.append(pd.DataFrame({"pedon_id": ids[m], "target": "permafrost", "scheme": scheme,
+                                    "fold": fold, "y_true": points.permafrost[m].astype(str),
+                                    "y_pred": np.where(p >= 0.5, "1", "0"), "p_0": 1 - p, "p_1": p,
+                                    "entropy": pred["permafrost_entropy"][m]}))
+    if "soil_order" in tasks:
+        m = ok & (points.soil >= 0)
+        q = pred["soil_order"][m].astype(float)
+        frame = pd.DataFrame({"pedon_id": ids[m], "target": "soil_order", "scheme": scheme, "fold": fold,
+                              "y_true": np.asarray(SOIL_ORDERS)[points.soil[m]],
+                              "y_pred": np.asarray(SOIL_ORDERS)[q.argmax(-1)],
+                              "entropy": pred["soil_order_entropy"][m]})
+        frames.append(pd.concat([frame, pd.DataFrame(q, columns=[f"p_{c}" for c in SOIL_ORDERS])], axis=1))
+    if (~ok).any():
+        log.warning("%s fold %d: %d test pedon(s) on nodata pixels left out: %s", scheme, fold,
+                    int((~ok).sum()), list(ids[~ok][:5]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _fit(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint], points: Points,
+         train: np.ndarray, val: np.ndarray, store: FsCheckpointStore, seed: int) -> tuple[MisoModel, CropSampler, float]:
+    model = build_model(cfg, arrays.grid, ckpts)
+    sampler = CropSampler(arrays.imagery, arrays.covariates, arrays.grid, points.subset(np.flatnonzero(train)),
+                          cfg.crops)
+    result = train_miso(model, sampler, np.arange(int(train.sum())), points.subset(np.flatnonzero(val)),
+                        cfg, store, seed)
+    log.info("trained in %.0f s, best epoch %d (val score %.3f)", result.seconds, result.best_epoch,
+             result.best_score)
+    return model, sampler, result.seconds
+
+
+def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
+    """The config of an ablation: `miso`, `no_contrastive`, `no_location` or `no_pretraining`."""
+    data = cfg.model_dump()
+    if variant == "no_contrastive":
+        data["contrastive"]["enabled"] = False
+    elif variant == "no_location":
+        data["location"]["enabled"] = False
+    elif variant == "no_pretraining":
+        for which in ENCODERS:
+            if data[which] is not None:
+                data[which]["weights"] = None
+    return MisoConfig.model_validate(data)
+
+
+def cross_validate(config: RunConfig, cfg: MisoConfig, name: str, arrays: CubeArrays,
+                   table: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Out-of-fold MISO predictions on every configured scheme; returns them and run statistics."""
+    ckpts = read_weights(cfg, config.storage)
+    cfg = resolve_config(cfg, arrays, ckpts)
+    points, ids = label_points(table), table["pedon_id"].astype(str).to_numpy()
+    schemes = cfg.schemes or scheme_columns(folds)
+    unknown = sorted(set(schemes) - set(folds.columns))
+    if unknown:
+        raise MisoJobError(f"fold scheme(s) {unknown} not in the folds table; it has {scheme_columns(folds)}")
+    mdir = model_dir(config.workdir, name)
+    write_bytes(f"{mdir}/config.json", cfg.model_dump_json(indent=2).encode(), config.storage)
+    out, seconds, device = [], [], select_device(cfg.train)
+    for scheme in schemes:
+        col = folds[scheme].to_numpy()
+        for fold in sorted(set(col.tolist()) - {-1}):
+            log.info("%s: %s fold %d", name, scheme, fold)
+            train, val = carve_validation(col, fold, cfg.train.val_fraction, config.seed)
+            store = FsCheckpointStore(f"{mdir}/checkpoints/{scheme}/fold{fold}", config.storage)
+            model, sampler, secs = _fit(cfg, arrays, ckpts, points, train, val, store, config.seed)
+            test = np.flatnonzero(col == fold)
+            pred = predict_at(model, sampler, points.subset(test), cfg.train.batch_size * 2, device)
+            out.append(prediction_rows(pred, ids[test], points.subset(test), scheme, fold, cfg.loss.tasks))
+            seconds.append(secs)
+    stats = {"model": name, "parameters": parameter_count(build_model(cfg, arrays.grid, {})),
+             "train_seconds_per_fold_mean": float(np.mean(seconds)), "folds_trained": len(seconds)}
+    return pd.concat(out, ignore_index=True), stats
+
+
+def compare(config: RunConfig, models: list[str], stats: list[dict]) -> str:
+    """The MISO vs RF table (permafrost recall, soil-order macro recall; mean ± sd over folds per
+    scheme) as markdown, CSV and a bar chart; returns the markdown's location."""
+    table, _ = read_training(config)
+    rows = []
+    for name in models:
+        loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
+        try:
+            preds = read_predictions(loc, config)
+        except LabelsError:
+            log.warning("no predictions of %s at %s: left out of the comparison", name, loc)
+            continue
+        for target, ev in evaluate(preds, table, config.evaluation, source=loc).items():
+            s = ev.summary[ev.summary["metric"] == COMPARED[target]]
+            for _, r in s.iterrows():
+                rows.append({"model": name, "target": target, "metric": COMPARED[target],
+                             "scheme": r["scheme"], "mean": r["mean"], "sd": r["sd"]})
+    df = pd.DataFrame(rows)
+    out = f"{model_dir(config.workdir, MODEL)}/comparison"
+    write_bytes(f"{out}.csv", df.to_csv(index=False).encode(), config.storage)
+    lines = ["# MISO vs Random Forest", "",
+             "Mean ± sd over the test folds of each scheme (models never see their test fold).", ""]
+    for target, sub in df.groupby("target", sort=False):
+        lines += [f"## {target}: {COMPARED[target]}", ""]
+        wide = sub.assign(v=[f"{m:.3f} ± {s:.3f}" for m, s in zip(sub["mean"], sub["sd"])]).pivot(
+            index="model", columns="scheme", values="v")
+        lines += ["| model | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
+        lines += [f"| {m} | " + " | ".join(str(v) for v in wide.loc[m]) + " |" for m in wide.index] + [""]
+    lines += ["## Training cost", "", "| model | parameters | mean training time per fold (s) | folds |",
+              "|---|---|---|---|"]
+    lines += [f"| {s['model']} | {s['parameters']:,} | {s['train_seconds_per_fold_mean']:.0f} | "
+              f"{s['folds_trained']} |" for s in stats]
+    write_bytes(f"{out}.md", ("\n".join(lines) + "\n").encode(), config.storage)
+    write_bytes(f"{out}.png", _comparison_png(df), config.storage)
+    log.info("comparison written to %s.md", out)
+    return f"{out}.md"
+
+
+def _comparison_png(df: pd.DataFrame) -> bytes:
+    targets = list(dict.fromkeys(df["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 4), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        sub = df[df["target"] == target]
+        wide_m = sub.pivot(index="scheme", columns="model", values="mean")
+        wide_s = sub.pivot(index="scheme", columns="model", values="sd")
+        wide_m.plot.bar(yerr=wide_s, ax=ax, rot=0, capsize=2)
+        ax.set_title(f"{target}: {COMPARED[target]}")
+        ax.set_ylim(0, 1)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def run_train_miso(config: RunConfig) -> MisoOutputs:
+    """Cross-validate MISO and its ablations, report, compare with the RF, train the final model."""
+    from misomap.jobs.report import write_report
+
+    cfg = miso_section(config)
+    table, folds = read_training(config)
+    arrays = load_arrays(config, cfg)
+    preds, reports, stats = {}, {}, []
+    for variant in ["miso", *cfg.ablations]:
+        name = MODEL if variant == "miso" else f"{MODEL}_{variant}"
+        t0 = time.perf_counter()
+        frame, st = cross_validate(config, variant_config(cfg, variant), name, arrays, table, folds)
+        log.info("%s cross-validated in %.0f s", name, time.perf_counter() - t0)
+        loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
+        write_parquet(loc, frame, config.storage)
+        preds[name], stats = loc, [*stats, st]
+        results = evaluate(frame, table, config.evaluation, source=loc)
+        reports[name] = write_report(results, name, f"{model_dir(config.workdir, name)}/report", config)
+    comparison = compare(config, ["rf", *preds], stats)
+    final = train_final(config, cfg, arrays, table) if cfg.final_model else None
+    return MisoOutputs(preds, reports, comparison, final)
+
+
+def train_final(config: RunConfig, cfg: MisoConfig, arrays: CubeArrays, table: pd.DataFrame) -> str:
+    """One model on every labelled pedon; validation = a random `val_fraction` of them (groups of
+    one), used only for early stopping. Returns the best checkpoint's location."""
+    ckpts = read_weights(cfg, config.storage)
+    cfg = resolve_config(cfg, arrays, ckpts)
+    points = label_points(table)
+    k = max(2, round(1 / cfg.train.val_fraction))
+    groups = np.random.default_rng(config.seed).integers(0, k, len(points))
+    train, val = carve_validation(groups, None, 1 / k, config.seed)
+    root = f"{model_dir(config.workdir, MODEL)}/final"
+    _fit(cfg, arrays, ckpts, points, train, val, FsCheckpointStore(root, config.storage), config.seed)
+    return f"{root}/best.safetensors"
+
+
+def run_pretrain(config: RunConfig) -> dict[str, str]:
+    """Pretrain the Swin-V2 encoders (SimMIM) on unlabelled cube tiles; returns where each went."""
+    cfg = miso_section(config)
+    arrays = load_arrays(config, cfg)
+    cfg = resolve_config(cfg, arrays, {})
+    out = cfg.pretrain.output or f"{config.workdir}/miso/pretrained"
+    device = select_device(cfg.train)
+    empty = Points(np.empty(0), np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64))
+    written = {}
+    for which in ENCODERS:
+        enc: EncoderConfig | None = getattr(cfg, which)
+        if enc is None:
+            continue
+        arr = arrays.imagery if which == "imagery" else arrays.covariates
+        sampler = CropSampler(arr, None, arrays.grid, empty, cfg.crops)
+        t0 = time.perf_counter()
+        data, history = pretrain_encoder(enc, cfg.crops.size_px,
+                                         lambda n, rng, s=sampler: s.unlabelled(n, rng).imagery,
+                                         cfg.pretrain, config.seed, device)
+        loc = f"{out}/{which}.safetensors"
+        write_bytes(loc, data, config.storage)
+        log.info("pretrained %s encoder in %.0f s (masked L1 %.4f → %.4f) → %s", which,
+                 time.perf_counter() - t0, history[0], history[-1], loc)
+        written[which] = loc
+    return written
