@@ -117,3 +117,21 @@ def train_miso(config: ConfigOpt = None) -> None:
         typer.echo(f"report {name}: {loc}")
     if out.final_model:
         typer.echo(f"final model: {out.final_model}")
+
+
+@app.command("train-spectral")
+def train_spectral(config: ConfigOpt = None) -> None:
+    """Spectral models: MIR VAE, NIR->MIR encoder, property regressors; saved with a report."""
+    from misomap.jobs.spectral import train_spectral as run
+
+    result = run(_config(config))
+    typer.echo(f"models: {result.models}\nreport: {result.report / 'report.md'}")
+
+
+@app.command("embed-spectra")
+def embed_spectra(config: ConfigOpt = None) -> None:
+    """Embed a spectral library chunk by chunk through dask into Zarr; resumable."""
+    from misomap.jobs.spectral_embed import embed_spectra as run
+
+    s = run(_config(config))
+    typer.echo(f"embeddings: {s.output}  rows {s.rows}  chunks run {s.chunks_run}/{s.chunks_total}")

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel
 from misomap.cube.config import CubeConfig
 from misomap.errors import ConfigError
+from misomap.spectra.config import SpectralConfig
 from misomap.models.miso.config import MisoConfig
 from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
 from misomap.models.baseline_config import FoldsConfig, RFConfig
@@ -35,6 +36,7 @@ class RunConfig(StrictModel):
     folds: FoldsConfig = FoldsConfig()
     rf: RFConfig = RFConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    spectral: SpectralConfig | None = None
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -95,5 +95,4 @@ class SpectralConfig(StrictModel):
     convert: bool = True
     """With embed_sensor 'nir': also write the NIR->MIR converted spectra."""
     local_workers: int = Field(default=2, ge=1)
-    local_processes: bool = True
-    """Local dask cluster uses worker processes (False: threads in this process)."""
+    """Worker processes of the local dask cluster (gateway.workers applies on dask-gateway)."""

@@ -37,8 +37,8 @@ def base_estimator(kind: RegressorKind, n_rows: int, n_features: int, max_compon
                              cv=KFold(3, shuffle=True, random_state=seed), scoring="neg_mean_squared_error")
     elif kind == "mlp":
         model = make_pipeline(StandardScaler(), MLPRegressor(
-            hidden_layer_sizes=(64,), alpha=1e-2, learning_rate_init=1e-3, max_iter=800,
-            early_stopping=n_rows >= 50, n_iter_no_change=30, random_state=seed))
+            hidden_layer_sizes=(64,), alpha=1e-2, learning_rate_init=1e-3, max_iter=400,
+            early_stopping=n_rows >= 50, n_iter_no_change=10, random_state=seed))
     else:
         raise SpectralError(f"unknown regressor kind {kind!r}; use 'plsr' or 'mlp'")
     target_scaler = StandardScaler()
