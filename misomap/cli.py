@@ -82,6 +82,23 @@ def demo(
     run_demo(out, _config(config))
 
 
+@app.command("demo-world")
+def demo_world(
+    out: Annotated[Optional[str], typer.Option(help="Folder or s3://bucket/prefix (default: config).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: config).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="tiny, demo or bench (default: config).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Generate the synthetic Alaska demo world: COGs, a STAC catalog, labels, truth, quicklook."""
+    from misomap.demo.world import generate_world
+
+    cfg = _config(config)
+    target = out or cfg.demo_world.out
+    manifest = generate_world(target, cfg.demo_world.seed if seed is None else seed,
+                              size or cfg.demo_world.size, storage=cfg.storage)
+    typer.echo(f"demo world '{manifest.size}' (seed {manifest.seed}) written to {target}")
+
+
 cube_app = typer.Typer(help="Datacube: STAC search -> seasonal composites -> Zarr cube.", no_args_is_help=True)
 app.add_typer(cube_app, name="cube")
 

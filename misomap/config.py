@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel
 from misomap.cube.config import CubeConfig
+from misomap.demo.spec import DemoWorldConfig
 from misomap.errors import ConfigError
 from misomap.spectra.config import SpectralConfig
 from misomap.models.miso.config import MisoConfig
@@ -33,6 +34,7 @@ class RunConfig(StrictModel):
     miso: MisoConfig | None = None
     cube: CubeConfig | None = None
     labels: LabelsConfig = LabelsConfig()
+    demo_world: DemoWorldConfig = DemoWorldConfig()
     folds: FoldsConfig = FoldsConfig()
     rf: RFConfig = RFConfig()
     evaluation: EvaluationConfig = EvaluationConfig()

@@ -81,3 +81,21 @@ def stac_api_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             return url
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny demo world (STAC + COGs + labels + truth), generated once per session; its folder."""
+    from misomap.demo.world import generate_world
+
+    out = tmp_path_factory.mktemp("demo-world") / "world"
+    generate_world(out, seed=0, size="tiny")
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_stac_api(demo_world: Path, stac_api_factory) -> str:
+    """The tiny demo world's collections and items served by a real STAC API; its root URL."""
+    from misomap.demo.world import rustac_serve_files
+
+    return stac_api_factory(rustac_serve_files(demo_world))

@@ -1,0 +1,121 @@
+"""Source-scene tiling: UTM tiles like Sentinel-2's MGRS grid (own CRS, grid and overlap, not
+aligned to the cube), and resampling the 15 m surface onto a tile's pixels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from affine import Affine
+from pyproj import Transformer
+from scipy import ndimage
+from shapely.geometry import Polygon, box
+from shapely.ops import transform as shp_transform
+
+from misomap.cube.grid import Grid
+
+ZONE_MARGIN_DEG = 0.05
+"""How far a zone's tiles reach past the zone edge (real MGRS tiles overlap the boundary too)."""
+_ZONE_OFFSETS_M = {5: (1230.0, 770.0), 6: (410.0, 1590.0)}
+
+
+def utm_epsg(zone: int) -> int:
+    return 32600 + zone
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """One tile: an MGRS-like id, its UTM CRS and its square extent in that CRS (metres)."""
+
+    tile_id: str
+    zone: int
+    xmin: float
+    ymax: float
+    size_m: float
+
+    @property
+    def epsg(self) -> int:
+        return utm_epsg(self.zone)
+
+    def transform(self, res: float) -> Affine:
+        return Affine(res, 0.0, self.xmin, 0.0, -res, self.ymax)
+
+    def shape(self, res: float) -> tuple[int, int]:
+        n = int(round(self.size_m / res))
+        return (n, n)
+
+    def footprint_lonlat(self) -> Polygon:
+        """The tile's outline in lon/lat (densified edges)."""
+        poly = box(self.xmin, self.ymax - self.size_m, self.xmin + self.size_m, self.ymax)
+        t = Transformer.from_crs(self.epsg, 4326, always_xy=True)
+        return shp_transform(t.transform, poly.segmentize(self.size_m / 8))
+
+
+def _region_lonlat(grid: Grid) -> Polygon:
+    t = Transformer.from_crs(grid.crs, 4326, always_xy=True)
+    return shp_transform(t.transform, box(*grid.bounds).segmentize((grid.xmax - grid.xmin) / 16))
+
+
+def layout_tiles(grid: Grid, tile_km: float, overlap_km: float, coarse_m: float) -> list[TileSpec]:
+    """Tiles of every UTM zone the region touches, each covering its zone's share of the region."""
+    region = _region_lonlat(grid)
+    size = round(tile_km * 1000.0 / coarse_m) * coarse_m
+    step = size - round(overlap_km * 1000.0 / coarse_m) * coarse_m
+    tiles: list[TileSpec] = []
+    lon_min, _, lon_max, _ = region.bounds
+    for zone in range(int((lon_min + 180) // 6) + 1, int((lon_max + 180) // 6) + 2):
+        west = -180.0 + 6 * (zone - 1)
+        band = box(west - ZONE_MARGIN_DEG, -90, west + 6 + ZONE_MARGIN_DEG, 90)
+        part = region.intersection(band)
+        if part.is_empty:
+            continue
+        to_utm = Transformer.from_crs(4326, utm_epsg(zone), always_xy=True)
+        part_utm = shp_transform(to_utm.transform, part)
+        ox, oy = _ZONE_OFFSETS_M[zone] if zone in _ZONE_OFFSETS_M else (0.0, 0.0)
+        bx0, by0, bx1, by1 = part_utm.bounds
+        i0, i1 = math.floor((bx0 - ox - size) / step) + 1, math.floor((bx1 - ox) / step)
+        j0, j1 = math.floor((by0 - oy) / step), math.floor((by1 - oy) / step)
+        for j in range(j1, j0 - 1, -1):
+            for i in range(i0, i1 + 1):
+                x0, y0 = ox + i * step, oy + j * step
+                if part_utm.intersects(box(x0, y0, x0 + size, y0 + size)):
+                    letters = chr(65 + (i % 26)) + chr(65 + (j % 26))
+                    tiles.append(TileSpec(f"{zone:02d}W{letters}", zone, x0, y0 + size, size))
+    return tiles
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Where a tile's pixels fall on the world's 15 m surface, for one pixel size."""
+
+    tile: TileSpec
+    res: float
+    surface_grid: Grid
+
+    @cached_property
+    def coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional (row, col) on the surface grid of each tile pixel centre."""
+        h, w = self.tile.shape(self.res)
+        cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        x, y = self.tile.transform(self.res) * (cols, rows)
+        t = Transformer.from_crs(self.tile.epsg, self.surface_grid.crs, always_xy=True)
+        X, Y = t.transform(x, y)
+        g = self.surface_grid
+        return ((g.ymax - Y) / g.resolution - 0.5, (X - g.xmin) / g.resolution - 0.5)
+
+    @cached_property
+    def inside(self) -> np.ndarray:
+        """Tile pixels that fall on the world (the rest are nodata)."""
+        r, c = self.coords
+        h, w = self.surface_grid.shape
+        return (r >= -0.5) & (c >= -0.5) & (r <= h - 0.5) & (c <= w - 0.5)
+
+    def values(self, layer: np.ndarray, order: int = 1) -> np.ndarray:
+        """Resample a surface layer (averaged to this pixel size first) onto the tile's pixels."""
+        if order > 0 and self.res > self.surface_grid.resolution * 1.5:
+            k = self.res / self.surface_grid.resolution
+            layer = ndimage.uniform_filter(layer, size=int(round(k)), mode="nearest")
+        r, c = self.coords
+        return ndimage.map_coordinates(layer, [r, c], order=order, mode="nearest")
