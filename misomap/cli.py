@@ -152,3 +152,30 @@ def embed_spectra(config: ConfigOpt = None) -> None:
 
     s = run(_config(config))
     typer.echo(f"embeddings: {s.output}  rows {s.rows}  chunks run {s.chunks_run}/{s.chunks_total}")
+
+
+@app.command("train-rf")
+def train_rf(
+    config: ConfigOpt = None,
+    rf_map: Annotated[bool, typer.Option("--map/--no-map", help="Also map the cube with the RF.")] = False,
+) -> None:
+    """Random Forest baseline: training table + shared folds, CV on every scheme, models, report."""
+    from misomap.jobs.train_rf import train_rf as run
+
+    cfg = _config(config)
+    typer.echo(f"report: {run(cfg).report}")
+    if rf_map:
+        from misomap.jobs.rf_map import predict_map
+
+        typer.echo(f"map: {predict_map(cfg).quicklook}")
+
+
+@app.command()
+def evaluate(
+    config: ConfigOpt = None,
+    model: Annotated[str, typer.Option(help="Model whose models/<model>/predictions.parquet to score.")] = "rf",
+) -> None:
+    """Regenerate a model's evaluation report from its cross-validated predictions."""
+    from misomap.jobs.evaluate import run_evaluation
+
+    typer.echo(f"report: {run_evaluation(_config(config), model)}")

@@ -81,22 +81,26 @@ def check_predictions(preds: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def _score(target: str, classes: tuple[str, ...], rows: pd.DataFrame, cfg: EvaluationConfig,
-           where: str) -> dict[str, float]:
+           where: str, warn: bool = True) -> dict[str, float]:
+    """Metrics of one group of rows; `classes` are the target's classes labelled anywhere, so a
+    class no pedon carries is NaN without a warning per fold."""
     if target == "permafrost":
         return binary_metrics(rows["y_true"].to_numpy(), rows["p_1"].to_numpy(),
-                              threshold=cfg.threshold, where=where)
-    return multiclass_metrics(rows["y_true"].to_numpy(), rows["y_pred"].to_numpy(), list(classes),
-                              where=where)
+                              threshold=cfg.threshold, where=where, warn=warn)
+    out = multiclass_metrics(rows["y_true"].to_numpy(), rows["y_pred"].to_numpy(), list(classes),
+                             where=where, warn=warn)
+    return out | {f"recall_{c}": np.nan for c in TARGETS[target] if c not in classes}
 
 
 def _grouped(target: str, classes: tuple[str, ...], rows: pd.DataFrame, by: str,
              cfg: EvaluationConfig, scheme: str) -> list[dict]:
+    """Pooled metrics per value of `by` (a class missing from a group is expected: no warning)."""
     out = []
     for key, grp in rows.groupby(by, observed=True, dropna=True):
         if len(grp) < cfg.min_group:
             continue
         out.append({"scheme": scheme, by: key,
-                    **_score(target, classes, grp, cfg, f"{target}/{scheme}/{by}={key}")})
+                    **_score(target, classes, grp, cfg, f"{target}/{scheme}/{by}={key}", warn=False)})
     return out
 
 
@@ -116,6 +120,10 @@ def evaluate_target(target: str, preds: pd.DataFrame, table: pd.DataFrame,
     if rows[["x", "y"]].isna().any().any():
         bad = rows.loc[rows["x"].isna(), "pedon_id"].iloc[0]
         raise EvaluationError(f"{target}: predicted pedon {bad!r} is not in the training table")
+    labelled = tuple(c for c in classes if (rows["y_true"] == c).any())
+    if len(labelled) < len(classes):
+        log.warning("%s: no pedon labelled %s; those classes are left out of every average",
+                    target, [c for c in classes if c not in labelled])
     per_fold, regions, zones, dists, cms = [], [], [], [], {}
     edges = np.array(cfg.distance_bins_km) * 1000.0
     names = distance_labels(cfg.distance_bins_km)
@@ -123,14 +131,14 @@ def evaluate_target(target: str, preds: pd.DataFrame, table: pd.DataFrame,
         srows = srows.copy()
         for fold, frows in srows.groupby("fold"):
             per_fold.append({"scheme": scheme, "fold": int(fold),
-                             **_score(target, classes, frows, cfg, f"{target}/{scheme}/fold {fold}")})
+                             **_score(target, labelled, frows, cfg, f"{target}/{scheme}/fold {fold}")})
         dist = distance_to_training(srows[["x", "y"]].to_numpy(), srows["fold"].to_numpy())
         srows["distance_m"] = dist
         srows["distance"] = pd.Categorical.from_codes(np.searchsorted(edges, dist, side="right"),
                                                       categories=names)
-        regions += _grouped(target, classes, srows, "region", cfg, scheme)
-        zones += _grouped(target, classes, srows, "zone", cfg, scheme)
-        dists += _grouped(target, classes, srows, "distance", cfg, scheme)
+        regions += _grouped(target, labelled, srows, "region", cfg, scheme)
+        zones += _grouped(target, labelled, srows, "zone", cfg, scheme)
+        dists += _grouped(target, labelled, srows, "distance", cfg, scheme)
         cms[scheme] = confusion(srows["y_true"], srows["y_pred"], list(classes))
     per_fold_df = pd.DataFrame(per_fold)
     summary = pd.concat(

@@ -88,7 +88,7 @@ def check_pedons(gdf: gpd.GeoDataFrame, location: str) -> gpd.GeoDataFrame:
     if bad_pf.any():
         row = gdf[bad_pf].iloc[0]
         raise LabelsError(f"{location}: pedon {row['pedon_id']!r} has permafrost="
-                          f"{row['permafrost']!r}; expected 0, 1 or null")
+                          f"{row['permafrost']}; expected 0, 1 or null")
     so = gdf["soil_order"].astype("string")
     bad_so = so.notna() & ~so.isin(SOIL_ORDERS)
     if bad_so.any():

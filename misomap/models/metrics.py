@@ -30,11 +30,12 @@ def _quiet_prf(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str],
 
 
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray, positive: str = "1",
-                   negative: str = "0", threshold: float = 0.5, where: str = "") -> dict[str, float]:
+                   negative: str = "0", threshold: float = 0.5, where: str = "",
+                   warn: bool = True) -> dict[str, float]:
     """Accuracy, per-class precision/recall/F1, ROC-AUC, PR-AUC and Brier score of P(positive).
 
     `y_true` holds class labels as strings; ROC/PR-AUC and per-class recall are NaN (with a
-    warning naming `where`) when a class is absent from `y_true`."""
+    warning naming `where` unless `warn` is False) when a class is absent from `y_true`."""
     y_true = np.asarray(y_true).astype(str)
     prob = np.asarray(prob, dtype=np.float64)
     if len(y_true) == 0:
@@ -51,8 +52,9 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray, positive: str = "1",
         out[f"f1_{cls}"] = float(f1[i]) if present else np.nan
     if pos.all() or not pos.any():
         absent = negative if pos.all() else positive
-        log.warning("class %r absent%s: ROC-AUC, PR-AUC and its recall are undefined (NaN)",
-                    absent, f" in {where}" if where else "")
+        if warn:
+            log.warning("class %r absent%s: ROC-AUC, PR-AUC and its recall are undefined (NaN)",
+                        absent, f" in {where}" if where else "")
         out["roc_auc"] = out["pr_auc"] = np.nan
     else:
         out["roc_auc"] = float(roc_auc_score(pos, prob))
@@ -61,18 +63,18 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray, positive: str = "1",
 
 
 def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
-                       where: str = "") -> dict[str, float]:
+                       where: str = "", warn: bool = True) -> dict[str, float]:
     """Accuracy, macro and weighted precision/recall/F1 and per-class recall.
 
     Macro averages run over the classes present in `y_true` (a class absent from a fold has no
-    recall to average); absent classes get NaN recall and a warning naming `where`."""
+    recall to average); absent classes get NaN recall and, if `warn`, a warning naming `where`."""
     y_true = np.asarray(y_true).astype(str)
     y_pred = np.asarray(y_pred).astype(str)
     if len(y_true) == 0:
         raise ValueError(f"no predictions to score{' in ' + where if where else ''}")
     present = [c for c in classes if (y_true == c).any()]
     absent = [c for c in classes if c not in present]
-    if absent:
+    if absent and warn:
         log.warning("class(es) %s absent%s: their recall is undefined (NaN), macro averages use "
                     "the %d present classes", absent, f" in {where}" if where else "", len(present))
     out: dict[str, float] = {"n": float(len(y_true)), "accuracy": accuracy_score(y_true, y_pred)}

@@ -1,0 +1,148 @@
+"""The training table: the cube sampled at pedon locations (the pixel under the point, optionally
+window mean/sd), joined to the labels and saved as GeoParquet, with the shared folds beside it."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from misomap.cube.grid import Grid
+from misomap.cube.store import open_cube
+from misomap.errors import MisomapError
+from misomap.jobs.labels import CRS, read_bytes, read_geoparquet, read_labels, write_parquet
+from misomap.models.folds import make_folds
+
+if TYPE_CHECKING:
+    from misomap.config import RunConfig
+    from misomap.config_base import StorageConfig
+
+log = logging.getLogger(__name__)
+
+LABEL_COLUMNS = ("pedon_id", "permafrost", "soil_order", "region", "zone", "x", "y", "row", "col")
+
+
+class TrainingTableError(MisomapError):
+    """The cube cannot be sampled at the pedons; the message names the cube, band or pedons."""
+
+
+@dataclass(frozen=True)
+class TrainingPaths:
+    """Where the training table and folds of a run live (`<workdir>/training/`)."""
+
+    table: str
+    folds: str
+
+    @classmethod
+    def of(cls, workdir: str) -> TrainingPaths:
+        return cls(f"{workdir}/training/table.parquet", f"{workdir}/training/folds.parquet")
+
+
+def cube_location(config: RunConfig) -> str:
+    """`labels.cube`, else the cube section's output, else <workdir>/cube.zarr."""
+    if config.labels.cube:
+        return config.labels.cube
+    return config.cube.out if config.cube else f"{config.workdir}/cube.zarr"
+
+
+def open_cube_data(location: str, storage: StorageConfig) -> xr.DataArray:
+    """The cube's `data` array (band, y, x), checked against docs/contracts.md section 2."""
+    ds = open_cube(location, storage)
+    if "data" not in ds or ds["data"].dims != ("band", "y", "x"):
+        raise TrainingTableError(f"{location}: no `data` variable with dims (band, y, x); "
+                                 f"variables {list(ds.data_vars)}")
+    return ds["data"]
+
+
+def cube_grid(data: xr.DataArray) -> Grid:
+    """The Grid of a cube from its pixel-centre coordinates."""
+    x, y = data["x"].values, data["y"].values
+    res = float(x[1] - x[0]) if len(x) > 1 else float(y[0] - y[1])
+    return Grid(CRS, res, float(x[0]) - res / 2, float(y[-1]) - res / 2,
+                float(x[-1]) + res / 2, float(y[0]) + res / 2)
+
+
+def sample_cube(data: xr.DataArray, pedons: gpd.GeoDataFrame, window: int = 1) -> pd.DataFrame:
+    """One row per pedon inside the cube with a valid pixel: labels, x/y, row/col, one column per
+    band (the pixel value) and, for window > 1, `<band>_wmean`/`<band>_wsd` over the window.
+
+    Pedons outside the cube or on an all-nodata pixel are dropped with a warning naming them."""
+    grid = cube_grid(data)
+    px, py = pedons.geometry.x.to_numpy(), pedons.geometry.y.to_numpy()
+    row, col = grid.rowcol(px, py)
+    inside = (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
+    if not inside.any():
+        raise TrainingTableError(f"none of the {len(pedons)} pedons lies inside the cube bounds "
+                                 f"{grid.bounds} (EPSG:3338)")
+    if (~inside).any():
+        log.warning("%d pedon(s) outside the cube, dropped: %s", int((~inside).sum()),
+                    list(pedons.loc[~inside, "pedon_id"][:5]))
+    pedons, row, col = pedons[inside].reset_index(drop=True), row[inside], col[inside]
+    h = window // 2
+    offs = np.arange(-h, h + 1)
+    rr = np.clip(row[:, None, None] + offs[None, :, None], 0, grid.height - 1)
+    cc = np.clip(col[:, None, None] + offs[None, None, :], 0, grid.width - 1)
+    rr, cc = np.broadcast_arrays(rr, cc)
+    n, w2 = len(row), window * window
+    picked = data.isel(y=xr.DataArray(rr.reshape(-1), dims="p"),
+                       x=xr.DataArray(cc.reshape(-1), dims="p")).values  # (band, n*w2)
+    vals = picked.reshape(len(data["band"]), n, w2).astype(np.float32)
+    centre = vals[:, :, w2 // 2]
+    nodata = ~np.isfinite(centre).any(axis=0)
+    if nodata.any():
+        log.warning("%d pedon(s) on nodata pixels, dropped: %s", int(nodata.sum()),
+                    list(pedons.loc[nodata, "pedon_id"][:5]))
+    bands = [str(b) for b in data["band"].values]
+    table = pd.DataFrame({
+        "pedon_id": pedons["pedon_id"].astype(str), "permafrost": pedons["permafrost"],
+        "soil_order": pedons["soil_order"], "region": pedons["region"], "zone": pedons["zone"],
+        "x": px[inside], "y": py[inside], "row": row, "col": col})
+    feats = {b: centre[i] for i, b in enumerate(bands)}
+    if window > 1:
+        with warnings.catch_warnings():  # all-NaN windows give NaN, which is what we want
+            warnings.simplefilter("ignore", RuntimeWarning)
+            feats |= {f"{b}_wmean": np.nanmean(vals[i], axis=1) for i, b in enumerate(bands)}
+            feats |= {f"{b}_wsd": np.nanstd(vals[i], axis=1) for i, b in enumerate(bands)}
+    table = pd.concat([table, pd.DataFrame(feats)], axis=1)[~nodata].reset_index(drop=True)
+    if table.empty:
+        raise TrainingTableError("every pedon inside the cube lies on a nodata pixel")
+    return gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(table["x"], table["y"]), crs=CRS)
+
+
+def feature_bands(table: pd.DataFrame) -> list[str]:
+    """The per-pixel band columns of a training table (cube bands, in cube order)."""
+    return [c for c in table.columns if c not in LABEL_COLUMNS and c != "geometry"
+            and not c.endswith(("_wmean", "_wsd"))]
+
+
+def build_training_table(config: RunConfig) -> TrainingPaths:
+    """Sample the cube at the labelled pedons, save the table and the folds (seeded) beside it."""
+    paths = TrainingPaths.of(config.workdir)
+    pedons = read_labels(config.labels, config.storage)
+    loc = cube_location(config)
+    table = sample_cube(open_cube_data(loc, config.storage), pedons, config.labels.window)
+    write_parquet(paths.table, table, config.storage)
+    folds = make_folds(table, config.folds, config.seed)
+    write_parquet(paths.folds, folds, config.storage)
+    log.info("training table: %d pedons x %d bands from %s -> %s; folds %s", len(table),
+             len(feature_bands(table)), loc, paths.table, list(folds.columns[1:]))
+    return paths
+
+
+def read_training(config: RunConfig) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """The saved training table and folds of a run, rows aligned by pedon_id."""
+    paths = TrainingPaths.of(config.workdir)
+    table = read_geoparquet(paths.table, config.storage)
+    folds = pd.read_parquet(io.BytesIO(read_bytes(paths.folds, config.storage)))
+    if set(folds["pedon_id"]) != set(table["pedon_id"]):
+        raise TrainingTableError(f"{paths.folds} and {paths.table} list different pedons; "
+                                 "rebuild both with `misomap train-rf`")
+    folds = folds.set_index("pedon_id").loc[table["pedon_id"]].reset_index()
+    return table, folds
