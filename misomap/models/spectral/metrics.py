@@ -34,7 +34,8 @@ def rpiq(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Ratio of the observations' interquartile range to the RMSE."""
     t, _ = _pair(y_true, y_pred)
     q1, q3 = np.percentile(t, [25, 75])
-    return float((q3 - q1) / rmse(y_true, y_pred))
+    err = rmse(y_true, y_pred)
+    return float("inf") if err == 0 else float((q3 - q1) / err)
 
 
 def ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -1,0 +1,109 @@
+"""Spectral models on held-out synthetic samples: VAE, NIR->MIR encoder, regressors, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from misomap.jobs.spectral import prepare
+from misomap.models.spectral import metrics as m
+from misomap.models.spectral.nir import NIRArch, fit_nir_encoder, nir_from_arch, nir_to_mir
+from misomap.models.spectral.regressors import PropertyRegressor, regressor_from_bytes, regressor_to_bytes
+from misomap.models.spectral.serialization import load_state, module_to_bytes, read_metadata
+from misomap.models.spectral.vae import Schedule, VAEArch, embed, fit_vae, reconstruct, vae_from_arch
+from misomap.spectra.errors import SpectralError
+from misomap.spectra.library import pair_rows
+from spectral_helpers import MIR_AXIS, NIR_AXIS, small_library
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    lib = small_library(160, seed=2, nir_fraction=0.6)
+    mir = prepare(lib.sensors["mir"], "mir", MIR_AXIS)
+    nir = prepare(lib.sensors["nir"], "nir", NIR_AXIS)
+    train, test = np.arange(120), np.arange(120, 160)
+    keep = np.isin(mir.scan_rows, train)
+    vae, hist = fit_vae(mir.scans[keep], mir.scan_rows[keep], VAEArch(mir.scans.shape[1], 8, (64, 32)),
+                        Schedule(epochs=120, batch_size=32, learning_rate=2e-3, beta=1e-3))
+    return lib, mir, nir, vae, hist, train, test
+
+
+def test_vae_reconstructs_held_out_spectra_better_than_the_mean(trained):
+    lib, mir, _, vae, hist, train, test = trained
+    assert hist[-1] < 0.5 * hist[0]
+    recon = reconstruct(vae, mir.means[test])
+    err = np.mean((recon - mir.means[test]) ** 2)
+    baseline = np.mean((mir.means[train].mean(0) - mir.means[test]) ** 2)
+    assert err < 0.3 * baseline, (err, baseline)
+    assert embed(vae, mir.means[test]).shape == (40, 8)
+
+
+def test_vae_safetensors_roundtrip_gives_identical_embeddings(trained):
+    _, mir, _, vae, _, _, test = trained
+    blob = module_to_bytes(vae, "mir_vae", {"n_channels": vae.arch.n_channels, "latent_dim": 8, "hidden": [64, 32]})
+    kind, arch = read_metadata(blob)
+    back = load_state(vae_from_arch(arch), blob)
+    assert kind == "mir_vae" and blob[8:200].find(b"pickle") == -1
+    np.testing.assert_array_equal(embed(back, mir.means[test]), embed(vae, mir.means[test]))
+    with pytest.raises(SpectralError, match="metadata"):
+        read_metadata(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+
+
+def test_nir_encoder_converts_held_out_nir_into_mir(trained):
+    lib, mir, nir, vae, _, train, test = trained
+    pair = pair_rows(mir.ids, nir.ids)
+    ntrain, ntest = np.nonzero(np.isin(pair, train))[0], np.nonzero(np.isin(pair, test))[0]
+    keep = np.isin(nir.scan_rows, ntrain)
+    enc, hist = fit_nir_encoder(nir.scans[keep], mir.means[pair[nir.scan_rows[keep]]], vae,
+                                NIRArch(nir.scans.shape[1], 8, (64, 32)),
+                                Schedule(epochs=150, batch_size=32, learning_rate=2e-3))
+    assert all(not p.requires_grad for p in vae.parameters()), "the MIR VAE stays frozen"
+    z, converted = nir_to_mir(enc, vae, nir.means[ntest])
+    z_mir = embed(vae, mir.means[pair[ntest]])
+    z_base = embed(vae, mir.means[pair[ntrain]]).mean(0)
+    assert np.mean((z - z_mir) ** 2) < 0.7 * np.mean((z_base - z_mir) ** 2)
+    truth = mir.means[pair[ntest]]
+    assert np.mean((converted - truth) ** 2) < 0.5 * np.mean((mir.means[pair[ntrain]].mean(0) - truth) ** 2)
+    blob = module_to_bytes(enc, "nir_encoder", {"n_channels": enc.arch.n_channels, "latent_dim": 8, "hidden": [64, 32]})
+    back = load_state(nir_from_arch(read_metadata(blob)[1]), blob)
+    np.testing.assert_array_equal(nir_to_mir(back, vae, nir.means[ntest])[1], converted)
+
+
+def test_regressors_predict_held_out_properties_and_persist_with_skops(trained):
+    lib, mir, _, vae, _, train, test = trained
+    Y = lib.targets(("inorganic_c", "clay"), mir.ids)
+    Y[5, 1] = np.nan                                   # an unmeasured property is skipped, not fatal
+    for X in (mir.means, embed(vae, mir.means)):
+        model = PropertyRegressor("plsr", (0,), 10).fit(X[train], Y[train])
+        pred = model.predict(X[test])
+        assert m.r2(Y[test, 0], pred[:, 0]) > 0.6 and m.r2(Y[test, 1], pred[:, 1]) > 0.5
+        back = regressor_from_bytes(regressor_to_bytes(model))
+        np.testing.assert_array_equal(back.predict(X[test]), pred)
+    mlp = PropertyRegressor("mlp", (0,)).fit(mir.means[train], Y[train])
+    assert m.r2(Y[test, 1], mlp.predict(mir.means[test])[:, 1]) > 0.3
+
+
+def test_regressor_loader_refuses_other_objects():
+    import skops.io as sio
+    from sklearn.preprocessing import StandardScaler
+
+    with pytest.raises(SpectralError, match="PropertyRegressor"):
+        regressor_from_bytes(sio.dumps(StandardScaler()))
+    with pytest.raises(SpectralError, match="only 2 measured rows"):
+        PropertyRegressor("plsr").fit(np.ones((6, 3)), np.array([1, 2, np.nan, np.nan, np.nan, np.nan]))
+
+
+def test_metrics_against_hand_computed_values():
+    t = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert m.r2(t, t) == 1 and m.ccc(t, t) == pytest.approx(1) and m.bias(t, t) == 0
+    p = t + 1
+    assert m.bias(t, p) == 1 and m.rmse(t, p) == 1
+    assert m.rpiq(t, p) == pytest.approx(2.0)                  # IQR 4-2 over RMSE 1
+    # Lin: 2 cov / (var_t + var_p + (mean diff)^2) = 2*2 / (2 + 2 + 1)
+    assert m.ccc(t, p) == pytest.approx(0.8)
+    assert m.r2(t, p) == pytest.approx(1 - 5 / 10)
+    table = m.metrics_table(np.stack([t, t], 1), np.stack([p, [np.nan, 2, 3, 4, 5]], 1), ["a", "b"], model="x")
+    assert table["n"].tolist() == [5, 4] and table.loc[1, "r2"] == 1 and set(table.model) == {"x"}
