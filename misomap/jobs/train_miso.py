@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from misomap.config_base import StorageConfig
 from misomap.cube.grid import Grid
@@ -211,6 +212,7 @@ def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points
 
 def _fit(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint], points: Points,
          train: np.ndarray, val: np.ndarray, store: FsCheckpointStore, seed: int) -> tuple[MisoModel, CropSampler, float]:
+    torch.manual_seed(seed)  # the initial weights are part of the run's determinism
     model = build_model(cfg, arrays.grid, ckpts)
     sampler = CropSampler(arrays.imagery, arrays.covariates, arrays.grid, points.subset(np.flatnonzero(train)),
                           cfg.crops)

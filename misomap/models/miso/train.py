@@ -263,7 +263,7 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         pred = predict_at(model, sampler, val_points, tc.batch_size * 2, device)
         score, vloss = validation_score(pred, val_points), _validation_loss(pred, val_points)
         if math.isnan(score):
