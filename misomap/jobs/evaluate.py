@@ -144,8 +144,12 @@ def evaluate_target(target: str, preds: pd.DataFrame, table: pd.DataFrame,
     summary = pd.concat(
         {s: mean_sd(g.drop(columns=["scheme", "fold", "n"])) for s, g in per_fold_df.groupby(
             "scheme", sort=False)}, names=["scheme", "metric"]).reset_index()
+    by_distance = pd.DataFrame(dists)
+    if not by_distance.empty:
+        by_distance["distance"] = pd.Categorical(by_distance["distance"], categories=names,
+                                                 ordered=True)
     return TargetEvaluation(target, classes, per_fold_df, summary, pd.DataFrame(regions),
-                            pd.DataFrame(zones), pd.DataFrame(dists), cms)
+                            pd.DataFrame(zones), by_distance, cms)
 
 
 def evaluate(preds: pd.DataFrame, table: pd.DataFrame, cfg: EvaluationConfig,

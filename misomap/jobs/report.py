@@ -71,9 +71,13 @@ def _png(fig: plt.Figure) -> bytes:
 def plot_confusions(ev: TargetEvaluation) -> bytes:
     """Row-normalised confusion matrix per scheme (pooled over folds)."""
     n = len(ev.confusion)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
     short = [c[:4] for c in ev.classes]
-    for ax, (scheme, cm) in zip(axes[0], ev.confusion.items()):
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax, (scheme, cm) in zip(axes.flat, ev.confusion.items()):
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = cm / cm.sum(axis=1, keepdims=True)
         ax.imshow(np.nan_to_num(norm), vmin=0, vmax=1, cmap="Blues")
@@ -83,7 +87,7 @@ def plot_confusions(ev: TargetEvaluation) -> bytes:
         ax.set_yticks(range(len(short)), short, fontsize=7)
         ax.set_title(scheme, fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
-    axes[0][0].set_ylabel("true", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
     fig.suptitle(f"{ev.target}: confusion matrices (rows normalised, counts shown)", fontsize=9)
     return _png(fig)
 
@@ -93,11 +97,11 @@ def plot_recall_distance(ev: TargetEvaluation) -> bytes:
     metric = RECALL_METRIC[ev.target]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     if not ev.by_distance.empty:
-        order = list(ev.by_distance["distance"].cat.categories) if hasattr(
-            ev.by_distance["distance"], "cat") else sorted(ev.by_distance["distance"].unique())
+        order = list(ev.by_distance["distance"].cat.categories)
         for scheme, grp in ev.by_distance.groupby("scheme", sort=False):
             grp = grp.set_index("distance").reindex(order)
-            ax.plot(order, grp[metric].to_numpy(dtype=float), marker="o", label=scheme)
+            ax.plot(range(len(order)), grp[metric].to_numpy(dtype=float), marker="o", label=scheme)
+        ax.set_xticks(range(len(order)), order)
     ax.set_xlabel("distance to the nearest training pedon")
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.02)
@@ -123,7 +127,7 @@ def _group_section(title: str, df: pd.DataFrame, by: str, target: str) -> list[s
     if df.empty:
         return [f"### {title}", "", "_no group large enough to report_", ""]
     cols = ["scheme", by] + [m for m in GROUP_METRICS[target] if m in df.columns]
-    return [f"### {title}", "", _md_table(df[cols].astype({by: str})), ""]
+    return [f"### {title}", "", _md_table(df[cols].astype({by: str, "n": int})), ""]
 
 
 def render_markdown(results: dict[str, TargetEvaluation], model: str) -> str:
