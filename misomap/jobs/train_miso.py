@@ -30,7 +30,8 @@ from misomap.cube.grid import Grid
 from misomap.errors import ConfigError, MisomapError
 from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
 from misomap.jobs.labels import TARGETS, LabelsError, read_bytes, write_bytes, write_parquet
-from misomap.jobs.training_table import cube_grid, cube_location, open_cube, read_training
+from misomap.cube.store import open_cube
+from misomap.jobs.training_table import cube_grid, cube_location, read_training
 from misomap.models.folds import scheme_columns
 from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points
@@ -99,7 +100,10 @@ def miso_section(config: RunConfig) -> MisoConfig:
 def load_arrays(config: RunConfig, cfg: MisoConfig) -> CubeArrays:
     """Read the imagery and covariate bands of the cube into memory."""
     location = cube_location(config)
-    data = open_cube(location, config.storage)
+    ds = open_cube(location, config.storage)
+    if "data" not in ds or ds["data"].dims != ("band", "y", "x"):
+        raise MisoJobError(f"{location}: no `data` variable (band, y, x); variables {list(ds.data_vars)}")
+    data = ds["data"]
     names = [str(b) for b in data["band"].values]
 
     def read(enc: EncoderConfig | None, which: str) -> np.ndarray | None:
