@@ -119,3 +119,14 @@ def test_distance_to_training_matches_brute_force():
             continue
         train = (fold >= 0) & (fold != fold[i])
         assert got[i] == pytest.approx(np.hypot(*(xy[train] - xy[i]).T).min())
+
+
+def test_dominant_cluster_marks_scheme_unused(caplog):
+    """Dense pedons chain into one DBSCAN cluster: no honest split exists, so the scheme is unused."""
+    p = _pedons(100)
+    p["x"] = np.where(np.arange(100) < 90, np.arange(100) * 500.0, 1e6 + np.arange(100) * 5e4)
+    p["y"] = 0.0
+    with caplog.at_level(logging.WARNING):
+        folds = make_folds(p, FoldsConfig(), seed=0)
+    assert (folds["dbscan_1km"] == -1).all()
+    assert "largest holding 90% of the pedons, cannot split" in caplog.text

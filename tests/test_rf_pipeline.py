@@ -96,8 +96,8 @@ def world(tmp_path_factory) -> dict:
 def _config(world: dict, workdir, **extra):
     return config_from_dict({"workdir": str(workdir), "seed": 7,
                              "labels": {"world": world["world"], "cube": world["cube"]},
-                             "folds": {"block_size_m": 10_000, "dbscan_eps_m": [1000, 4000]}, "rf": {"n_estimators": 25},
-                             **extra})
+                             "folds": {"block_size_m": 10_000, "dbscan_eps_m": [1000, 4000]},
+                             "rf": {"n_estimators": 25}, **extra})
 
 
 def test_labels_tagged_with_region_and_zone_unlabelled_dropped(world, caplog):
@@ -202,11 +202,13 @@ def test_train_rf_then_evaluate_end_to_end(world, tmp_path, caplog):
 
 
 def test_rf_map_is_a_georeferenced_cog(world, tmp_path):
-    cfg = _config(world, tmp_path / "run", folds={"k": 2, "dbscan_eps_m": [1000.0],
+    cfg = _config(world, tmp_path / "run", folds={"k": 2, "dbscan_eps_m": [1000.0, 60000.0],
                                                    "regions": False, "zones": False})
     (tmp_path / "run.yaml").write_text(cfg.model_dump_json())
     res = CliRunner().invoke(app, ["train-rf", "--config", str(tmp_path / "run.yaml"), "--map"])
     assert res.exit_code == 0, res.output
+    report = (tmp_path / "run" / "models" / "rf" / "report" / "report.md").read_text()
+    assert "without predictions (no usable folds, see the folds log): ['dbscan_60km']" in report
     out = tmp_path / "run" / "models" / "rf" / "map"
     for path in (out / "rf_permafrost.tif", out / "rf_soil_order.tif"):
         assert cog_validate(path)[0], path

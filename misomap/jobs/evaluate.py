@@ -21,7 +21,7 @@ import pandas as pd
 from misomap.errors import MisomapError
 from misomap.jobs.evaluation_config import EvaluationConfig
 from misomap.jobs.labels import TARGETS, read_bytes
-from misomap.models.folds import distance_to_training
+from misomap.models.folds import distance_to_training, scheme_columns
 from misomap.models.metrics import binary_metrics, confusion, mean_sd, multiclass_metrics
 
 if TYPE_CHECKING:
@@ -172,6 +172,9 @@ def run_evaluation(config: RunConfig, model: str = "rf") -> str:
     mdir = model_dir(config.workdir, model)
     preds_loc = f"{mdir}/predictions.parquet"
     preds = read_predictions(preds_loc, config)
-    table, _ = read_training(config)
+    table, folds = read_training(config)
     results = evaluate(preds, table, config.evaluation, source=preds_loc)
-    return write_report(results, model, f"{mdir}/report", config)
+    missing = [s for s in scheme_columns(folds) if s not in set(preds["scheme"])]
+    notes = [f"Fold schemes without predictions (no usable folds, see the folds log): {missing}"
+             ] if missing else []
+    return write_report(results, model, f"{mdir}/report", config, notes)

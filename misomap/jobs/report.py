@@ -130,7 +130,8 @@ def _group_section(title: str, df: pd.DataFrame, by: str, target: str) -> list[s
     return [f"### {title}", "", _md_table(df[cols].astype({by: str, "n": int})), ""]
 
 
-def render_markdown(results: dict[str, TargetEvaluation], model: str) -> str:
+def render_markdown(results: dict[str, TargetEvaluation], model: str,
+                    notes: list[str] | None = None) -> str:
     """The report text; figures are referenced by relative PNG names."""
     lines = [f"# Evaluation report: `{model}`", "",
              "Cross-validated on the shared folds (`training/folds.parquet`): each pedon is "
@@ -138,6 +139,7 @@ def render_markdown(results: dict[str, TargetEvaluation], model: str) -> str:
              "folds; region, zone and distance breakdowns pool each scheme's folds. Distance is to "
              "the nearest pedon in the training part of the pedon's own fold. NaN (–) marks a "
              "metric undefined for a fold that lacks a class.", ""]
+    lines += [f"> {note}\n" for note in notes or []]
     for target, ev in results.items():
         lines += [f"## {target}", "", f"### Per fold scheme (mean ± sd over folds)", "",
                   _md_table(summary_table(ev)), ""]
@@ -156,8 +158,9 @@ def render_markdown(results: dict[str, TargetEvaluation], model: str) -> str:
 
 
 def write_report(results: dict[str, TargetEvaluation], model: str, out: str,
-                 config: RunConfig) -> str:
-    """Write report.md, the PNGs and CSV tables under `out`; returns report.md's location."""
+                 config: RunConfig, notes: list[str] | None = None) -> str:
+    """Write report.md (with `notes` up front), the PNGs and CSV tables under `out`; returns
+    report.md's location."""
     storage = config.storage
     for target, ev in results.items():
         write_bytes(f"{out}/{target}_confusion.png", plot_confusions(ev), storage)
@@ -167,6 +170,6 @@ def write_report(results: dict[str, TargetEvaluation], model: str, out: str,
             csv = getattr(ev, name).to_csv(index=False).encode()
             write_bytes(f"{out}/{target}_{name}.csv", csv, storage)
     loc = f"{out}/report.md"
-    write_bytes(loc, render_markdown(results, model).encode(), storage)
+    write_bytes(loc, render_markdown(results, model, notes).encode(), storage)
     log.info("report of %s written to %s", model, loc)
     return loc

@@ -1,6 +1,7 @@
 """A small chunked RF map of the cube (until the map job replaces it): per cube chunk,
 `misomap.models.rf.predict_chunk`, written window by window into GeoTIFFs turned into COGs —
-P(permafrost) and the soil-order class (index into SOIL_ORDERS, 255 = nodata) — with a quicklook PNG."""
+P(permafrost) and the soil-order class (index into SOIL_ORDERS, 255 = nodata) — plus a
+quicklook PNG."""
 
 from __future__ import annotations
 
@@ -96,8 +97,8 @@ def predict_map(config: RunConfig) -> RFMapOutputs:
                    blockysize=256, compress="deflate")
     with tempfile.TemporaryDirectory() as tmp:
         pf_path, so_path = Path(tmp, "pf.tif"), Path(tmp, "so.tif")
-        with rasterio.open(pf_path, "w", dtype="float32", nodata=np.nan, **profile) as pf_ds, \
-                rasterio.open(so_path, "w", dtype="uint8", nodata=CLASS_NODATA, **profile) as so_ds:
+        with (rasterio.open(pf_path, "w", dtype="float32", nodata=np.nan, **profile) as pf_ds,
+              rasterio.open(so_path, "w", dtype="uint8", nodata=CLASS_NODATA, **profile) as so_ds):
             for ys, xs in tqdm(_chunk_windows(data), desc="RF map chunks"):
                 block = data[:, ys, xs].values.astype(np.float32)
                 x, y = data["x"].values[xs], data["y"].values[ys]

@@ -15,8 +15,14 @@ from misomap.jobs.evaluate import model_dir, run_evaluation
 from misomap.jobs.labels import TARGETS, write_bytes, write_parquet
 from misomap.jobs.training_table import build_training_table, feature_bands, read_training
 from misomap.models.folds import scheme_columns
-from misomap.models.rf import RFConfig, RFModelError, dumps_model, fit_rf, predict_proba, \
-    select_features
+from misomap.models.rf import (
+    RFConfig,
+    RFModelError,
+    dumps_model,
+    fit_rf,
+    predict_proba,
+    select_features,
+)
 
 if TYPE_CHECKING:
     from misomap.config import RunConfig
@@ -37,10 +43,13 @@ class RFOutputs:
 def target_rows(table: pd.DataFrame, target: str, features: list[str]) -> pd.DataFrame:
     """Rows with a label for `target` and finite values in every feature (dropped ones logged)."""
     rows = table[table[target].notna()]
-    finite = np.isfinite(rows[features].to_numpy(dtype=np.float64)).all(axis=1)
+    values = np.isfinite(rows[features].to_numpy(dtype=np.float64))
+    finite = values.all(axis=1)
     if (~finite).any():
-        log.warning("%s: %d labelled pedon(s) have nodata in some feature band, left out: %s",
-                    target, int((~finite).sum()), list(rows.loc[~finite, "pedon_id"][:5]))
+        per_band = {f: int(n) for f, n in zip(features, (~values).sum(axis=0)) if n}
+        log.warning("%s: %d labelled pedon(s) have nodata in some feature band, left out "
+                    "(e.g. %s); nodata count per band: %s", target, int((~finite).sum()),
+                    list(rows.loc[~finite, "pedon_id"][:5]), per_band)
     rows = rows[finite]
     if target == "permafrost":
         rows = rows.assign(permafrost=rows["permafrost"].astype(int))
@@ -75,10 +84,10 @@ def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, feature
     return pd.concat(out, ignore_index=True)
 
 
-def train_rf(config: RunConfig, rebuild_table: bool = True) -> RFOutputs:
-    """The whole RF baseline of a run: table, folds, CV predictions, final models, report."""
-    if rebuild_table:
-        build_training_table(config)
+def train_rf(config: RunConfig) -> RFOutputs:
+    """The whole RF baseline of a run: table, folds (rebuilt; the same seed gives the same
+    folds), CV predictions, final models, report."""
+    build_training_table(config)
     table, folds = read_training(config)
     mdir = model_dir(config.workdir, MODEL)
     features = select_features(feature_bands(table), config.rf)

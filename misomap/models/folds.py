@@ -30,11 +30,18 @@ def dbscan_scheme_name(eps_m: float) -> str:
 
 
 def _grouped(groups: np.ndarray, k: int, seed: int, scheme: str) -> np.ndarray:
-    """Assign whole groups to k folds (shuffled, balanced by size); fewer folds if fewer groups."""
-    n_groups = len(np.unique(groups))
-    if n_groups < 2:
-        log.warning("scheme %s: only %d group, cannot split; every pedon marked -1", scheme, n_groups)
+    """Assign whole groups to k folds (shuffled, balanced by size); fewer folds if fewer groups;
+    none (-1) if one group holds over half the pedons, since its fold would train on the rest."""
+    sizes = np.unique(groups, return_counts=True)[1]
+    n_groups, largest = len(sizes), sizes.max() / len(groups)
+    if n_groups < 2 or largest > 0.5:
+        log.warning("scheme %s: %d group(s), the largest holding %.0f%% of the pedons, cannot split; "
+                    "every pedon marked -1 (for DBSCAN lower folds.dbscan_eps_m, for blocks lower "
+                    "folds.block_size_m)", scheme, n_groups, 100 * largest)
         return np.full(len(groups), -1, dtype=np.int64)
+    if largest > 1 / k:
+        log.warning("scheme %s: the largest group holds %.0f%% of the pedons, more than one fold's "
+                    "share; folds will be unbalanced", scheme, 100 * largest)
     if n_groups < k:
         log.warning("scheme %s: %d groups < k=%d; using %d folds", scheme, n_groups, k, n_groups)
         k = n_groups
