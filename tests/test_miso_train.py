@@ -156,3 +156,10 @@ def test_validation_comes_from_training_folds_only() -> None:
         assert len(set(folds[val])) == 1 and (train | val).sum() == 8
     with pytest.raises(MisoJobError, match="need 2"):
         carve_validation(np.array([0, 0, 1, 1]), 1, 0.2, seed=0)
+
+
+def test_run_only_fields_do_not_block_loading_a_checkpoint() -> None:
+    store = MemoryStore()
+    run(cfg(epochs=1, steps=1), store)
+    other_run = cfg(epochs=1, steps=1).model_copy(update={"schemes": ["region"], "ablations": ["no_location"]})
+    load_model_state(MisoModel(other_run, GRID.bounds), store[BEST], BEST)

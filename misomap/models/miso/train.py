@@ -187,11 +187,20 @@ def model_checkpoint_bytes(model: MisoModel, task_loss: TaskLoss | None = None) 
     return _pack(model, task_loss or TaskLoss(model.cfg.loss), None, {"format": "misomap-miso"})
 
 
+RUN_ONLY_FIELDS = ("schemes", "ablations", "final_model", "pretrain")
+"""Config fields that choose what a run does, not what a model or its training is."""
+
+
+def _model_fields(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in RUN_ONLY_FIELDS}
+
+
 def load_model_state(model: MisoModel, data: bytes, source: str) -> dict[str, str]:
     """Load a checkpoint's model weights; refuse one made by another config. Returns its metadata."""
     meta = safetensors_metadata(data)
     stored = meta.get("miso_config")
-    if stored is not None and json.loads(stored) != json.loads(model.cfg.model_dump_json()):
+    if stored is not None and _model_fields(json.loads(stored)) != _model_fields(
+            json.loads(model.cfg.model_dump_json())):
         raise TrainingError(f"{source} was made by a different MISO config; start a new run folder "
                             "or restore that config")
     tensors = load_safetensors(data)
