@@ -221,3 +221,26 @@ def test_rf_map_is_a_georeferenced_cog(world, tmp_path):
         prob = src.read(1)
     assert np.nanmin(prob) >= 0 and np.nanmax(prob) <= 1
     assert (out / "quicklook.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_labels_and_outputs_on_s3(world, s3_server, s3fs_filesystem, s3_bucket, monkeypatch):
+    """Labels read from and every output (table, folds, models, report) written to real S3, with
+    credentials from the environment only."""
+    from misomap.jobs.train_rf import train_rf
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    root = f"{s3_bucket}/world/labels"
+    for name in ("pedons", "regions", "permafrost_zones"):
+        s3fs_filesystem.put_file(str(world["labels"] / f"{name}.parquet"), f"{root}/{name}.parquet")
+    cfg = _config(world, f"s3://{s3_bucket}/run", storage={"endpoint_url": s3_server.endpoint_url},
+                  labels={"world": f"s3://{s3_bucket}/world", "cube": world["cube"]},
+                  folds={"k": 2, "dbscan_eps_m": [1000.0], "regions": False, "zones": False},
+                  rf={"n_estimators": 10})
+    out = train_rf(cfg)
+    assert out.report == f"s3://{s3_bucket}/run/models/rf/report/report.md"
+    s3fs_filesystem.invalidate_cache()
+    for key in ("training/table.parquet", "training/folds.parquet", "models/rf/predictions.parquet",
+                "models/rf/soil_order.skops", "models/rf/report/permafrost_confusion.png"):
+        assert s3fs_filesystem.exists(f"{s3_bucket}/run/{key}"), key
+    assert "| random |" in s3fs_filesystem.cat_file(f"{s3_bucket}/run/models/rf/report/report.md").decode()
