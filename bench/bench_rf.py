@@ -52,7 +52,8 @@ def _train(block: np.ndarray, bands: list[str], trees: int):
     flat = block.reshape(len(bands), -1).T
     flat = flat[np.isfinite(flat).all(axis=1)]
     X = flat[rng.choice(len(flat), 3000, replace=False)]
-    y = np.where(X[:, 0] + X[:, -1] > 0, "1", "0")
+    z = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-9)
+    y = np.where(z[:, 0] + z[:, -1] > 0, "1", "0")
     return fit_rf(X, y, bands, "permafrost", RFConfig(n_estimators=trees, n_jobs=1), seed=0)
 
 
