@@ -26,7 +26,8 @@ def small_config(workdir: Path, **spectral: Any) -> RunConfig:
         "mir_axis": MIR_AXIS.model_dump(), "nir_axis": NIR_AXIS.model_dump(), "properties": list(PROPS),
         "vae": {"epochs": 5, "min_steps": 150, "hidden": [64, 32], "latent_dim": 8},
         "nir": {"epochs": 5, "min_steps": 150, "hidden": [64, 32]},
-        "cv_folds": 2, "pls_max_components": 8, "limesoda": [], "chunk_size": 16, "local_workers": 1,
+        "cv_folds": 2, "pls_max_components": 8, "limesoda": [], "chunk_size": 16, "local_workers": 2,
+        "local_processes": False, "regressors": ["plsr"],
     }
     section.update(spectral)
     return config_from_dict({"workdir": str(workdir), "spectral": section})

@@ -31,7 +31,6 @@ from misomap.spectra.readers import read_limesoda
 
 log = logging.getLogger(__name__)
 
-KINDS: tuple[RegressorKind, ...] = ("plsr", "mlp")
 VISNIR_AXIS = AxisSpec(start=400, stop=2480, step=4)
 """LimeSoDa vis-NIR sets are resampled onto this grid (their native spacing is irregular)."""
 
@@ -133,7 +132,7 @@ def train_spectral(cfg: RunConfig) -> TrainResult:
 
     tables, test_preds = [], {}
     for name, (X, Yf, tr, te) in tqdm(features.items(), desc="regressors", unit="feature set"):
-        for kind in KINDS:
+        for kind in sc.regressors:
             oof, pred = cv_and_test(X, Yf, tr, te, kind, log_cols, sc, cfg.seed)
             tables.append(metrics_table(Yf[tr], oof, sc.properties, features=name, model=kind, split="cv"))
             tables.append(metrics_table(Yf[te], pred, sc.properties, features=name, model=kind, split="test"))
@@ -206,13 +205,13 @@ def evaluate_limesoda(sc: SpectralConfig, seed: int) -> pd.DataFrame:
         prep = prepare(ds.spectra, name, limesoda_axis(ds.spectra, sc))
         Y = ds.properties
         log_cols = skewed_columns(Y, sc.skew_threshold)
-        oof = {(f, k): np.full(Y.shape, np.nan) for f in ("spectra", "embedding") for k in KINDS}
+        oof = {(f, k): np.full(Y.shape, np.nan) for f in ("spectra", "embedding") for k in sc.regressors}
         for fold in tqdm(np.unique(ds.folds), desc=f"LimeSoDa {name}", unit="fold"):
             test, train = np.nonzero(ds.folds == fold)[0], np.nonzero(ds.folds != fold)[0]
             vae, _ = train_vae(prep, train, sc, seed)
             emb = vaemod.embed(vae, prep.means)
             for feats, X in (("spectra", prep.means), ("embedding", emb)):
-                for kind in KINDS:
+                for kind in sc.regressors:
                     model = PropertyRegressor(kind, log_cols, sc.pls_max_components, seed).fit(X[train], Y[train])
                     oof[(feats, kind)][test] = model.predict(X[test])
         for (feats, kind), pred in oof.items():

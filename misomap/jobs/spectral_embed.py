@@ -6,9 +6,11 @@ same bytes (every chunk is a pure function of its rows and the models)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from misomap.models.spectral.nir import nir_from_arch, nir_to_mir
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.models.spectral.serialization import load_state, read_metadata
 from misomap.models.spectral.vae import embed, vae_from_arch
-from misomap.spectra.config import AxisSpec
+from misomap.spectra.config import AxisSpec, SpectralConfig
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import open_library_group, read_sensor, sensor_rows
 
@@ -169,6 +171,21 @@ def make_plan(cfg: RunConfig, models: dict[str, bytes], meta: dict[str, Any]) ->
                      axis, models, sc.predict, sc.convert, sc.chunk_size, sensor_rows(group, sc.embed_sensor))
 
 
+@contextlib.contextmanager
+def _client(cfg: RunConfig, sc: SpectralConfig) -> Iterator[Any]:
+    """dask-gateway when configured, else a local cluster of processes or threads."""
+    if cfg.gateway.address or sc.local_processes:
+        workers = cfg.gateway.workers if cfg.gateway.address else sc.local_workers
+        with dask_client(workers, cfg.gateway) as client:
+            yield client
+        return
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=sc.local_workers, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
 def embed_spectra(cfg: RunConfig) -> EmbedSummary:
     """Embed the configured library's `embed_sensor` spectra; skips chunks already recorded."""
     sc = spectral_section(cfg)
@@ -181,8 +198,7 @@ def embed_spectra(cfg: RunConfig) -> EmbedSummary:
         log.info("embedding %d %s spectra from %s: %d chunks, %d already done", plan.n_rows, plan.sensor,
                  plan.library, plan.n_chunks, plan.n_chunks - len(todo))
         if todo:
-            workers = cfg.gateway.workers if cfg.gateway.address else sc.local_workers
-            with dask_client(workers, cfg.gateway) as client:
+            with _client(cfg, sc) as client:
                 shared = client.scatter(plan, broadcast=True)
                 futures = client.map(embed_chunk, [shared] * len(todo), todo, pure=False)
                 try:

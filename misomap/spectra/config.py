@@ -85,6 +85,8 @@ class SpectralConfig(StrictModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     cv_folds: int = Field(default=5, ge=2)
     pls_max_components: int = Field(default=20, ge=1)
+    regressors: tuple[Literal["plsr", "mlp"], ...] = ("plsr", "mlp")
+    """Downstream regressors compared on every feature set."""
     skew_threshold: float = 1.0
     """Properties whose training skewness exceeds this are modelled as log(1+x)."""
     limesoda: tuple[str, ...] = ("H.138", "SSP.460")
@@ -95,4 +97,6 @@ class SpectralConfig(StrictModel):
     convert: bool = True
     """With embed_sensor 'nir': also write the NIR->MIR converted spectra."""
     local_workers: int = Field(default=2, ge=1)
-    """Worker processes of the local dask cluster (gateway.workers applies on dask-gateway)."""
+    """Workers of the local dask cluster (gateway.workers applies on dask-gateway)."""
+    local_processes: bool = True
+    """Local workers are processes; False runs them as threads of this process (small jobs)."""
