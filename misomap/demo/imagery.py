@@ -172,7 +172,7 @@ def s2_scene(surface: Surface, sky: Sky, day: date, rng: np.random.Generator,
     refl = refl * (1 - snow) + _SNOW[:, None, None] * snow
     refl = refl * (1 - 0.65 * sky.shadow) + sky.cirrus * np.linspace(0.12, 0.02, 10)[:, None, None]
     refl = refl * (1 - sky.cloud) + _CLOUD[:, None, None] * sky.cloud
-    refl = refl + rng.normal(0, 0.004, refl.shape).astype(np.float32)
+    refl = refl + 0.004 * rng.standard_normal(refl.shape, dtype=np.float32)
     red, nir = refl[2], refl[6]
     ndvi = (nir - red) / (nir + red + 1e-6)
     scl = np.where(ndvi > 0.25, SCL_VEG, SCL_BARE).astype(np.uint8)

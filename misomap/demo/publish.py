@@ -27,7 +27,7 @@ def cog_bytes(data: np.ndarray, crs: str, transform: Affine, nodata: float | int
     arr = data[None] if data.ndim == 2 else data
     profile = {"driver": "COG", "width": arr.shape[2], "height": arr.shape[1], "count": arr.shape[0],
                "dtype": arr.dtype.name, "crs": crs, "transform": transform, "nodata": nodata,
-               "blocksize": blocksize, "compress": "DEFLATE", "level": 1,
+               "blocksize": blocksize, "compress": "ZSTD", "level": 1,
                "predictor": "YES" if arr.dtype.kind in "iu" else "FLOATING_POINT",
                "overview_resampling": resampling, "num_threads": 1, "bigtiff": "NO"}
     with MemoryFile() as mem:
@@ -46,6 +46,7 @@ class Sink:
     root: str
     storage: StorageConfig | None = None
     written: list[str] = field(default_factory=list)
+    _pending: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = self.root.rstrip("/")
@@ -69,17 +70,30 @@ class Sink:
         return f"{self.root_url}/{rel}"
 
     def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write one file; remote files are batched and uploaded concurrently (see `flush`)."""
         path = f"{self.root}/{rel}"
+        self.written.append(rel)
+        if is_remote(self.root):
+            self._pending[path] = data
+            if len(self._pending) >= 64:
+                self.flush()
+            return
         try:
-            if not is_remote(self.root):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_bytes(data)
-            else:
-                with self._fs.open(path, "wb") as f:
-                    f.write(data)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(data)
         except OSError as err:
             raise DemoWorldError(f"cannot write demo world file {path}: {err}") from err
-        self.written.append(rel)
+
+    def flush(self) -> None:
+        """Upload the batched remote files (s3fs sends them concurrently)."""
+        if not self._pending:
+            return
+        try:
+            self._fs.pipe(self._pending)
+        except OSError as err:
+            raise DemoWorldError(f"cannot write {len(self._pending)} demo world files under "
+                                 f"{self.root} (first: {next(iter(self._pending))}): {err}") from err
+        self._pending = {}
 
     def write_json(self, rel: str, obj: Any) -> None:
         self.write_bytes(rel, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())

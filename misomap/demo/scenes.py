@@ -9,9 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from pyproj import Transformer
 from shapely.geometry import box
-from shapely.ops import transform as shp_transform
 
 from misomap.cube.grid import Grid
 from misomap.demo import stac
@@ -20,7 +18,7 @@ from misomap.demo.imagery import (S2_BANDS, SCL_CIRRUS, SCL_CLOUD_HIGH, SCL_CLOU
                                   Surface, make_sky, s1_scene_db, s2_scene)
 from misomap.demo.publish import Sink, cog_bytes
 from misomap.demo.spec import SEASONS, YEARS, WorldSize
-from misomap.demo.tiles import Sampler, TileSpec, utm_epsg
+from misomap.demo.tiles import Sampler, TileSpec, average_to, reproject_geom, utm_epsg
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,9 @@ def write_s2_items(seed: int, acq: Acquisition, surface: Surface, surface_grid: 
     """Write one date's Sentinel-2 tiles (COGs) and return their STAC items (empty tiles skipped)."""
     sky = make_sky(seed, "s2" + acq.tag, surface_grid.shape, surface_grid.resolution)
     refl, scl = s2_scene(surface, sky, acq.when.date(), rng_for(seed, "s2-noise", acq.tag))
+    res_of = {"fine": size.s2_fine_m, "coarse": size.s2_coarse_m}
+    bands = [average_to(refl[b], surface_grid.resolution, res_of[cls])
+             for b, (*_, cls) in enumerate(S2_BANDS)]
     items = []
     for tile, fine, coarse in tiles:
         samplers = {"fine": fine, "coarse": coarse}
@@ -81,7 +82,7 @@ def write_s2_items(seed: int, acq: Acquisition, surface: Surface, surface_grid: 
         assets = {}
         for b, (key, esa, wl, fwhm, cls) in enumerate(S2_BANDS):
             s = samplers[cls]
-            dn = np.where(valid[cls], _dn(s.values(refl[b])), 0).astype(np.uint16)
+            dn = np.where(valid[cls], _dn(s.values(bands[b])), 0).astype(np.uint16)
             sink.write_bytes(f"{rel_dir}/{key}.tif", cog_bytes(
                 dn, f"EPSG:{tile.epsg}", tile.transform(s.res), 0, size.cog_blocksize,
                 stac.S2_SCALE, stac.S2_OFFSET))
@@ -111,21 +112,25 @@ def write_s2_items(seed: int, acq: Acquisition, surface: Surface, surface_grid: 
 
 def s1_scene_tile(grid: Grid, zone: int, res: float) -> TileSpec:
     """A scene grid in UTM `zone` covering the world plus ~1 km, on a `res`-aligned origin."""
-    t = Transformer.from_crs(grid.crs, utm_epsg(zone), always_xy=True)
-    x0, y0, x1, y1 = shp_transform(t.transform, box(*grid.bounds).segmentize(500.0)).bounds
+    x0, y0, x1, y1 = reproject_geom(box(*grid.bounds).segmentize(500.0), grid.crs, utm_epsg(zone)).bounds
     side = max(x1 - x0, y1 - y0) + 2000.0
     xmin = np.floor((x0 - 1000.0) / res) * res
     ymax = np.ceil((y1 + 1000.0) / res) * res
     return TileSpec(f"{zone:02d}", zone, float(xmin), float(ymax), float(np.ceil(side / res) * res))
 
 
+def s1_samplers(grid: Grid, surface_grid: Grid, res: float) -> dict[bool, Sampler]:
+    """Scene grids by orbit direction: ascending passes on UTM 6, descending on UTM 5."""
+    return {asc: Sampler(s1_scene_tile(grid, 6 if asc else 5, res), res, surface_grid)
+            for asc in (True, False)}
+
+
 def write_s1_item(seed: int, acq: Acquisition, k: int, surface: Surface, surface_grid: Grid,
-                  grid: Grid, size: WorldSize, sink: Sink) -> dict[str, Any]:
+                  samplers: dict[bool, Sampler], size: WorldSize, sink: Sink) -> dict[str, Any]:
     """One Sentinel-1 RTC scene (VV, VH linear gamma0 with speckle) two days after `acq`."""
     ascending = k % 2 == 0
-    zone = 6 if ascending else 5
-    scene = s1_scene_tile(grid, zone, size.s1_m)
-    sampler = Sampler(scene, size.s1_m, surface_grid)
+    sampler = samplers[ascending]
+    scene = sampler.tile
     when = acq.when + timedelta(days=2, hours=-5 if ascending else -17)
     tag = when.strftime("%Y%m%dT%H%M%S")
     swath = make_sky(seed, "s1" + tag, surface_grid.shape, surface_grid.resolution).valid
@@ -136,7 +141,8 @@ def write_s1_item(seed: int, acq: Acquisition, k: int, surface: Surface, surface
     rel_dir = f"cogs/{stac.S1_COLLECTION}/{item_id}"
     assets = {}
     for key, db in (("vv", vv_db), ("vh", vh_db)):
-        lin = 10 ** (sampler.values(db) / 10) * rng.gamma(4.0, 0.25, valid.shape)
+        mean_db = sampler.values(average_to(db, surface_grid.resolution, size.s1_m))
+        lin = 10 ** (mean_db / 10) * rng.gamma(4.0, 0.25, valid.shape)  # 4-look speckle
         data = np.where(valid, lin, stac.S1_NODATA).astype(np.float32)
         sink.write_bytes(f"{rel_dir}/{key}.tif", cog_bytes(
             data, f"EPSG:{scene.epsg}", scene.transform(size.s1_m), stac.S1_NODATA, size.cog_blocksize))

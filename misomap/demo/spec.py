@@ -68,9 +68,9 @@ class WorldSize:
 
 
 SIZES: dict[str, WorldSize] = {
-    "tiny": WorldSize("tiny", grid_px=160, dates_per_season=2, n_pedons=400, tile_km=4.4,
+    "tiny": WorldSize("tiny", grid_px=160, dates_per_season=2, n_pedons=400, tile_km=5.2,
                       overlap_km=0.6, cog_blocksize=128),
-    "demo": WorldSize("demo", grid_px=640, dates_per_season=3, n_pedons=3000, tile_km=16.0,
+    "demo": WorldSize("demo", grid_px=640, dates_per_season=3, n_pedons=3000, tile_km=20.0,
                       overlap_km=2.0),
     "bench": WorldSize("bench", grid_px=1536, dates_per_season=4, n_pedons=10000, tile_km=36.0,
                        overlap_km=3.0),

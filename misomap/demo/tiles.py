@@ -8,21 +8,28 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import shapely
 from affine import Affine
 from pyproj import Transformer
 from scipy import ndimage
 from shapely.geometry import Polygon, box
-from shapely.ops import transform as shp_transform
+from shapely.geometry.base import BaseGeometry
 
 from misomap.cube.grid import Grid
 
-ZONE_MARGIN_DEG = 0.05
+ZONE_MARGIN_DEG = 0.03
 """How far a zone's tiles reach past the zone edge (real MGRS tiles overlap the boundary too)."""
 _ZONE_OFFSETS_M = {5: (1230.0, 770.0), 6: (410.0, 1590.0)}
 
 
 def utm_epsg(zone: int) -> int:
     return 32600 + zone
+
+
+def reproject_geom(geom: BaseGeometry, src: str | int, dst: str | int) -> BaseGeometry:
+    """A shapely geometry from CRS `src` to `dst` (densify first for curved edges)."""
+    t = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geom, t.transform, interleaved=False)
 
 
 @dataclass(frozen=True)
@@ -49,13 +56,11 @@ class TileSpec:
     def footprint_lonlat(self) -> Polygon:
         """The tile's outline in lon/lat (densified edges)."""
         poly = box(self.xmin, self.ymax - self.size_m, self.xmin + self.size_m, self.ymax)
-        t = Transformer.from_crs(self.epsg, 4326, always_xy=True)
-        return shp_transform(t.transform, poly.segmentize(self.size_m / 8))
+        return reproject_geom(poly.segmentize(self.size_m / 8), self.epsg, 4326)
 
 
 def _region_lonlat(grid: Grid) -> Polygon:
-    t = Transformer.from_crs(grid.crs, 4326, always_xy=True)
-    return shp_transform(t.transform, box(*grid.bounds).segmentize((grid.xmax - grid.xmin) / 16))
+    return reproject_geom(box(*grid.bounds).segmentize((grid.xmax - grid.xmin) / 16), grid.crs, 4326)
 
 
 def layout_tiles(grid: Grid, tile_km: float, overlap_km: float, coarse_m: float) -> list[TileSpec]:
@@ -71,8 +76,7 @@ def layout_tiles(grid: Grid, tile_km: float, overlap_km: float, coarse_m: float)
         part = region.intersection(band)
         if part.is_empty:
             continue
-        to_utm = Transformer.from_crs(4326, utm_epsg(zone), always_xy=True)
-        part_utm = shp_transform(to_utm.transform, part)
+        part_utm = reproject_geom(part, 4326, utm_epsg(zone))
         ox, oy = _ZONE_OFFSETS_M[zone] if zone in _ZONE_OFFSETS_M else (0.0, 0.0)
         bx0, by0, bx1, by1 = part_utm.bounds
         i0, i1 = math.floor((bx0 - ox - size) / step) + 1, math.floor((bx1 - ox) / step)
@@ -99,7 +103,7 @@ class Sampler:
         """Fractional (row, col) on the surface grid of each tile pixel centre."""
         h, w = self.tile.shape(self.res)
         cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        x, y = self.tile.transform(self.res) * (cols, rows)
+        x, y = self.tile.transform(self.res) @ (cols, rows)
         t = Transformer.from_crs(self.tile.epsg, self.surface_grid.crs, always_xy=True)
         X, Y = t.transform(x, y)
         g = self.surface_grid
@@ -112,10 +116,37 @@ class Sampler:
         h, w = self.surface_grid.shape
         return (r >= -0.5) & (c >= -0.5) & (r <= h - 0.5) & (c <= w - 0.5)
 
+    @cached_property
+    def _bilinear(self) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the 4 neighbours and their weights, computed once per tile."""
+        h, w = self.surface_grid.shape
+        r, c = (np.clip(a, 0, n - 1) for a, n in zip(self.coords, (h, w)))
+        r0, c0 = np.minimum(np.floor(r).astype(np.int64), h - 2), np.minimum(np.floor(c).astype(np.int64), w - 2)
+        fr, fc = (r - r0).astype(np.float32), (c - c0).astype(np.float32)
+        idx = np.stack([r0 * w + c0, r0 * w + c0 + 1, (r0 + 1) * w + c0, (r0 + 1) * w + c0 + 1])
+        wts = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
+        return idx, wts
+
+    @cached_property
+    def _nearest(self) -> np.ndarray:
+        h, w = self.surface_grid.shape
+        r, c = (np.clip(np.round(a), 0, n - 1).astype(np.int64) for a, n in zip(self.coords, (h, w)))
+        return r * w + c
+
     def values(self, layer: np.ndarray, order: int = 1) -> np.ndarray:
-        """Resample a surface layer (averaged to this pixel size first) onto the tile's pixels."""
-        if order > 0 and self.res > self.surface_grid.resolution * 1.5:
-            k = self.res / self.surface_grid.resolution
-            layer = ndimage.uniform_filter(layer, size=int(round(k)), mode="nearest")
-        r, c = self.coords
-        return ndimage.map_coordinates(layer, [r, c], order=order, mode="nearest")
+        """Resample a surface layer onto the tile's pixels: bilinear (order 1) or nearest (0).
+
+        Layers sampled at a coarser pixel than the surface should be block-averaged first
+        (see `average_to`).
+        """
+        flat = layer.ravel()
+        if order == 0:
+            return flat[self._nearest]
+        idx, wts = self._bilinear
+        return (flat[idx] * wts).sum(axis=0, dtype=np.float32)
+
+
+def average_to(layer: np.ndarray, surface_res: float, res: float) -> np.ndarray:
+    """Box-average a surface layer over the footprint of a `res` pixel (area-like sampling)."""
+    k = int(round(res / surface_res))
+    return ndimage.uniform_filter(layer, size=k, mode="nearest") if k > 1 else layer

@@ -13,24 +13,23 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-from pyproj import Transformer
 from shapely.geometry import box
-from shapely.ops import transform as shp_transform
 from tqdm import tqdm
 
 from misomap.config_base import StorageConfig, StrictModel
 from misomap.cube.grid import Grid
 from misomap.demo import stac
 from misomap.demo.climate import CLIMATE_ASSETS, Climate, make_climate
-from misomap.demo.imagery import S2_KEYS, make_sky, make_surface, s2_scene
+from misomap.demo.fields import rng_for
+from misomap.demo.imagery import Surface, make_sky, make_surface, s2_scene
 from misomap.demo.pedons import sample_pedons
 from misomap.demo.polygons import class_polygons
 from misomap.demo.publish import Sink, cog_bytes
 from misomap.demo.quicklook import quicklook_png
-from misomap.demo.scenes import schedule, write_s1_item, write_s2_items
+from misomap.demo.scenes import Acquisition, s1_samplers, schedule, write_s1_item, write_s2_items
 from misomap.demo.spec import SEASONS, YEARS, world_size
 from misomap.demo.terrain import TERRAIN_ASSETS, Terrain, make_terrain
-from misomap.demo.tiles import Sampler, layout_tiles
+from misomap.demo.tiles import Sampler, layout_tiles, reproject_geom
 from misomap.demo.truth import NODATA_CLASS, REGIONS, SOIL_ORDERS, ZONES, Truth, make_truth
 
 log = logging.getLogger(__name__)
@@ -73,8 +72,7 @@ def _covariate_item(coll: str, layers: dict[str, np.ndarray], grid: Grid, sink: 
         assets[key] = stac.raster_asset(sink.url(rel), key, ["data"], grid.shape, grid.transform,
                                         {"nodata": "nan", "data_type": "float32",
                                          "spatial_resolution": grid.resolution})
-    footprint = shp_transform(Transformer.from_crs(grid.crs, 4326, always_xy=True).transform,
-                              box(*grid.bounds).segmentize(grid.resolution * 64))
+    footprint = reproject_geom(box(*grid.bounds).segmentize(grid.resolution * 64), grid.crs, 4326)
     return stac.item(coll, item_id, when, footprint, grid.crs, {}, assets, ["proj", "raster"],
                      {"start_datetime": period[0], "end_datetime": period[1]})
 
@@ -112,12 +110,13 @@ def _class_balance(truth: Truth, terrain: Terrain) -> dict[str, Any]:
     }
 
 
-def _summer_rgb(seed: int, surface, surface_grid: Grid, acquisitions) -> np.ndarray:
-    acq = next(a for a in acquisitions if a.season == "summer")
-    sky = make_sky(seed, "s2" + acq.tag, surface_grid.shape, surface_grid.resolution)
-    from misomap.demo.fields import rng_for
-
-    refl, _ = s2_scene(surface, sky, acq.when.date(), rng_for(seed, "s2-noise", acq.tag))
+def _summer_rgb(seed: int, surface: Surface, surface_grid: Grid,
+                acquisitions: list[Acquisition]) -> np.ndarray:
+    """True-colour reflectance of the clearest summer date (as a person would pick it)."""
+    summer = [a for a in acquisitions if a.season == "summer"]
+    skies = [make_sky(seed, "s2" + a.tag, surface_grid.shape, surface_grid.resolution) for a in summer]
+    k = int(np.argmin([float(s.cloud.mean() + s.shadow.mean() + (~s.valid).mean()) for s in skies]))
+    refl, _ = s2_scene(surface, skies[k], summer[k].when.date(), rng_for(seed, "s2-noise", summer[k].tag))
     return np.moveaxis(refl[[2, 1, 0]], 0, -1)
 
 
@@ -151,12 +150,13 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "demo",
 
     tiles = [(t, Sampler(t, spec.s2_fine_m, surface_grid), Sampler(t, spec.s2_coarse_m, surface_grid))
              for t in layout_tiles(grid, spec.tile_km, spec.overlap_km, spec.s2_coarse_m)]
+    s1_grids = s1_samplers(grid, surface_grid, spec.s1_m)
     acquisitions = schedule(seed, spec)
     items: dict[str, list[dict[str, Any]]] = {c: [] for c in COLLECTIONS}
     for k, acq in enumerate(tqdm(acquisitions, desc="scenes", unit="date", leave=False)):
         items[stac.S2_COLLECTION] += write_s2_items(seed, acq, surface, surface_grid, tiles, spec, sink)
         items[stac.S1_COLLECTION].append(
-            write_s1_item(seed, acq, k, surface, surface_grid, grid, spec, sink))
+            write_s1_item(seed, acq, k, surface, surface_grid, s1_grids, spec, sink))
     log.info("%d Sentinel-2 and %d Sentinel-1 items over %d tiles written in %.1f s",
              len(items[stac.S2_COLLECTION]), len(items[stac.S1_COLLECTION]), len(tiles),
              time.perf_counter() - t0)
@@ -204,8 +204,7 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "demo",
         pedons, f"misomap demo world '{size}' seed {seed}: {grid.width}×{grid.height} px at "
         f"{res:g} m, permafrost {balance['permafrost_fraction']:.0%} of land"))
 
-    to_ll = Transformer.from_crs(grid.crs, 4326, always_xy=True)
-    ll = shp_transform(to_ll.transform, box(*grid.bounds).segmentize(res * 64)).bounds
+    ll = reproject_geom(box(*grid.bounds).segmentize(res * 64), grid.crs, 4326).bounds
     manifest = WorldManifest(
         seed=seed, size=size, crs=grid.crs, bbox=list(grid.bounds),
         bbox_lonlat=[round(v, 6) for v in ll], grid=grid.to_dict(), cube_resolution_m=res,
@@ -221,7 +220,9 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "demo",
                "Ice-wedge polygons drawn at ~75 m (real: 10-30 m) so a 30 m cube sees them.",
                "Truth rasters are for evaluation only; the pipeline reads STAC and labels/."],
     )
-    sink.write_json("world.json", json.loads(manifest.model_dump_json()))
+    sink.flush()
+    sink.write_json("world.json", json.loads(manifest.model_dump_json()))  # last: marks it complete
+    sink.flush()
     log.info("demo world written to %s in %.1f s: %d files", sink.root_url,
              time.perf_counter() - t0, len(sink.written))
     return manifest
