@@ -29,6 +29,8 @@ from misomap.jobs.training_table import cube_grid, cube_location, open_cube_data
 from misomap.models.rf import RFModel, loads_model, predict_chunk  # noqa: E402
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from misomap.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class RFMapOutputs:
     quicklook: str
 
 
-def _chunk_windows(data, default: int = 512) -> list[tuple[slice, slice]]:
+def _chunk_windows(data: xr.DataArray, default: int = 512) -> list[tuple[slice, slice]]:
     """(y, x) slices aligned with the cube's chunks."""
     if data.chunks:
         ys, xs = data.chunks[1], data.chunks[2]

@@ -69,7 +69,7 @@ def cube_grid(data: xr.DataArray) -> Grid:
                 float(x[-1]) + res / 2, float(y[0]) + res / 2)
 
 
-def sample_cube(data: xr.DataArray, pedons: gpd.GeoDataFrame, window: int = 1) -> pd.DataFrame:
+def sample_cube(data: xr.DataArray, pedons: gpd.GeoDataFrame, window: int = 1) -> gpd.GeoDataFrame:
     """One row per pedon inside the cube with a valid pixel: labels, x/y, row/col, one column per
     band (the pixel value) and, for window > 1, `<band>_wmean`/`<band>_wsd` over the window.
 
