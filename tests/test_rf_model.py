@@ -60,6 +60,16 @@ def test_same_seed_same_forest_and_class_weight_option():
     assert weighted.forest.class_weight == "balanced"
 
 
+def test_class_weighting_with_permafrost_labels():
+    """Digit-like labels ('0', '1') with class weighting (scikit-learn alone fails on these)."""
+    X, _ = _data()
+    y = np.where(X[:, 0] > 0.8, "1", "0")
+    cfg = RFConfig(n_estimators=15, class_weight="balanced")
+    model = fit_rf(X, y, select_features(BANDS, cfg), "permafrost", cfg, seed=0)
+    assert model.classes == ("0", "1")
+    assert predict_proba(model, X, ["0", "1"])[y == "1", 1].mean() > 0.5
+
+
 @pytest.mark.parametrize("bad,match", [("nan", "non-finite training values in feature 's2_summer_nir'"),
                                        ("one", "single class"), ("shape", "expected")])
 def test_fit_rejects_bad_training_data(bad, match):

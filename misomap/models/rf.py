@@ -63,8 +63,10 @@ def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, confi
         n_estimators=config.n_estimators, max_depth=config.max_depth,
         min_samples_leaf=config.min_samples_leaf, max_features=config.max_features,
         class_weight=config.class_weight, n_jobs=config.n_jobs, random_state=seed)
-    forest.fit(X, y)
-    return RFModel(forest, target, tuple(features), tuple(str(c) for c in forest.classes_))
+    # Fit on integer codes: scikit-learn's class weighting fails on digit-like string labels.
+    classes, codes = np.unique(y, return_inverse=True)
+    forest.fit(X, codes)
+    return RFModel(forest, target, tuple(features), tuple(str(c) for c in classes))
 
 
 def predict_proba(model: RFModel, X: np.ndarray, classes: list[str] | None = None) -> np.ndarray:
