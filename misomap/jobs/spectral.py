@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.model_selection import KFold
 from tqdm import tqdm
 
@@ -93,6 +94,7 @@ class TrainResult:
 def train_spectral(cfg: RunConfig) -> TrainResult:
     """Train, evaluate, save and report; see the module docstring."""
     sc = spectral_section(cfg)
+    torch.set_num_threads(sc.torch_threads)
     paths = spectral_paths(cfg)
     url = ensure_library(cfg)
     lib = read_library(url, storage_options(cfg, url))

@@ -96,6 +96,8 @@ class SpectralConfig(StrictModel):
     predict: bool = True
     convert: bool = True
     """With embed_sensor 'nir': also write the NIR->MIR converted spectra."""
+    torch_threads: int = Field(default=1, ge=1)
+    """CPU threads for training; the networks are small, and more threads thrash shared cores."""
     local_workers: int = Field(default=2, ge=1)
     """Workers of the local dask cluster (gateway.workers applies on dask-gateway)."""
     local_processes: bool = True
