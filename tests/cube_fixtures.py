@@ -2,8 +2,8 @@
 STAC items shaped like Earth Search / Planetary Computer, and the truth they were drawn from.
 
 Layout on the output grid (10 m, 96 x 64 px, chunks of 32): Sentinel-2 tile A (EPSG:32605) covers
-the west, tile B (EPSG:32606) the middle, both overlap in chunk column 1; S1 and the static
-covariates cover columns 0-1; column 2 has no data at all (the all-nodata chunks).
+the west, tile B (EPSG:32606) the east, both overlap in chunk column 1; S1 and the static
+covariates cover columns 0-1 (up to COVER_X); column 2 has no data at all (the all-nodata chunks).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rasterio.transform import from_origin
 RES = 10.0
 WIDTH, HEIGHT, CHUNK = 96, 64, 32
 X0, Y1 = 200_000.0, 1_640_000.0          # EPSG:3338 grid origin (top-left), multiples of RES
-COVER_X = 640.0                           # data covers x0 .. x0 + COVER_X
+COVER_X = 580.0                           # data covers x0 .. x0 + COVER_X (< 640: column 2 stays empty)
 S2_BANDS = {"blue": 10, "red": 10, "nir": 10, "swir16": 20}
 SCL_CLOUD, SCL_SHADOW, SCL_SNOW, SCL_VEG = 9, 3, 11, 4
 
@@ -75,6 +75,11 @@ def _native_grid(epsg: int, area: tuple[float, float, float, float], res: float)
     xmin, ymax = np.floor(xmin / res) * res, np.ceil(ymax / res) * res
     w, h = int(np.ceil((xmax - xmin) / res)), int(np.ceil((ymax - ymin) / res))
     return from_origin(xmin, ymax, res, res), (h, w)
+
+
+def _outside(x: np.ndarray, y: np.ndarray, area: tuple[float, float, float, float]) -> np.ndarray:
+    """Pixels of a native grid whose centre falls outside the scene's footprint (nodata there)."""
+    return (x < area[0]) | (x > area[2]) | (y < area[1]) | (y > area[3])
 
 
 def _centres_3338(epsg: int, transform, shape) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +157,7 @@ def _s2_items(root: Path, cogs: dict, drop_proj: bool) -> list[dict[str, Any]]:
                     if tag == "d2":
                         scl[in_snow(x, y, margin=40.0)] = SCL_SNOW
                     scl[:, :1] = 0
+                    scl[_outside(x, y, area)] = 0
                     data, scale, offset = scl, 1.0, 0.0
                 else:
                     refl = reflectance(band, x, y) + (0.2 if tag == "d0" else 0.0)
@@ -162,6 +168,7 @@ def _s2_items(root: Path, cogs: dict, drop_proj: bool) -> list[dict[str, Any]]:
                         refl = np.where(in_snow(x, y), 0.75, refl)
                     data = np.round((refl + 0.1) / 1e-4).astype(np.uint16)
                     data[:, :1] = 0  # a nodata edge, as real scenes have
+                    data[_outside(x, y, area)] = 0
                     scale, offset = 1e-4, -0.1
                 path = root / "cogs" / "sentinel-2-l2a" / item_id / f"{band}.tif"
                 write_cog(path, data, epsg, transform, 0)
@@ -188,7 +195,8 @@ def _s1_items(root: Path, cogs: dict) -> list[dict[str, Any]]:
         for band, extra in (("vv", 0.0), ("vh", -7.0)):
             data = (10 ** ((vv_db(x, y) + delta + extra) / 10)).astype(np.float32)
             if tag == "d2":
-                data[: shape[0] // 4] = -32768.0  # this scene misses the north strip
+                data[y > Y1 - 160.0] = -32768.0  # this scene misses the north strip
+            data[_outside(x, y, area)] = -32768.0
             path = root / "cogs" / "sentinel-1-rtc" / item_id / f"{band}.tif"
             write_cog(path, data, epsg, transform, -32768.0)
             cogs[("sentinel-1-rtc", item_id, band)] = path
@@ -209,6 +217,7 @@ def _static_items(root: Path, cogs: dict) -> dict[str, list[dict[str, Any]]]:
         for band in bands:
             data = {"elevation": elevation(x, y), "slope": 3.0 + 0 * x, "precip_annual": 300.0 + 0.1 * (x - X0),
                     "jan_min_temp": -30.0 + 0 * x}[band].astype(np.float32)
+            data[_outside(x, y, area)] = -9999.0
             path = root / "cogs" / cid / f"{cid}-1" / f"{band}.tif"
             write_cog(path, data, 3338, transform, -9999.0)
             cogs[(cid, f"{cid}-1", band)] = path
@@ -251,3 +260,10 @@ def cube_section(out: str, **overrides: Any) -> dict[str, Any]:
     }
     section.update(overrides)
     return section
+
+
+def fake_sign(item):
+    """A stand-in for `planetary_computer.sign`: turns unreadable blob hrefs into readable ones."""
+    for asset in item.assets.values():
+        asset.href = asset.href.replace("https://blob.invalid/", "file:///")
+    return item
