@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MODEL = "miso"
 ENCODERS = ("imagery", "covariates")
 COMPARED = {"permafrost": "recall_1", "soil_order": "recall_macro"}
+ABLATIONS = ("no_contrastive", "no_location", "no_pretraining")
 
 
 class MisoJobError(MisomapError):
@@ -270,18 +271,22 @@ def cross_validate(config: RunConfig, cfg: MisoConfig, name: str, arrays: CubeAr
     return pd.concat(out, ignore_index=True), stats
 
 
-def compare(config: RunConfig, models: list[str], stats: list[dict]) -> str:
+def compare(config: RunConfig, models: list[str]) -> str:
     """The MISO vs RF table (permafrost recall, soil-order macro recall; mean ± sd over folds per
-    scheme) as markdown, CSV and a bar chart; returns the markdown's location."""
+    scheme) of every model in `models` with predictions in the run, as markdown, CSV and a bar
+    chart, with each MISO model's training cost. Returns the markdown's location."""
     table, _ = read_training(config)
-    rows = []
+    rows, stats = [], []
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
             preds = read_predictions(loc, config)
         except LabelsError:
-            log.warning("no predictions of %s at %s: left out of the comparison", name, loc)
+            log.info("no predictions of %s at %s: left out of the comparison", name, loc)
             continue
+        if name != "rf":
+            stats.append(json.loads(read_bytes(f"{model_dir(config.workdir, name)}/training.json",
+                                               config.storage)))
         for target, ev in evaluate(preds, table, config.evaluation, source=loc).items():
             s = ev.summary[ev.summary["metric"] == COMPARED[target]]
             for _, r in s.iterrows():
@@ -332,18 +337,19 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
     cfg = miso_section(config)
     table, folds = read_training(config)
     arrays = load_arrays(config, cfg)
-    preds, reports, stats = {}, {}, []
-    for variant in ["miso", *cfg.ablations]:
+    preds, reports = {}, {}
+    for variant in ["miso"] * cfg.include_full + list(cfg.ablations):
         name = MODEL if variant == "miso" else f"{MODEL}_{variant}"
         t0 = time.perf_counter()
         frame, st = cross_validate(config, variant_config(cfg, variant), name, arrays, table, folds)
         log.info("%s cross-validated in %.0f s", name, time.perf_counter() - t0)
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         write_parquet(loc, frame, config.storage)
-        preds[name], stats = loc, [*stats, st]
+        preds[name] = loc
+        write_bytes(f"{model_dir(config.workdir, name)}/training.json", json.dumps(st).encode(), config.storage)
         results = evaluate(frame, table, config.evaluation, source=loc)
         reports[name] = write_report(results, name, f"{model_dir(config.workdir, name)}/report", config)
-    comparison = compare(config, ["rf", *preds], stats)
+    comparison = compare(config, ["rf", MODEL, *[f"{MODEL}_{a}" for a in ABLATIONS]])
     final = train_final(config, cfg, arrays, table) if cfg.final_model else None
     return MisoOutputs(preds, reports, comparison, final)
 

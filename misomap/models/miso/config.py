@@ -170,5 +170,8 @@ class MisoConfig(StrictModel):
     """Fold schemes (columns of folds.parquet) to evaluate; None = all."""
     ablations: list[Literal["no_contrastive", "no_location", "no_pretraining"]] = Field(
         default_factory=list)
+    include_full: bool = True
+    """Cross-validate the full model; false runs only the ablations (e.g. in a second process
+    beside a run of the full model: each model has its own folder, the comparison takes all)."""
     final_model: bool = True
     """After cross-validation, train one model on every labelled pedon for the map job."""
