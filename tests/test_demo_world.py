@@ -115,6 +115,8 @@ def test_manifest_describes_the_world(demo_world: Path) -> None:
     assert set(m.collections) == {"sentinel-2-l2a", "sentinel-1-rtc", "ak-terrain", "ak-climate"}
     for rel in m.paths.values():
         assert (demo_world / rel).exists(), rel
+    on_disk = {str(p.relative_to(demo_world)) for p in demo_world.rglob("*") if p.is_file()}
+    assert set(m.files) == on_disk - {"world.json"}
     assert (demo_world / "quicklook.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(m.years) >= 2 and set(m.seasons) == {"spring", "summer"}
 
@@ -193,7 +195,8 @@ def test_pedons_follow_the_contract_and_the_bias(demo_world: Path) -> None:
     assert set(p["soil_order"].dropna()) <= set(SOIL_ORDERS)
     only_pf = p["soil_order"].isna() & p["permafrost"].notna()
     only_so = p["permafrost"].isna() & p["soil_order"].notna()
-    assert only_pf.sum() > 0 and only_so.sum() > 0 and not (p["permafrost"].isna() & p["soil_order"].isna()).any()
+    assert only_pf.sum() > 0 and only_so.sum() > 0
+    assert not (p["permafrost"].isna() & p["soil_order"].isna()).any()
     grid = world_size("tiny").grid()
     with rasterio.open(demo_world / "truth" / "soil_order.tif") as src:
         order = src.read(1)

@@ -39,9 +39,9 @@ def make_climate(seed: int, terrain: Terrain, res: float) -> Climate:
     cont = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]  # more continental to the east
     above_valley = z - smooth(z, 1500.0 / res)  # relative height within the landscape
     inversion = 0.012 * np.clip(above_valley, -150, 250)
-    jan = (-31.0 - 3.5 * (lat - 66.0) - 2.5 * cont + inversion - 0.003 * np.clip(z - 900.0, 0, None)
+    jan = (-31.0 - 5.0 * (lat - 66.0) - 2.5 * cont + inversion - 0.003 * np.clip(z - 900.0, 0, None)
            + 0.8 * gaussian_field(rng, z.shape, 60.0))
-    summer = (13.6 - 1.5 * (lat - 66.0) - 0.0055 * (z - 300.0) + 0.8 * cont
+    summer = (13.6 - 2.2 * (lat - 66.0) - 0.0055 * (z - 300.0) + 0.8 * cont
               + 0.3 * gaussian_field(rng, z.shape, 60.0))
     precip = (260.0 + 0.32 * z + 40.0 * (lat - 66.0) - 60.0 * cont
               + 25.0 * gaussian_field(rng, z.shape, 80.0))

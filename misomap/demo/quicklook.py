@@ -46,7 +46,8 @@ def quicklook_png(grid: Grid, terrain: Terrain, climate: Climate, truth: Truth,
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _ORDER_COLOURS]
     axes[1, 0].legend(handles, SOIL_ORDERS, fontsize=7, loc="lower left")
     axes[1, 0].set_title("Truth: soil order")
-    axes[1, 1].imshow(np.clip(rgb * 4.0, 0, 1), extent=ext)
+    lo, hi = np.percentile(rgb, [2, 98], axis=(0, 1))
+    axes[1, 1].imshow(np.clip((rgb - lo) / (hi - lo), 0, 1), extent=ext)
     axes[1, 1].set_title("Sentinel-2-like RGB, one summer date (15 m)")
     axes[1, 2].imshow(shade, extent=ext, alpha=0.5)
     has_pf = pedons["permafrost"].notna().to_numpy()

@@ -121,9 +121,11 @@ class Sampler:
         """Flat indices of the 4 neighbours and their weights, computed once per tile."""
         h, w = self.surface_grid.shape
         r, c = (np.clip(a, 0, n - 1) for a, n in zip(self.coords, (h, w)))
-        r0, c0 = np.minimum(np.floor(r).astype(np.int64), h - 2), np.minimum(np.floor(c).astype(np.int64), w - 2)
+        r0 = np.minimum(np.floor(r).astype(np.int64), h - 2)
+        c0 = np.minimum(np.floor(c).astype(np.int64), w - 2)
         fr, fc = (r - r0).astype(np.float32), (c - c0).astype(np.float32)
-        idx = np.stack([r0 * w + c0, r0 * w + c0 + 1, (r0 + 1) * w + c0, (r0 + 1) * w + c0 + 1])
+        top, bottom = r0 * w + c0, (r0 + 1) * w + c0
+        idx = np.stack([top, top + 1, bottom, bottom + 1]).astype(np.int32)
         wts = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
         return idx, wts
 
@@ -131,7 +133,7 @@ class Sampler:
     def _nearest(self) -> np.ndarray:
         h, w = self.surface_grid.shape
         r, c = (np.clip(np.round(a), 0, n - 1).astype(np.int64) for a, n in zip(self.coords, (h, w)))
-        return r * w + c
+        return (r * w + c).astype(np.int32)
 
     def values(self, layer: np.ndarray, order: int = 1) -> np.ndarray:
         """Resample a surface layer onto the tile's pixels: bilinear (order 1) or nearest (0).

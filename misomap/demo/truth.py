@@ -74,8 +74,7 @@ def _snow_drift(terrain: Terrain, res: float) -> np.ndarray:
     return np.clip(smooth(shelter, 1.5) - 0.5 * exposure, 0, 1).astype(np.float32)
 
 
-def _fire_scars(rng: np.random.Generator, shape: tuple[int, int], res: float,
-                warmth: np.ndarray) -> np.ndarray:
+def _fire_scars(rng: np.random.Generator, shape: tuple[int, int], res: float) -> np.ndarray:
     """Elliptical burns (more in the warmer south), with patchy severity inside."""
     h, w = shape
     severity = np.zeros(shape, np.float32)
@@ -141,7 +140,7 @@ def make_truth(seed: int, terrain: Terrain, climate: Climate, res: float,
     basin = smooth(wet, 200.0 / res) * np.clip(1 - terrain.slope / 8.0, 0, 1)
     organic = np.clip(0.05 + 0.9 * basin**1.5 + 0.05 * gaussian_field(rng, shape, 8.0), 0.0, 1.5)
     drift = _snow_drift(terrain, res)
-    fire = _fire_scars(rng, shape, res, climate.summer_warmth)
+    fire = _fire_scars(rng, shape, res)
     d_lake, d_river = _distance_m(terrain.lake, res), _distance_m(terrain.river, res)
     big_lake = ndimage.binary_erosion(terrain.lake, iterations=2)
     talik = 3.0 * np.exp(-d_lake / 90.0) + 2.0 * np.exp(-d_river / 60.0) + 2.0 * big_lake

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from misomap.config_base import StorageConfig, StrictModel
 from misomap.cube.grid import Grid
 from misomap.demo import stac
-from misomap.demo.climate import CLIMATE_ASSETS, Climate, make_climate
+from misomap.demo.climate import Climate, make_climate
 from misomap.demo.fields import rng_for
 from misomap.demo.imagery import Surface, make_sky, make_surface, s2_scene
 from misomap.demo.pedons import sample_pedons
@@ -28,7 +28,7 @@ from misomap.demo.publish import Sink, cog_bytes
 from misomap.demo.quicklook import quicklook_png
 from misomap.demo.scenes import Acquisition, s1_samplers, schedule, write_s1_item, write_s2_items
 from misomap.demo.spec import SEASONS, YEARS, world_size
-from misomap.demo.terrain import TERRAIN_ASSETS, Terrain, make_terrain
+from misomap.demo.terrain import Terrain, make_terrain
 from misomap.demo.tiles import Sampler, layout_tiles, reproject_geom
 from misomap.demo.truth import NODATA_CLASS, REGIONS, SOIL_ORDERS, ZONES, Truth, make_truth
 
@@ -59,6 +59,8 @@ class WorldManifest(StrictModel):
     class_balance: dict[str, Any]
     truth_variance_shares: dict[str, float]
     notes: list[str]
+    files: list[str]
+    """Every file of the world except world.json, relative to its root."""
 
 
 def _covariate_item(coll: str, layers: dict[str, np.ndarray], grid: Grid, sink: Sink,
@@ -219,6 +221,7 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "demo",
                "Source pixel sizes scaled: S2 10 m-class bands at 20 m, 20 m-class at 40 m, S1 at 20 m.",
                "Ice-wedge polygons drawn at ~75 m (real: 10-30 m) so a 30 m cube sees them.",
                "Truth rasters are for evaluation only; the pipeline reads STAC and labels/."],
+        files=sorted(sink.written),
     )
     sink.flush()
     sink.write_json("world.json", json.loads(manifest.model_dump_json()))  # last: marks it complete
