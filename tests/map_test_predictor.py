@@ -17,9 +17,8 @@ N_ORDERS = 7
 
 class NeighbourhoodPredictor:
     bands = ("b0", "b1")
-
-    def __init__(self, res: float) -> None:
-        self.halo_m = 2 * res
+    halo_px = 2
+    align_px = 1
 
     def predict(self, window, wx, wy, qx, qy):
         smooth = uniform_filter(np.nan_to_num(window[0], nan=0.0), size=3, mode="nearest")
@@ -35,4 +34,4 @@ class NeighbourhoodPredictor:
 
 
 def factory(blob: bytes, cfg: MapConfig) -> NeighbourhoodPredictor:
-    return NeighbourhoodPredictor(res=30.0)
+    return NeighbourhoodPredictor()

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from misomap.jobs.cube_window import cube_grid, read_window
 from misomap.jobs.map_config import MapConfig
 from misomap.jobs.map_layers import encode_layers
 from misomap.jobs.map_store import ChunkRegion, ensure_template, plan_chunks, write_chunk
-from misomap.jobs.predictors import get_predictor, model_digest
+from misomap.jobs.predictors import MapPredictor, get_predictor, model_digest
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,17 @@ def output_grid(config: RunConfig) -> Grid:
     return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
 
 
+def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[float, float, float, float]:
+    """Bounds of the cube window for an output block: the block plus the predictor's halo,
+    widened to multiples of its alignment on the cube's pixel grid."""
+    r, a, halo = cgrid.resolution, predictor.align_px, predictor.halo_px
+    col0 = math.floor((math.floor((sub.xmin - cgrid.xmin) / r + 1e-9) - halo) / a) * a
+    col1 = math.ceil((math.ceil((sub.xmax - cgrid.xmin) / r - 1e-9) + halo) / a) * a
+    row0 = math.floor((math.floor((cgrid.ymax - sub.ymax) / r + 1e-9) - halo) / a) * a
+    row1 = math.ceil((math.ceil((cgrid.ymax - sub.ymin) / r - 1e-9) + halo) / a) * a
+    return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
+
+
 def predict_chunk(region: ChunkRegion, config: RunConfig) -> dict[str, Any]:
     """Predict one output chunk and write it; a pure function of (region, config)."""
     cfg = map_config(config)
@@ -97,10 +109,8 @@ def predict_chunk(region: ChunkRegion, config: RunConfig) -> dict[str, Any]:
     predictor = get_predictor(cfg, config.storage.options_for(cfg.model_path or ""))
     grid = output_grid(config)
     sub = grid.window(region.row0, region.col0, region.height, region.width)
-    halo = predictor.halo_m
-    bounds = (sub.xmin - halo, sub.ymin - halo, sub.xmax + halo, sub.ymax + halo)
-    window = read_window(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)),
-                         predictor.bands, bounds)
+    cube = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))
+    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
     probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
     layers = encode_layers(probs)
     write_chunk(zarr_url(cfg), options, region, layers)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import fsspec
@@ -25,7 +27,10 @@ class MapPredictor(Protocol):
     """Turns a cube window (with halo) into probabilities at query coordinates."""
 
     bands: tuple[str, ...]
-    halo_m: float
+    halo_px: int
+    """Context the model needs around each output block, in cube pixels."""
+    align_px: int
+    """Windows start on multiples of this many cube pixels, so any chunking sees the same tiles."""
 
     def predict(self, window: np.ndarray, wx: np.ndarray, wy: np.ndarray,
                 qx: np.ndarray, qy: np.ndarray) -> MapProbabilities:
@@ -38,46 +43,67 @@ _CACHE: dict[str, MapPredictor] = {}
 LOADS: list[str] = []  # load events in this process, for tests and logs
 
 
-def read_model_bytes(path: str, storage_options: dict[str, Any]) -> bytes:
-    """The model file's bytes, from a local path or s3:// URL."""
-    try:
-        with fsspec.open(path, "rb", **storage_options) as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise PredictorError(f"model file not found: {path}") from None
+def read_model_files(paths: list[str], storage_options: dict[str, Any]) -> dict[str, bytes]:
+    """Each model file's bytes by its path, from local paths or s3:// URLs."""
+    blobs = {}
+    for path in paths:
+        try:
+            with fsspec.open(path, "rb", **storage_options) as fh:
+                blobs[path] = fh.read()
+        except FileNotFoundError:
+            raise PredictorError(f"model file not found: {path}") from None
+    return blobs
 
 
-def model_digest(cfg: MapConfig, storage_options: dict[str, Any]) -> str:
-    """sha256 of the model file (or of the factory name), so a new model invalidates old chunks."""
-    if cfg.model_path is None:
-        return hashlib.sha256(cfg.model.encode()).hexdigest()
-    return hashlib.sha256(read_model_bytes(cfg.model_path, storage_options)).hexdigest()
+@dataclass(frozen=True)
+class PredictorKind:
+    """How to find a kind of model's files under `model_path`, and how to build its predictor."""
+
+    files: Callable[[str], list[str]]
+    load: Callable[[dict[str, bytes], MapConfig], MapPredictor]
 
 
-def _factory(name: str):
+def _kind(name: str) -> PredictorKind:
     if name == "rf":
-        from misomap.jobs.rf_predictor import load_rf_predictor
+        from misomap.jobs import rf_predictor
 
-        return load_rf_predictor
+        return PredictorKind(rf_predictor.model_files, rf_predictor.load_rf_predictor)
     if name == "miso":
-        from misomap.jobs.miso_predictor import load_miso_predictor
+        from misomap.jobs import miso_predictor
 
-        return load_miso_predictor
+        return PredictorKind(miso_predictor.model_files, miso_predictor.load_miso_predictor)
     module, _, attr = name.partition(":")
     if not attr:
         raise PredictorError(f"model {name!r}: use 'rf', 'miso' or 'package.module:factory'")
     try:
-        return getattr(importlib.import_module(module), attr)
+        factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
         raise PredictorError(f"model factory {name!r} cannot be imported: {err}") from None
+    return PredictorKind(lambda path: [path] if path else [], factory)
+
+
+def _files(cfg: MapConfig) -> list[str]:
+    files = _kind(cfg.model).files(cfg.model_path or "")
+    if cfg.model in ("rf", "miso") and not cfg.model_path:
+        raise PredictorError(f"map.model_path is required for model {cfg.model!r}")
+    return files
+
+
+def model_digest(cfg: MapConfig, storage_options: dict[str, Any]) -> str:
+    """sha256 over the model's files (or its factory name), so a new model invalidates old chunks."""
+    h = hashlib.sha256(cfg.model.encode())
+    for path, blob in sorted(read_model_files(_files(cfg), storage_options).items()):
+        h.update(path.rsplit("/", 1)[-1].encode())
+        h.update(blob)
+    return h.hexdigest()
 
 
 def get_predictor(cfg: MapConfig, storage_options: dict[str, Any]) -> MapPredictor:
     """The predictor for `cfg`, built at most once per process (i.e. once per dask worker)."""
     key = f"{cfg.model}|{cfg.model_path}|{cfg.device}|{cfg.batch_size}"
     if key not in _CACHE:
-        blob = read_model_bytes(cfg.model_path, storage_options) if cfg.model_path else b""
-        _CACHE[key] = _factory(cfg.model)(blob, cfg)
+        blobs = read_model_files(_files(cfg), storage_options)
+        _CACHE[key] = _kind(cfg.model).load(blobs, cfg)
         LOADS.append(key)
         log.info("loaded model %s", key)
     return _CACHE[key]
