@@ -6,7 +6,6 @@ nodata into a pixel another scene sees clearly; a pixel no scene sees stays NaN.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -18,15 +17,17 @@ def scl_mask(stack: np.ndarray, scl: np.ndarray, classes: Iterable[int]) -> np.n
     return np.where(bad[:, None], np.float32(np.nan), stack)
 
 
-def _quiet_nan_reduce(func, stack: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN, on purpose
-        return func(stack, axis=0).astype(np.float32)
+def _nan_reduce(func, stack: np.ndarray) -> np.ndarray:
+    """Reduce over time only where some observation is valid; pixels no scene sees stay NaN."""
+    seen = ~np.isnan(stack).all(axis=0)
+    out = np.full(stack.shape[1:], np.nan, np.float32)
+    out[seen] = func(stack[:, seen], axis=0)
+    return out
 
 
 def median(stack: np.ndarray) -> np.ndarray:
     """Per-band median over time of the valid observations."""
-    return _quiet_nan_reduce(np.nanmedian, stack)
+    return _nan_reduce(np.nanmedian, stack)
 
 
 def geomedian(stack: np.ndarray, iterations: int = 60, tol: float = 1e-7) -> np.ndarray:
@@ -57,7 +58,7 @@ def mean_db(stack: np.ndarray) -> np.ndarray:
     """Radar: convert linear backscatter to dB per scene, then average the valid dB values."""
     with np.errstate(divide="ignore", invalid="ignore"):
         db = np.where(stack > 0, 10.0 * np.log10(stack), np.nan)
-    return _quiet_nan_reduce(np.nanmean, db)
+    return _nan_reduce(np.nanmean, db)
 
 
 def mosaic(stack: np.ndarray) -> np.ndarray:

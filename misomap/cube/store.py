@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 LINEAGE_KEY = "misomap"
 
 
-def _fs(location: str, storage: StorageConfig) -> tuple[fsspec.AbstractFileSystem, str]:
+def _fs(location: str, storage: StorageConfig, fresh: bool = False) -> tuple[fsspec.AbstractFileSystem, str]:
+    """fsspec filesystem and path; `fresh` bypasses fsspec's instance cache (re-reads credentials)."""
     opts = storage.storage_options() if location.startswith("s3://") else {"auto_mkdir": True}
+    if fresh:
+        opts["skip_instance_cache"] = True
     fs, path = fsspec.core.url_to_fs(location, **opts)
     return fs, path
 
@@ -46,7 +49,7 @@ def check_writable(location: str, storage: StorageConfig) -> None:
     """Fail early, naming the bucket, when the target bucket is missing or refuses access."""
     if not location.startswith("s3://"):
         return
-    fs, path = _fs(location, storage)
+    fs, path = _fs(location, storage, fresh=True)
     bucket = path.split("/", 1)[0]
     endpoint = storage.endpoint_url or "the default AWS endpoint"
     try:
