@@ -115,3 +115,19 @@ def test_prediction_for_unknown_pedon_named():
     preds, table = _any_model_predictions(30)
     with pytest.raises(EvaluationError, match="'p0' is not in the training table"):
         evaluate(preds, table.iloc[1:], EvaluationConfig())
+
+
+def test_predictions_must_use_the_shared_folds():
+    from misomap.jobs.evaluate import check_against_folds
+
+    preds, _ = _any_model_predictions(30)
+    folds = (preds[preds["target"] == "permafrost"]
+             .pivot(index="pedon_id", columns="scheme", values="fold").reset_index())
+    check_against_folds(preds, folds, "ok.parquet")
+    moved = preds.copy()
+    moved.loc[0, "fold"] = (moved.loc[0, "fold"] + 1) % 3
+    with pytest.raises(EvaluationError, match=r"1 prediction\(s\) disagree with folds.parquet, e.g. "
+                                              r"pedon 'p0' scheme 'random'"):
+        check_against_folds(moved, folds, "moved.parquet")
+    with pytest.raises(EvaluationError, match=r"scheme\(s\) \['blocks'\] are not in folds.parquet"):
+        check_against_folds(preds, folds.drop(columns="blocks"), "x.parquet")

@@ -21,6 +21,7 @@ import pandas as pd
 from misomap.errors import MisomapError
 from misomap.jobs.evaluation_config import EvaluationConfig
 from misomap.jobs.labels import TARGETS, read_bytes
+from misomap.jobs.training_table import read_training
 from misomap.models.folds import distance_to_training, scheme_columns
 from misomap.models.metrics import binary_metrics, confusion, mean_sd, multiclass_metrics
 
@@ -78,6 +79,25 @@ def check_predictions(preds: pd.DataFrame, source: str) -> pd.DataFrame:
         raise EvaluationError(f"{source}: pedon {row['pedon_id']!r} predicted twice for "
                               f"{row['target']}/{row['scheme']}; each pedon belongs to one fold")
     return preds.assign(y_true=preds["y_true"].astype(str), y_pred=preds["y_pred"].astype(str))
+
+
+def check_against_folds(preds: pd.DataFrame, folds: pd.DataFrame, source: str) -> None:
+    """Every prediction must sit in the fold folds.parquet gives its pedon under its scheme, so
+    every model is judged on exactly the same folds."""
+    unknown = sorted(set(preds["scheme"]) - set(scheme_columns(folds)))
+    if unknown:
+        raise EvaluationError(f"{source}: scheme(s) {unknown} are not in folds.parquet "
+                              f"({scheme_columns(folds)})")
+    long = folds.melt(id_vars="pedon_id", var_name="scheme", value_name="expected")
+    joined = preds.merge(long, on=["pedon_id", "scheme"], how="left")
+    wrong = joined["expected"].isna() | (joined["fold"] != joined["expected"])
+    if wrong.any():
+        row = joined[wrong].iloc[0]
+        raise EvaluationError(
+            f"{source}: {int(wrong.sum())} prediction(s) disagree with folds.parquet, e.g. pedon "
+            f"{row['pedon_id']!r} scheme {row['scheme']!r} fold {row['fold']} (folds.parquet: "
+            f"{'absent' if pd.isna(row['expected']) else int(row['expected'])}); predict on the "
+            "shared folds")
 
 
 def _score(target: str, classes: tuple[str, ...], rows: pd.DataFrame, cfg: EvaluationConfig,
@@ -166,13 +186,13 @@ def read_predictions(location: str, config: RunConfig) -> pd.DataFrame:
 
 def run_evaluation(config: RunConfig, model: str = "rf") -> str:
     """Regenerate a model's report from its saved predictions; returns the report's location."""
-    from misomap.jobs.report import write_report
-    from misomap.jobs.training_table import read_training
+    from misomap.jobs.report import write_report  # report imports this module
 
     mdir = model_dir(config.workdir, model)
     preds_loc = f"{mdir}/predictions.parquet"
     preds = read_predictions(preds_loc, config)
     table, folds = read_training(config)
+    check_against_folds(preds, folds, preds_loc)
     results = evaluate(preds, table, config.evaluation, source=preds_loc)
     missing = [s for s in scheme_columns(folds) if s not in set(preds["scheme"])]
     notes = [f"Fold schemes without predictions (no usable folds, see the folds log): {missing}"
