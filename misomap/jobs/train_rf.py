@@ -1,5 +1,14 @@
 """`misomap train-rf`: training table and folds → cross-validated RF predictions on every fold
-scheme → final forests fitted on all pedons (skops) → the evaluation report, all beside the model."""
+scheme → final forests fitted on all pedons (skops) → the evaluation report, all beside the model.
+
+A run configuration for it (every key optional but the label location)::
+
+    workdir: runs/demo                     # training/, models/rf/{*.skops,predictions.parquet,report/}
+    labels: {world: demo-out/world, cube: runs/demo/cube.zarr, window: 1}
+    folds: {k: 5, dbscan_eps_m: [1000, 10000], block_size_m: 20000}
+    rf: {n_estimators: 100, class_weight: null, radar: true, use_xy: false}
+    evaluation: {distance_bins_km: [1, 10]}
+"""
 
 from __future__ import annotations
 
