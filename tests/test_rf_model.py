@@ -136,3 +136,19 @@ def test_foreign_estimator_and_garbage_refused():
         loads_model(other, source="lr.skops")
     with pytest.raises(RFModelError, match="not a readable skops model file"):
         loads_model(b"\x80\x04garbage", source="junk.skops")
+
+
+@pytest.mark.parametrize("section,match", [
+    ({"labels": {"window": 2}}, r"labels: .*window must be odd"),
+    ({"folds": {"dbscan_eps_m": [-1]}}, r"folds.dbscan_eps_m: .*must be > 0"),
+    ({"folds": {"k": 1}}, r"folds.k"),
+    ({"rf": {"class_weight": "heavy"}}, r"rf.class_weight"),
+    ({"rf": {"n_trees": 5}}, r"rf.n_trees: unknown key"),
+    ({"evaluation": {"distance_bins_km": [10, 1]}}, r"evaluation.distance_bins_km: .*increasing"),
+])
+def test_bad_config_sections_named(section, match):
+    from misomap.config import config_from_dict
+    from misomap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict(section)
