@@ -248,3 +248,13 @@ def test_cli_demo_world_reports_bad_size(tmp_path: Path) -> None:
     out = subprocess.run([str(exe), "demo-world", "--out", str(tmp_path / "w"), "--size", "huge"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "unknown demo world size" in out.stderr
+
+
+@pytest.mark.slow
+def test_neighbourhood_beats_pixel_on_held_out_blocks() -> None:
+    from misomap.demo.context import context_score
+
+    _, terrain, climate, truth = _world_in_memory(0)
+    score = context_score(0, terrain, climate, truth)
+    assert score.n_test > 1000
+    assert score.gain > 0.0, score
