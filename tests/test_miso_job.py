@@ -108,6 +108,7 @@ def test_pretrain_then_train_miso_end_to_end(world, tmp_path) -> None:
     assert preds["entropy"].between(0, np.log(7) + 1e-6).all()
     assert (workdir / "models" / "miso_no_location" / "report" / "report.md").exists()
     comparison = (workdir / "models" / "miso" / "comparison.md").read_text()
+    assert "nan" not in comparison  # schemes a model was not run on show as a dash
     for row in ("| rf |", "| miso |", "| miso_no_location |", "recall_1", "recall_macro", "parameters"):
         assert row in comparison
     assert (workdir / "models" / "miso" / "comparison.png").read_bytes()[:4] == b"\x89PNG"

@@ -297,10 +297,11 @@ def compare(config: RunConfig, models: list[str]) -> str:
     write_bytes(f"{out}.csv", df.to_csv(index=False).encode(), config.storage)
     lines = ["# MISO vs Random Forest", "",
              "Mean ± sd over the test folds of each scheme (models never see their test fold).", ""]
+    df = df.dropna(subset=["mean"])  # schemes a model was not run on
     for target, sub in df.groupby("target", sort=False):
         lines += [f"## {target}: {COMPARED[target]}", ""]
         wide = sub.assign(v=[f"{m:.3f} ± {s:.3f}" for m, s in zip(sub["mean"], sub["sd"])]).pivot(
-            index="model", columns="scheme", values="v")
+            index="model", columns="scheme", values="v").fillna("—")
         lines += ["| model | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
         lines += [f"| {m} | " + " | ".join(str(v) for v in wide.loc[m]) + " |" for m in wide.index] + [""]
     lines += ["## Training cost", "", "| model | parameters | mean training time per fold (s) | folds |",
