@@ -140,7 +140,7 @@ def make_sky(seed: int, tag: str, shape: tuple[int, int], res: float) -> Sky:
     """Clouds (cover drawn per date; a third of dates almost clear), cirrus, shadows, swath edge."""
     rng = rng_for(seed, "sky", tag)
     cover = 0.0 if rng.random() < 0.35 else float(rng.beta(1.3, 2.2))
-    f = gaussian_field(rng, shape, 600.0 / res, beta=4.0)
+    f = gaussian_field(rng, shape, 1500.0 / res, beta=4.0)
     thr = np.quantile(f, 1 - cover) if cover > 0 else np.inf
     cloud = np.clip((f - thr) * 2.0, 0, 1).astype(np.float32)
     cirrus = np.zeros(shape, np.float32)

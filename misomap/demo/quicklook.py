@@ -21,10 +21,14 @@ _ORDER_COLOURS = ["#d95f02", "#e6ab02", "#7570b3", "#1b9e77", "#a6761d", "#e7298
 
 
 def quicklook_png(grid: Grid, terrain: Terrain, climate: Climate, truth: Truth,
-                  rgb: np.ndarray, pedons: gpd.GeoDataFrame, title: str) -> bytes:
-    """Six panels as PNG bytes (no timestamps in the metadata, so the bytes are reproducible)."""
+                  rgbs: tuple[np.ndarray, np.ndarray, str], pedons: gpd.GeoDataFrame,
+                  title: str) -> bytes:
+    """Eight panels as PNG bytes (no timestamps in the metadata, so the bytes are reproducible).
+
+    `rgbs`: clear-sky summer surface, the same date's scene as published, and that date.
+    """
     ext = (grid.xmin / 1000, grid.xmax / 1000, grid.ymin / 1000, grid.ymax / 1000)
-    fig, axes = plt.subplots(2, 3, figsize=(15, 10), constrained_layout=True)
+    fig, axes = plt.subplots(2, 4, figsize=(20, 10), constrained_layout=True)
     shade = LightSource(azdeg=315, altdeg=45).shade(terrain.elevation, cmap=plt.cm.terrain,
                                                      vert_exag=3, blend_mode="soft")
     ax = axes[0, 0]
@@ -46,9 +50,15 @@ def quicklook_png(grid: Grid, terrain: Terrain, climate: Climate, truth: Truth,
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _ORDER_COLOURS]
     axes[1, 0].legend(handles, SOIL_ORDERS, fontsize=7, loc="lower left")
     axes[1, 0].set_title("Truth: soil order")
-    lo, hi = np.percentile(rgb, [2, 98], axis=(0, 1))
-    axes[1, 1].imshow(np.clip((rgb - lo) / (hi - lo), 0, 1), extent=ext)
-    axes[1, 1].set_title("Sentinel-2-like RGB, one summer date (15 m)")
+    surface_rgb, scene_rgb, day = rgbs
+    lo, hi = 0.0, np.percentile(surface_rgb, 99.5, axis=(0, 1))
+    axes[1, 1].imshow(np.clip((surface_rgb - lo) / (hi - lo), 0, 1), extent=ext)
+    axes[1, 1].set_title(f"Summer surface, clear sky ({day}, 15 m)")
+    axes[1, 3].imshow(np.clip((scene_rgb - lo) / (hi - lo), 0, 1), extent=ext)
+    axes[1, 3].set_title(f"Sentinel-2-like scene as published ({day})")
+    im = axes[0, 3].imshow(truth.snow_drift, cmap="Blues", extent=ext)
+    fig.colorbar(im, ax=axes[0, 3], shrink=0.7)
+    axes[0, 3].set_title("Context: snow drifted into lee slopes")
     axes[1, 2].imshow(shade, extent=ext, alpha=0.5)
     has_pf = pedons["permafrost"].notna().to_numpy()
     pts = pedons.geometry

@@ -21,7 +21,7 @@ from misomap.cube.grid import Grid
 from misomap.demo import stac
 from misomap.demo.climate import Climate, make_climate
 from misomap.demo.fields import rng_for
-from misomap.demo.imagery import Surface, make_sky, make_surface, s2_scene
+from misomap.demo.imagery import Sky, Surface, make_sky, make_surface, s2_scene
 from misomap.demo.pedons import sample_pedons
 from misomap.demo.polygons import class_polygons
 from misomap.demo.publish import Sink, cog_bytes
@@ -112,14 +112,20 @@ def _class_balance(truth: Truth, terrain: Terrain) -> dict[str, Any]:
     }
 
 
-def _summer_rgb(seed: int, surface: Surface, surface_grid: Grid,
-                acquisitions: list[Acquisition]) -> np.ndarray:
-    """True-colour reflectance of the clearest summer date (as a person would pick it)."""
-    summer = [a for a in acquisitions if a.season == "summer"]
-    skies = [make_sky(seed, "s2" + a.tag, surface_grid.shape, surface_grid.resolution) for a in summer]
-    k = int(np.argmin([float(s.cloud.mean() + s.shadow.mean() + (~s.valid).mean()) for s in skies]))
-    refl, _ = s2_scene(surface, skies[k], summer[k].when.date(), rng_for(seed, "s2-noise", summer[k].tag))
-    return np.moveaxis(refl[[2, 1, 0]], 0, -1)
+def _summer_rgbs(seed: int, surface: Surface, surface_grid: Grid,
+                 acquisitions: list[Acquisition]) -> tuple[np.ndarray, np.ndarray, str]:
+    """True colour of the clear-sky summer surface, and of the first summer scene as published
+    (clouds, shadows, swath edge in black)."""
+    acq = next(a for a in acquisitions if a.season == "summer")
+    sky = make_sky(seed, "s2" + acq.tag, surface_grid.shape, surface_grid.resolution)
+    clear = Sky(np.zeros_like(sky.cloud), np.zeros_like(sky.cirrus), np.zeros_like(sky.shadow),
+                np.ones_like(sky.valid))
+    noise = rng_for(seed, "s2-noise", acq.tag)
+    surface_rgb = np.moveaxis(s2_scene(surface, clear, acq.when.date(), noise)[0][[2, 1, 0]], 0, -1)
+    noise = rng_for(seed, "s2-noise", acq.tag)
+    scene = np.moveaxis(s2_scene(surface, sky, acq.when.date(), noise)[0][[2, 1, 0]], 0, -1)
+    scene[~sky.valid] = 0.0
+    return surface_rgb, scene, acq.when.strftime("%Y-%m-%d")
 
 
 def rustac_serve_files(world_root: str | Path) -> list[str]:
@@ -202,7 +208,7 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "demo",
     n_so = int(pedons["soil_order"].notna().sum())
     balance["pedons"] = {"n": len(pedons), "with_permafrost": n_pf, "with_soil_order": n_so}
     sink.write_bytes("quicklook.png", quicklook_png(
-        grid, terrain, climate, truth, _summer_rgb(seed, surface, surface_grid, acquisitions),
+        grid, terrain, climate, truth, _summer_rgbs(seed, surface, surface_grid, acquisitions),
         pedons, f"misomap demo world '{size}' seed {seed}: {grid.width}×{grid.height} px at "
         f"{res:g} m, permafrost {balance['permafrost_fraction']:.0%} of land"))
 
