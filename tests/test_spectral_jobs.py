@@ -164,7 +164,7 @@ def test_embed_through_dask_gateway_equals_local(trained, tmp_path, gateway_serv
 
 def test_embed_killed_then_rerun_is_byte_identical(trained, tmp_path):
     cfg, _ = trained
-    big = synthetic_library(480, 0.3, 2, MIR_AXIS, NIR_AXIS, seed=9)
+    big = synthetic_library(240, 0.3, 1, MIR_AXIS, NIR_AXIS, seed=9)
     lib_url = _write_variant(tmp_path / "big.zarr", big)
     reference = embed_spectra(_with(cfg, library=lib_url, chunk_size=4, embeddings=str(tmp_path / "ref.zarr")))
     killed_cfg = _with(cfg, library=lib_url, chunk_size=4, embeddings=str(tmp_path / "run.zarr"))
@@ -175,14 +175,14 @@ def test_embed_killed_then_rerun_is_byte_identical(trained, tmp_path):
                             cwd=str(tmp_path))
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(progress.glob("*.json"))) < 5:
-            assert proc.poll() is None, "embed job ended before it could be killed"
+        while time.monotonic() < deadline and len(list(progress.glob("*.json"))) < 3:
+            assert proc.poll() is None, f"embed job ended (code {proc.returncode}) before it could be killed"
             time.sleep(0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     done_at_kill = len(list(progress.glob("*.json")))
-    assert 5 <= done_at_kill < reference.chunks_total, done_at_kill
+    assert 3 <= done_at_kill < reference.chunks_total, (done_at_kill, reference.chunks_total)
     rerun = embed_spectra(killed_cfg)
     assert rerun.chunks_run == reference.chunks_total - done_at_kill
     assert _outputs(rerun.output) == _outputs(reference.output)
