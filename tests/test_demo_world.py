@@ -258,3 +258,15 @@ def test_neighbourhood_beats_pixel_on_held_out_blocks() -> None:
     score = context_score(0, terrain, climate, truth)
     assert score.n_test > 1000
     assert score.gain > 0.0, score
+
+
+def test_demo_world_config_section() -> None:
+    from misomap.config import config_from_dict
+    from misomap.errors import ConfigError
+
+    cfg = config_from_dict({"demo_world": {"out": "s3://bucket/world", "seed": 7, "size": "tiny"}})
+    assert (cfg.demo_world.out, cfg.demo_world.seed, cfg.demo_world.size) == ("s3://bucket/world", 7, "tiny")
+    with pytest.raises(ConfigError, match="demo_world.size"):
+        config_from_dict({"demo_world": {"size": "huge"}})
+    with pytest.raises(ConfigError, match="demo_world.colour"):
+        config_from_dict({"demo_world": {"colour": "blue"}})
