@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from misomap.cli import app
 from misomap.config import RunConfig, config_from_dict
 from misomap.jobs.spectral import evaluate_limesoda, train_spectral
-from misomap.jobs.spectral_embed import EmbeddingOutputError, embed_chunk, embed_spectra, make_plan
+from misomap.jobs.spectral_embed import EmbeddingOutputError, embed_chunk, embed_spectra, make_plan, open_output
 from misomap.jobs.spectral_store import load_models
 from misomap.spectra.config import AxisSpec, SpectralConfig
 from misomap.spectra.errors import (MissingPropertyError, SampleIdMismatchError, SpectralError, SpectralGridError,
@@ -129,7 +129,6 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     # the worker's output equals running the same chunk function here
     models, meta = load_models(cfg)
     plan = make_plan(_with(cfg, embeddings=str(tmp_path / "again.zarr")), models, meta)
-    from misomap.jobs.spectral_embed import open_output
     open_output(plan, meta)
     embed_chunk(plan, 3)
     again = zarr.open_group(str(tmp_path / "again.zarr"), mode="r")
@@ -197,7 +196,6 @@ def test_embed_resamples_another_grid_and_refuses_one_that_does_not_cover(traine
     for name, lib in (("fine", fine), ("same", same)):
         plan = make_plan(_with(cfg, library=_write_variant(tmp_path / f"{name}.zarr", lib), chunk_size=32,
                                embeddings=str(tmp_path / f"{name}-emb.zarr")), models, meta)
-        from misomap.jobs.spectral_embed import open_output
         open_output(plan, meta)
         embed_chunk(plan, 0)
         embeddings.append(zarr.open_group(plan.output, mode="r")["embedding"][:])
