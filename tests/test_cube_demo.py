@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import rasterio
 
 from misomap.config import config_from_dict
@@ -65,6 +66,7 @@ def test_cube_from_the_demo_world_through_the_stac_api(demo_world, demo_stac_api
     _check_demo_cube(open_cube(str(out), StorageConfig()).load(), demo_world)
 
 
+@pytest.mark.slow  # ~45 s; tests/test_cube_s3.py covers /vsis3 sources and an S3 cube on a small world
 def test_cube_from_demo_cogs_on_s3_onto_s3(demo_world, s3_server, s3fs_filesystem, s3_bucket, stac_api_factory,
                                            tmp_path, monkeypatch):
     for k, v in s3_server.env().items():

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import fsspec
@@ -19,6 +20,7 @@ from misomap.config_base import StorageConfig
 from misomap.cube.build import ChunkWindow, build_chunk, cube_grid, plan_chunks, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError
+from misomap.cube.grid import Grid
 from misomap.cube.quicklook import quicklook_png
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import source_gdal_options
@@ -48,7 +50,7 @@ class CubeBuildResult:
     chunks_skipped: int
 
 
-def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict: dict) -> dict:
+def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict: dict[str, Any]) -> dict[str, Any]:
     lineage = {
         "software": f"misomap {__version__}",
         "stac_url": stac_url,
@@ -64,7 +66,7 @@ def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict:
     return lineage
 
 
-def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems], grid, window: ChunkWindow,
+def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems], grid: Grid, window: ChunkWindow,
                records: CompletionRecords, gdal_options: dict[str, str], bar: tqdm) -> str | None:
     try:
         values = build_chunk(cfg, found, grid, window, gdal_options)
@@ -79,7 +81,7 @@ def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems],
 
 
 def run_build_cube(config: RunConfig) -> CubeBuildResult:
-    """Build (or finish) the cube described by `config.cube`; ChunkBuildError lists failed chunks
+    """Build (or finish) the cube described by `config.cube`. ChunkBuildError lists failed chunks
     after every other chunk was written, so a rerun after the fix completes the cube."""
     cfg = config.cube
     if cfg is None:
