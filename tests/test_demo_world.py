@@ -200,6 +200,9 @@ def test_pedons_follow_the_contract_and_the_bias(demo_world: Path) -> None:
     grid = world_size("tiny").grid()
     with rasterio.open(demo_world / "truth" / "soil_order.tif") as src:
         order = src.read(1)
+    with rasterio.open(demo_world / "truth" / "permafrost.tif") as src:
+        assert src.crs.to_epsg() == 3338 and src.shape == grid.shape
+        assert np.array_equal(src.read(1) == 255, order == 255)  # water is no-class in both
     r, c = grid.rowcol(p.geometry.x.to_numpy(), p.geometry.y.to_numpy())
     assert np.all(order[r, c] != 255)  # never on water
     counts = np.bincount(r * grid.width + c, minlength=grid.width * grid.height).reshape(grid.shape)

@@ -65,6 +65,7 @@ class WorldManifest(StrictModel):
 
 def _covariate_item(coll: str, layers: dict[str, np.ndarray], grid: Grid, sink: Sink,
                     when: datetime, period: tuple[str, str], blocksize: int) -> dict[str, Any]:
+    """One item holding a static covariate set as float32 COGs on the suggested grid."""
     item_id = f"{coll}-demo"
     assets = {}
     for key, arr in layers.items():
@@ -79,8 +80,11 @@ def _covariate_item(coll: str, layers: dict[str, np.ndarray], grid: Grid, sink: 
                      {"start_datetime": period[0], "end_datetime": period[1]})
 
 
-def _write_truth(truth: Truth, grid: Grid, sink: Sink, blocksize: int) -> dict[str, str]:
-    layers = {"permafrost": (truth.permafrost, 255), "soil_order": (truth.soil_order, NODATA_CLASS),
+def _write_truth(truth: Truth, water: np.ndarray, grid: Grid, sink: Sink,
+                 blocksize: int) -> dict[str, str]:
+    """Truth rasters on the suggested grid (255 = water / no class), for evaluation only."""
+    permafrost = np.where(water, 255, truth.permafrost).astype(np.uint8)
+    layers = {"permafrost": (permafrost, 255), "soil_order": (truth.soil_order, NODATA_CLASS),
               "permafrost_zone": (truth.zone, 255), "region": (truth.region, 255),
               "ground_index": (truth.ground_index, None)}
     paths = {}
@@ -175,7 +179,7 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "demo",
     items[stac.CLIMATE_COLLECTION].append(_covariate_item(
         stac.CLIMATE_COLLECTION, climate.covariates(), grid, sink, datetime(2005, 12, 31),
         ("1991-01-01T00:00:00Z", "2020-12-31T23:59:59Z"), spec.cog_blocksize))
-    paths = _write_truth(truth, grid, sink, spec.cog_blocksize)
+    paths = _write_truth(truth, terrain.water, grid, sink, spec.cog_blocksize)
 
     pedons = sample_pedons(seed, grid, terrain, truth, spec.n_pedons)
     labels = {"pedons": pedons,
