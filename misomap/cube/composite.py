@@ -26,8 +26,14 @@ def _nan_reduce(func, stack: np.ndarray) -> np.ndarray:
 
 
 def median(stack: np.ndarray) -> np.ndarray:
-    """Per-band median over time of the valid observations."""
-    return _nan_reduce(np.nanmedian, stack)
+    """Per-band median over time of the valid observations (one sort; NaN sorts last)."""
+    ordered = np.sort(stack, axis=0)
+    n = (~np.isnan(stack)).sum(axis=0)
+    lo = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[None], axis=0)[0]
+    hi = np.take_along_axis(ordered, (n // 2)[None].clip(max=stack.shape[0] - 1), axis=0)[0]
+    out = ((lo + hi) / 2).astype(np.float32)
+    out[n == 0] = np.nan
+    return out
 
 
 def geomedian(stack: np.ndarray, iterations: int = 60, tol: float = 1e-7) -> np.ndarray:

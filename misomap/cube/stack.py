@@ -69,4 +69,6 @@ def read_window(items: Sequence[pystac.Item], assets: Sequence[str], grid: Grid,
     scale, offset = _scale_offset(items, assets)
     keep = np.array([a in unscaled for a in assets])
     scale[:, keep], offset[:, keep] = 1.0, 0.0
-    return data * scale[:, :, None, None] + offset[:, :, None, None]
+    data *= scale[:, :, None, None]
+    data += offset[:, :, None, None]
+    return data
