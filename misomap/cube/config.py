@@ -105,9 +105,9 @@ class CubeConfig(StrictModel):
     resolution: float = 10.0
     chunk: int = 1024
     """Chunk side in pixels; chunks hold all bands, so one read gives a model every input of a
-    window. 1024 x 1024 x 21 float32 is ~84 MiB raw (~30-50 MiB zstd): few enough S3 objects
-    statewide, small enough that a 2-worker build stays within a few hundred MB, and a multiple of
-    the map job's 250 px windows plus halo. Memory grows with the chunk, never with the region."""
+    window; 1024 x 1024 x 21 float32 is ~84 MiB raw before zstd, few enough S3 objects statewide.
+    Build memory per worker is about scenes x assets x chunk^2 x 4 B (~1 GB for 23 scenes x 10 assets
+    at 1024): lower `chunk` or `workers` on small machines. It grows with the chunk, never the region."""
     zarr_format: Literal[2, 3] = 3
     zstd_level: int = 3
     sign: str | None = None
