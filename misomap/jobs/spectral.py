@@ -253,7 +253,9 @@ def _write_report(folder: Path, sc: SpectralConfig, metrics: pd.DataFrame, lime:
         ("Setup", f"Library `{meta['library']}`; {len(mir.ids)} MIR samples, independent test set of "
                   f"{len(test)}; VAE latent {meta['latent_dim']}, test reconstruction RMSE (SNV units) "
                   f"{meta['test_reconstruction_rmse']:.4f}; regressors for embed-spectra: {meta['regressors']}. "
-                  "The VAE and NIR encoder never see the independent test samples."),
+                  "The VAE and NIR encoder never see the independent test samples. Cross-validation figures of "
+                  "the nir_to_mir features are optimistic (the NIR encoder was fitted on those samples): judge "
+                  "NIR->MIR on the independent test set."),
         ("Mean over properties", summary),
         ("Independent test set, per property", metrics[metrics.split == "test"].drop(columns="split")),
         ("Cross-validation on the training set, per property", metrics[metrics.split == "cv"].drop(columns="split")),
