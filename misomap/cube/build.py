@@ -12,7 +12,7 @@ from pyproj import Transformer
 
 from misomap.cube import composite
 from misomap.cube.config import AREAS, CubeConfig, SourceConfig
-from misomap.cube.errors import ChunkBuildError
+from misomap.cube.errors import AssetReadError, ChunkBuildError
 from misomap.cube.grid import Grid
 from misomap.cube.search import FoundItems
 from misomap.cube.stack import read_window
@@ -95,7 +95,7 @@ def build_chunk(cfg: CubeConfig, found: Sequence[FoundItems], grid: Grid, window
                 continue
             try:
                 parts.append(_composite_group(f.source, items, sub, gdal_options))
-            except RuntimeError as err:  # stackstac names the asset href it could not open or read
+            except AssetReadError as err:
                 raise ChunkBuildError(f"chunk {window.key} (rows {window.row0}+{window.height}, cols "
                                       f"{window.col0}+{window.width}), {f.source.collection} {group}: "
                                       f"{err}") from None

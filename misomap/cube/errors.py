@@ -21,3 +21,7 @@ class ChunkBuildError(CubeError):
 
 class CubeStorageError(CubeError):
     """The output location cannot be written (missing bucket, access refused, foreign cube)."""
+
+
+class AssetReadError(CubeError):
+    """An asset (named by href) cannot be opened or read onto a chunk."""

@@ -1,5 +1,6 @@
-"""`misomap cube build`: search → template → chunk tasks on dask → completion records → consolidate
-→ quicklook. Resumable: a rerun skips recorded chunks and ends byte-identical to one clean run."""
+"""`misomap cube build`: search → template → chunk tasks on dask (local threads, or a dask-gateway
+cluster when `gateway.address` is set) → completion records → consolidate → quicklook. Resumable: a
+rerun skips recorded chunks and ends byte-identical to one clean run."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
-from misomap.config_base import StorageConfig
+from misomap.config_base import GatewayConfig, StorageConfig
 from misomap.cube.build import ChunkWindow, build_chunk, cube_grid, plan_chunks, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError
 from misomap.cube.grid import Grid
 from misomap.cube.quicklook import quicklook_png
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
-from misomap.cube.stack import source_gdal_options
+from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import (
     CompletionRecords,
     check_writable,
@@ -34,6 +35,7 @@ from misomap.cube.store import (
     write_region,
     write_template,
 )
+from misomap.jobs.predict import dask_client
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict:
 
 
 def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems], grid: Grid, window: ChunkWindow,
-               records: CompletionRecords, gdal_options: dict[str, str], bar: tqdm) -> str | None:
+               records: CompletionRecords, gdal_options: dict[str, str]) -> str | None:
+    """Build, write and record one chunk; the error message if its build failed, else None."""
     try:
         values = build_chunk(cfg, found, grid, window, gdal_options)
         write_region(cfg.out, storage, values, window.row0, window.col0)
@@ -76,8 +79,37 @@ def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems],
     except ChunkBuildError as err:
         log.error("%s", err)
         return str(err)
-    finally:
-        bar.update(1)
+
+
+def _run_threads(todo: list[ChunkWindow], args: tuple[Any, ...], workers: int, bar: tqdm) -> list[str]:
+    """Chunk tasks on the local threaded scheduler (each thread keeps its assets open across chunks)."""
+    def one(window: ChunkWindow) -> str | None:
+        try:
+            return _run_chunk(*args[:4], window, *args[4:])
+        finally:
+            bar.update(1)
+
+    tasks = [dask.delayed(one)(w) for w in todo]
+    return [f for f in dask.compute(*tasks, scheduler="threads", num_workers=workers) if f]
+
+
+def _run_gateway(todo: list[ChunkWindow], args: tuple[Any, ...], workers: int, gateway: GatewayConfig,
+                 bar: tqdm) -> list[str]:
+    """Chunk tasks on a dask-gateway cluster; the progress bar follows the futures on the client."""
+    from distributed import as_completed
+
+    failures = []
+    with dask_client(workers, gateway) as client:
+        shared = client.scatter(list(args), broadcast=True)
+        futures = {client.submit(_run_chunk, *shared[:4], w, *shared[4:], key=f"cube-chunk-{w.key}",
+                                 pure=False): w for w in todo}
+        for fut in as_completed(futures):
+            bar.update(1)
+            if fut.status == "error":
+                failures.append(f"chunk {futures[fut].key}: {fut.exception()!r}")
+            elif fut.result():
+                failures.append(fut.result())
+    return failures
 
 
 def run_build_cube(config: RunConfig) -> CubeBuildResult:
@@ -115,11 +147,15 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     todo = [w for w in windows if w.key not in done]
     log.info("cube %s: grid %s, %d bands, %d chunks of %d px, %d to build", cfg.out, grid.shape,
              len(cfg.band_names()), len(windows), cfg.chunk, len(todo))
-    gdal_options = source_gdal_options(storage)
+    args = (cfg, storage, found, grid, records, source_gdal_options(storage))
+    forget_datasets()  # assets may have changed since an earlier build in this process
     with tqdm(total=len(windows), initial=len(windows) - len(todo), desc="cube chunks", unit="chunk") as bar:
-        tasks = [dask.delayed(_run_chunk)(cfg, storage, found, grid, w, records, gdal_options, bar)
-                 for w in todo]
-        failures = [f for f in dask.compute(*tasks, scheduler="threads", num_workers=cfg.workers) if f]
+        if not todo:
+            failures = []
+        elif config.gateway.address:
+            failures = _run_gateway(todo, args, cfg.workers, config.gateway, bar)
+        else:
+            failures = _run_threads(todo, args, cfg.workers, bar)
     if failures:
         raise ChunkBuildError(f"{len(failures)} of {len(windows)} chunks failed (the others are written "
                               "and recorded; rerun after fixing to finish):\n  " + "\n  ".join(failures))
