@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import numpy as np
@@ -21,8 +22,9 @@ import pystac
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.io import DatasetReader
+from rasterio.io import DatasetReader, MemoryFile
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
 from misomap.config_base import StorageConfig
 from misomap.cube.errors import AssetReadError
@@ -31,6 +33,13 @@ from misomap.cube.grid import Grid
 MAX_OPEN_PER_THREAD = 512
 """Open datasets kept per worker thread: enough for every asset over a few neighbouring chunks,
 bounded so memory and file handles stay flat however large the region grows."""
+
+MAX_MAPS_PER_THREAD = 64
+"""Nearest-pixel maps kept per worker thread (a chunk needs one per source tile and resolution)."""
+
+GDAL_CACHEMAX_BYTES = 128 * 2**20
+"""GDAL's block cache (decoded source tiles, shared by neighbouring chunks), bounded so memory stays
+flat as the region grows (GDAL's default is 5% of RAM, which the open datasets would fill)."""
 
 _local = threading.local()
 _epoch = 0
@@ -52,14 +61,20 @@ def source_gdal_options(storage: StorageConfig) -> dict[str, str]:
     return opts
 
 
+def _thread_cache(name: str) -> OrderedDict:
+    """This thread's cache `name`, emptied (datasets closed) when `forget_datasets` was called since."""
+    if getattr(_local, "epoch", None) != _epoch:
+        for cache in getattr(_local, "caches", {}).values():
+            for value in cache.values():
+                if isinstance(value, DatasetReader):
+                    value.close()
+        _local.caches, _local.epoch = {}, _epoch
+    return _local.caches.setdefault(name, OrderedDict())
+
+
 def _dataset(href: str) -> DatasetReader:
     """The thread's open dataset for `href`, opened on first use (least recently used closed first)."""
-    cache: OrderedDict[str, DatasetReader] | None = getattr(_local, "datasets", None)
-    if cache is None or getattr(_local, "epoch", None) != _epoch:
-        while cache:
-            cache.popitem()[1].close()
-        cache = _local.datasets = OrderedDict()
-        _local.epoch = _epoch
+    cache: OrderedDict[str, DatasetReader] = _thread_cache("datasets")
     ds = cache.get(href)
     if ds is not None and not ds.closed:
         cache.move_to_end(href)
@@ -83,19 +98,69 @@ def forget_datasets() -> None:
     _epoch += 1
 
 
+@dataclass(frozen=True)
+class _NearestMap:
+    """Which source pixel each chunk pixel takes under nearest resampling: the source window to read
+    and, for the covered chunk pixels, their row/col in that window."""
+
+    covered: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    window: Window
+
+
+def _nearest_map(ds: DatasetReader, grid: Grid) -> _NearestMap:
+    """Warp a raster of source-pixel indices onto the chunk once per (source geometry, chunk), with
+    the same WarpedVRT as a value read: every band of an item with that geometry then takes the same
+    pixels, so one warp serves them all (identical values, several times fewer warps)."""
+    key = (ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.shape, grid.crs, grid.bounds, grid.shape)
+    cache: OrderedDict[tuple, _NearestMap] = _thread_cache("nearest")
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    h, w = ds.shape
+    with MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=w, height=h, count=1, dtype="int32", crs=ds.crs,
+                      transform=ds.transform) as dst:
+            dst.write(np.arange(h * w, dtype=np.int32).reshape(h, w), 1)
+        with mem.open() as src, WarpedVRT(src, crs=grid.crs, transform=grid.transform,
+                                          width=grid.shape[1], height=grid.shape[0],
+                                          resampling=Resampling.nearest, nodata=-1) as vrt:
+            index = vrt.read(1)
+    covered = index >= 0
+    rows, cols = np.divmod(index[covered], w)
+    if rows.size:
+        window = Window(int(cols.min()), int(rows.min()), int(np.ptp(cols)) + 1, int(np.ptp(rows)) + 1)
+        rows, cols = rows - window.row_off, cols - window.col_off
+    else:
+        window = Window(0, 0, 0, 0)
+    cache[key] = hit = _NearestMap(covered, rows, cols, window)
+    while len(cache) > MAX_MAPS_PER_THREAD:
+        cache.popitem(last=False)
+    return hit
+
+
 def _read_asset(href: str, grid: Grid, resampling: Resampling, out: np.ndarray) -> None:
     ds = _dataset(href)
     try:
-        with WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=grid.shape[1],
-                       height=grid.shape[0], resampling=resampling,
-                       add_alpha=ds.nodata is None) as vrt:
-            # one warp of the values (and alpha); a masked read would warp the mask a second time
-            data = vrt.read(out_dtype="float32")
+        if resampling == Resampling.nearest:
+            nearest = _nearest_map(ds, grid)
+            out[...] = np.nan
+            if nearest.rows.size:
+                block = ds.read(1, window=nearest.window, out_dtype="float32")
+                out[nearest.covered] = block[nearest.rows, nearest.cols]
+            data = out[None]
+        else:
+            with WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=grid.shape[1],
+                           height=grid.shape[0], resampling=resampling,
+                           add_alpha=ds.nodata is None) as vrt:
+                # one warp of the values (and alpha); a masked read would warp the mask a second time
+                data = vrt.read(out_dtype="float32")
     except RasterioError as err:
         raise AssetReadError(f"cannot read {href!r} onto the chunk: {err}") from None
     if data.shape[0] == 2:  # no nodata in the file: the alpha band marks the covered pixels
         out[...] = np.where(data[1] != 0, data[0], np.float32(np.nan))
-    else:
+    elif ds.nodata is not None:
         out[...] = np.where(data[0] != np.float32(ds.nodata), data[0], np.float32(np.nan))
 
 
@@ -119,7 +184,7 @@ def read_window(items: Sequence[pystac.Item], assets: Sequence[str], grid: Grid,
     names the href that could not be opened or read.
     """
     data = np.empty((len(items), len(assets), *grid.shape), np.float32)
-    with rasterio.Env(**(gdal_options or {})):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHEMAX_BYTES, **(gdal_options or {})):
         for i, item in enumerate(items):
             for j, key in enumerate(assets):
                 _read_asset(item.assets[key].href, grid, Resampling[resampling], data[i, j])
