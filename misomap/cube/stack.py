@@ -1,12 +1,14 @@
 """Read STAC items onto one window of the output grid: reprojected, float32 with NaN for nodata,
 scale/offset from `raster:bands` applied.
 
-Each asset is opened at most once per worker thread and reused by every later chunk (a bounded
-per-thread cache keyed by href); each chunk is a windowed read through a rasterio WarpedVRT onto the
-chunk's grid, the same warp stackstac does, without building a dask graph per chunk. Measured with
-bench/bench_cube.py on the demo world (640² px, chunk 256): stackstac reopened every overlapping
-asset for each chunk (~230 opens per chunk) and ran at 0.60-0.75x the naive whole-file read; this
-reader runs at the ratio the benchmark prints (see bench/README.md) with the same values.
+Why not stackstac (which this replaced): it builds a dask graph per chunk and reopens every
+overlapping asset for each chunk (~230 opens per chunk on the demo world), so the builder ran at
+0.60-0.75x the naive whole-file read. Here each asset is opened at most once per worker thread and
+reused by later chunks (a bounded per-thread cache keyed by href), and under nearest resampling one
+WarpedVRT warp of a source-pixel index raster per (source geometry, chunk) tells every band of that
+geometry which pixels to take, so an item's bands share one warp. Values are identical to stackstac's
+(tests/test_cube_reader.py). bench/bench_cube.py, demo world, chunk 256, loading chunk by chunk:
+this reader 1.42 s, stackstac 4.67 s, odc-stac 6.00 s; whole build 3.16x the naive way at 640² px.
 """
 
 from __future__ import annotations
