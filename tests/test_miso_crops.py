@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from misomap.cube.grid import Grid
-from misomap.models.miso.config import CropConfig, EncoderConfig, LocationConfig, MisoConfig
+from misomap.models.miso.config import CropConfig, EncoderConfig, LiifConfig, LocationConfig, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points, read_window
 from misomap.models.miso.errors import CropError
 from misomap.models.miso.model import MisoModel
@@ -55,7 +55,7 @@ def test_all_nodata_crop_is_flagged_and_the_model_does_not_crash() -> None:
     assert not lab.valid.any() and (lab.permafrost == -1).all() and (lab.soil == -1).all()
     model = MisoModel(MisoConfig(imagery=EncoderConfig(bands=["a", "b", "c"], embed_dim=16),
                                  location=LocationConfig(num_scales=4, hidden=16), feature_dim=16,
-                                 liif_hidden=16, crops=CFG), GRID.bounds)
+                                 liif=LiifConfig(hidden=16), crops=CFG), GRID.bounds)
     out = model.predict_points(torch.as_tensor(lab.imagery), None, torch.as_tensor(lab.pix),
                                torch.as_tensor(lab.xy))
     assert all(torch.isfinite(v).all() for v in out.values())

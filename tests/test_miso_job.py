@@ -24,6 +24,7 @@ from misomap.jobs.train_miso import MisoJobError, load_arrays, run_pretrain, run
 from misomap.models.miso.config import MisoConfig
 from misomap.models.miso.model import MisoModel
 from misomap.models.miso.train import load_model_state
+from misomap.models.miso.weights import safetensors_metadata
 
 torch.set_num_threads(1)
 RES, SIZE = 100.0, 96
@@ -74,11 +75,11 @@ def miso_section(pretrained: str | None = None) -> dict:
         return out
 
     return {"imagery": enc(IMAGERY, "imagery"), "covariates": enc(COVARIATES, "covariates"),
-            "feature_dim": 32, "liif_hidden": 32, "location": {"num_scales": 8, "hidden": 32},
+            "feature_dim": 32, "liif": {"hidden": 32}, "location": {"num_scales": 8, "hidden": 32},
             "crops": {"size_px": 32, "jitter_px": 4, "label_slots": 3, "pseudo_points": 4, "grid": 3},
             "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "lr": 3e-3, "device": "cpu"},
             "pretrain": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
-            "schemes": ["blocks"], "ablations": ["no_location"]}
+            "schemes": ["blocks"], "ablations": ["no_location"], "max_folds": 2, "final_max_steps": 1}
 
 
 def run_config(world: dict, workdir, miso: dict | None):
@@ -102,6 +103,7 @@ def test_pretrain_then_train_miso_end_to_end(world, tmp_path) -> None:
     folds = pd.read_parquet(workdir / "training" / "folds.parquet")
     preds = check_predictions(pd.read_parquet(out.predictions["miso"]), "miso")
     assert set(preds["scheme"]) == {"blocks"}
+    assert set(preds["fold"]) == {0, 1}, "max_folds=2 cross-validates the first two of three folds"
     joined = preds.merge(folds[["pedon_id", "blocks"]], on="pedon_id")
     assert (joined["fold"] == joined["blocks"]).all(), "a pedon predicted by a model that trained on it"
     assert not preds.duplicated(["pedon_id", "target"]).any()
@@ -118,6 +120,8 @@ def test_pretrain_then_train_miso_end_to_end(world, tmp_path) -> None:
     assert resolved.imagery.mean is not None and resolved.location.bounds == GRID.bounds
     model = MisoModel(resolved, GRID.bounds)
     load_model_state(model, open(out.final_model, "rb").read(), out.final_model)
+    last = safetensors_metadata((workdir / "models" / "miso" / "final" / "last.safetensors").read_bytes())
+    assert len(json.loads(last["progress"])["history"]) == 1, "final_max_steps=1: one step, one epoch"
 
     # a second run finds every fold's checkpoints and resumes instead of retraining
     (tmp_path / "run.yaml").write_text(cfg.model_dump_json())

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from misomap.models.miso.config import EncoderConfig, LocationConfig, LossConfig, MisoConfig
+from misomap.models.miso.config import EncoderConfig, LiifConfig, LocationConfig, LossConfig, MisoConfig
 from misomap.models.miso.contrastive import info_nce
 from misomap.models.miso.encoders import build_encoder
 from misomap.models.miso.heads import TaskLoss, entropy, probabilities
@@ -22,7 +22,7 @@ BOUNDS = (100_000.0, 1_000_000.0, 160_000.0, 1_060_000.0)
 def small_cfg(**kw) -> MisoConfig:
     base = dict(imagery=EncoderConfig(bands=[f"s2_{i}" for i in range(5)], embed_dim=16),
                 covariates=EncoderConfig(bands=["elevation", "slope"], embed_dim=16),
-                feature_dim=32, liif_hidden=32, location=LocationConfig(num_scales=8, hidden=32))
+                feature_dim=32, liif=LiifConfig(hidden=32), location=LocationConfig(num_scales=8, hidden=32))
     return MisoConfig(**{**base, **kw})
 
 
@@ -44,7 +44,7 @@ def test_vit_encoder_gives_four_stage_maps_at_any_size() -> None:
 def test_paper_scale_swin_v2_b_builds() -> None:
     cfg = MisoConfig(imagery=EncoderConfig.swin_v2_b([f"b{i}" for i in range(9)]),
                      covariates=EncoderConfig.swin_v2_b([f"c{i}" for i in range(10)]), feature_dim=1024,
-                     liif_hidden=256)
+                     liif=LiifConfig(hidden=256))
     with torch.device("meta"):
         model = MisoModel(cfg, BOUNDS)
     assert model.img_encoder.stem.in_channels == 9 and model.cov_encoder.stem.in_channels == 10
@@ -76,7 +76,7 @@ def test_liif_is_continuous_between_pixel_centres() -> None:
 
 
 def test_space2vec_scales_and_scaling_to_unit_square() -> None:
-    f = GridCellFeatures(num_scales=16, min_radius=5e-4, max_radius=2.0)
+    f = GridCellFeatures(num_scales=16, min_wavelength=5e-4, max_wavelength=2.0)
     assert f.out_dim == 96
     wavelengths = 1 / f.proj.norm(dim=1)
     assert math.isclose(float(wavelengths.min()), 5e-4, rel_tol=1e-4)
@@ -86,6 +86,13 @@ def test_space2vec_scales_and_scaling_to_unit_square() -> None:
     assert torch.allclose(enc.scale(corners), torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
     emb = enc(torch.tensor([[120_000.0, 1_020_000.0], [120_030.0, 1_020_000.0]], dtype=torch.float64))
     assert emb.shape == (2, 8) and not torch.allclose(emb[0], emb[1])
+
+
+def test_location_wavelengths_are_fractions_of_the_region() -> None:
+    enc = LocationEncoder(LocationConfig(num_scales=4, min_wavelength=0.125, max_wavelength=2.0), BOUNDS, 8)
+    wavelengths = 1 / enc.features.proj.norm(dim=1)  # in scaled units: the extent is 2
+    assert math.isclose(float(wavelengths.min()), 0.25, rel_tol=1e-4)
+    assert math.isclose(float(wavelengths.max()), 4.0, rel_tol=1e-4)
 
 
 def test_location_encoder_rejects_empty_bounds() -> None:
@@ -164,3 +171,26 @@ def test_single_task_and_no_location_models() -> None:
     model = MisoModel(cfg, BOUNDS)
     out = model(torch.randn(2, 5, 32, 32), None, torch.rand(2, 3, 2) * 32, torch.zeros(2, 3, 2))
     assert set(out.logits) == {"soil_order"} and out.location is None and out.covariates is None
+
+
+def test_pixel_skip_feeds_the_query_pixels_own_bands() -> None:
+    model = MisoModel(small_cfg(), BOUNDS).eval()
+    img, cov = torch.randn(1, 5, 32, 32), torch.randn(1, 2, 32, 32)
+    enc = model.encode(img, cov)
+    pix = torch.tensor([[[3.5, 7.2], [31.9, 0.1]]])
+    vals = model._pixel_values(enc.pixels, pix)
+    assert torch.equal(vals[0, 0], torch.cat([img[0, :, 7, 3], cov[0, :, 7, 3]]))
+    assert torch.equal(vals[0, 1], torch.cat([img[0, :, 0, 31], cov[0, :, 0, 31]]))
+    xy = torch.zeros(1, 2, 2, dtype=torch.float64) + torch.tensor([120_000.0, 1_020_000.0], dtype=torch.float64)
+    with torch.no_grad():
+        before = model.query(enc, pix, xy).logits["soil_order"]
+        enc.pixels[0, :, 7, 3] += 3.0  # only the stage-0 input of the first point changes
+        after = model.query(enc, pix, xy).logits["soil_order"]
+    assert not torch.allclose(before[0, 0], after[0, 0]) and torch.equal(before[0, 1], after[0, 1])
+
+
+def test_pixel_skip_can_be_switched_off() -> None:
+    model = MisoModel(small_cfg(liif=LiifConfig(hidden=32, pixel_skip=False)), BOUNDS)
+    assert model.pixel is None
+    assert model.encode(torch.randn(1, 5, 32, 32), torch.randn(1, 2, 32, 32)).pixels is None
+    assert parameter_count(model) < parameter_count(MisoModel(small_cfg(), BOUNDS))

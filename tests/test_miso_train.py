@@ -9,7 +9,7 @@ import torch
 
 from misomap.cube.grid import Grid
 from misomap.jobs.train_miso import carve_validation, MisoJobError
-from misomap.models.miso.config import (CropConfig, EncoderConfig, LocationConfig, MisoConfig,
+from misomap.models.miso.config import (CropConfig, EncoderConfig, LiifConfig, LocationConfig, MisoConfig,
                                         TrainConfig)
 from misomap.models.miso.crops import CropSampler, Points
 from misomap.models.miso.errors import TrainingError
@@ -66,7 +66,7 @@ def world(seed: int = 0, n: int = 240) -> tuple[np.ndarray, np.ndarray, Points]:
 def cfg(epochs: int = 2, steps: int = 3, **kw) -> MisoConfig:
     return MisoConfig(imagery=EncoderConfig(bands=["b0", "b1", "noise"], embed_dim=16),
                       covariates=EncoderConfig(bands=["yy", "xx"], embed_dim=16),
-                      feature_dim=32, liif_hidden=32, location=LocationConfig(num_scales=8, hidden=32),
+                      feature_dim=32, liif=LiifConfig(hidden=32), location=LocationConfig(num_scales=8, hidden=32),
                       crops=CropConfig(size_px=32, jitter_px=4, label_slots=3, pseudo_points=4, grid=3),
                       train=TrainConfig(epochs=epochs, batch_size=8, steps_per_epoch=steps, lr=2e-3,
                                         patience=10, warmup_epochs=0, device="cpu"), **kw)
@@ -90,6 +90,14 @@ def test_training_learns_a_signal_on_unseen_pedons() -> None:
     score = validation_score(predict_at(model, sampler, test, 16, torch.device("cpu")), test)
     assert res.epochs_run == 10 and len(res.history) == 10
     assert score > 0.7, f"mean macro recall on unseen pedons {score:.3f} (chance 0.42)"
+
+
+def test_max_steps_caps_the_budget_across_epochs() -> None:
+    c = cfg(epochs=5, steps=3)
+    c = c.model_copy(update={"train": c.train.model_copy(update={"max_steps": 7})})
+    _, _, res, _ = run(c, MemoryStore())
+    assert res.epochs_run == 3 and len(res.history) == 3  # 3 + 3 + 1 steps
+    assert res.history[-1].lr < 0.2 * c.train.lr  # the cosine schedule ends at the cap
 
 
 def test_same_seed_same_weights_other_seed_other_weights() -> None:

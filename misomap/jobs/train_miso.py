@@ -257,7 +257,7 @@ def cross_validate(config: RunConfig, cfg: MisoConfig, name: str, arrays: CubeAr
     out, seconds, device = [], [], select_device(cfg.train)
     for scheme in schemes:
         col = folds[scheme].to_numpy()
-        for fold in sorted(set(col.tolist()) - {-1}):
+        for fold in sorted(set(col.tolist()) - {-1})[:cfg.max_folds]:
             log.info("%s: %s fold %d", name, scheme, fold)
             train, val = carve_validation(col, fold, cfg.train.val_fraction, config.seed)
             store = FsCheckpointStore(f"{mdir}/checkpoints/{scheme}/fold{fold}", config.storage)
@@ -357,9 +357,12 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
 
 def train_final(config: RunConfig, cfg: MisoConfig, arrays: CubeArrays, table: pd.DataFrame) -> str:
     """One model on every labelled pedon; validation = a random `val_fraction` of them (groups of
-    one), used only for early stopping. Returns the best checkpoint's location."""
+    one), used only for early stopping; `final_max_steps` caps its budget. Returns the best
+    checkpoint's location."""
     ckpts = read_weights(cfg, config.storage)
     cfg = resolve_config(cfg, arrays, ckpts)
+    if cfg.final_max_steps is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": cfg.final_max_steps})})
     points = label_points(table)
     k = max(2, round(1 / cfg.train.val_fraction))
     groups = np.random.default_rng(config.seed).integers(0, k, len(points))

@@ -78,16 +78,30 @@ class EncoderConfig(StrictModel):
 
 
 class LocationConfig(StrictModel):
-    """Space2Vec grid-cell features of EPSG:3338 coordinates scaled to [-1, 1] by `bounds`."""
+    """Space2Vec grid-cell features of EPSG:3338 coordinates scaled to [-1, 1] by `bounds`.
+
+    Wavelengths are fractions of the region's extent (the longer side of `bounds`): the shortest
+    defaults to 1/8 of it, so the encoder describes broad gradients (climate, latitude) and cannot
+    memorise single pedon neighbourhoods, which do not transfer to held-out regions.
+    """
 
     enabled: bool = True
-    num_scales: int = 64
-    min_radius: float = 5e-4
-    max_radius: float = 2.0
+    num_scales: int = 16
+    min_wavelength: float = Field(default=0.125, gt=0)
+    max_wavelength: float = Field(default=2.0, gt=0)
     hidden: int = 64
     layers: int = 2
     bounds: tuple[float, float, float, float] | None = None
     """xmin, ymin, xmax, ymax in EPSG:3338 metres; None = the cube's bounds (set by the job)."""
+
+
+class LiifConfig(StrictModel):
+    """The implicit query of the encoders' stage maps at continuous points."""
+
+    hidden: int = 64
+    pixel_skip: bool = True
+    """Also feed the normalised input bands of the query pixel ("stage 0"): the stage maps have a
+    stride of 4 or more and blur away what the pixel itself says."""
 
 
 class ContrastiveConfig(StrictModel):
@@ -128,7 +142,9 @@ class TrainConfig(StrictModel):
     epochs: int = 30
     batch_size: int = 16
     steps_per_epoch: int | None = None
-    """Optimiser steps per epoch; None = one pass over the labelled crops."""
+    """Optimiser steps per epoch (one validation each); None = one pass over the labelled crops."""
+    max_steps: int | None = None
+    """Stop after this many optimiser steps in all (the schedule decays to it); None = no cap."""
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_epochs: int = 1
@@ -159,7 +175,7 @@ class MisoConfig(StrictModel):
     imagery: EncoderConfig
     covariates: EncoderConfig | None = None
     feature_dim: int = 64
-    liif_hidden: int = 64
+    liif: LiifConfig = LiifConfig()
     location: LocationConfig = LocationConfig()
     contrastive: ContrastiveConfig = ContrastiveConfig()
     loss: LossConfig = LossConfig()
@@ -168,6 +184,10 @@ class MisoConfig(StrictModel):
     pretrain: PretrainConfig = PretrainConfig()
     schemes: list[str] | None = None
     """Fold schemes (columns of folds.parquet) to evaluate; None = all."""
+    max_folds: int | None = Field(default=None, ge=1)
+    """Cross-validate only the first N test folds of each scheme (a quick demo); None = all."""
+    final_max_steps: int | None = Field(default=None, ge=1)
+    """Step budget of the final model for the map job; None = the same as `train.max_steps`."""
     ablations: list[Literal["no_contrastive", "no_location", "no_pretraining"]] = Field(
         default_factory=list)
     include_full: bool = True

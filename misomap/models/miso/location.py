@@ -14,11 +14,12 @@ from misomap.models.miso.config import LocationConfig
 class GridCellFeatures(nn.Module):
     """sin/cos of <p, a_j> / λ_s for 3 unit vectors a_j and geometric scales λ_s (6·S features)."""
 
-    def __init__(self, num_scales: int, min_radius: float, max_radius: float) -> None:
+    def __init__(self, num_scales: int, min_wavelength: float, max_wavelength: float) -> None:
+        """Wavelengths in the units of the coordinates the forward pass receives."""
         super().__init__()
         s = torch.arange(num_scales, dtype=torch.float64)
-        ratio = max_radius / min_radius
-        lambdas = min_radius * ratio ** (s / max(num_scales - 1, 1))
+        ratio = max_wavelength / min_wavelength
+        lambdas = min_wavelength * ratio ** (s / max(num_scales - 1, 1))
         angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3], dtype=torch.float64)
         dirs = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (3, 2)
         self.register_buffer("proj", (dirs[:, None, :] / lambdas[None, :, None]).reshape(-1, 2).float())
@@ -49,7 +50,8 @@ class LocationEncoder(nn.Module):
             raise ValueError(f"location bounds {bounds} are empty")
         self.register_buffer("centre", torch.tensor([(xmin + xmax) / 2, (ymin + ymax) / 2], dtype=torch.float64))
         self.register_buffer("half_span", torch.tensor([(xmax - xmin) / 2, (ymax - ymin) / 2], dtype=torch.float64))
-        self.features = GridCellFeatures(cfg.num_scales, cfg.min_radius, cfg.max_radius)
+        # scaled coordinates span 2 units along each axis: wavelengths as fractions of the extent
+        self.features = GridCellFeatures(cfg.num_scales, 2 * cfg.min_wavelength, 2 * cfg.max_wavelength)
         self.mlp = nn.Sequential(nn.Linear(self.features.out_dim, cfg.hidden), nn.GELU(),
                                  *[ResidualBlock(cfg.hidden) for _ in range(cfg.layers)],
                                  nn.Linear(cfg.hidden, out_dim))

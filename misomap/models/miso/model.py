@@ -25,12 +25,14 @@ from misomap.models.miso.location import LocationEncoder
 
 @dataclass(frozen=True)
 class EncodedTile:
-    """Stage maps of one batch of images; `height`/`width` are the padded pixel size they cover."""
+    """Stage maps of one batch of images; `height`/`width` are the padded pixel size they cover;
+    `pixels` the normalised input bands (imagery then covariates) for the pixel skip, or None."""
 
     imagery: list[Tensor]
     covariates: list[Tensor] | None
     height: int
     width: int
+    pixels: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,21 @@ class MisoModel(nn.Module):
         ic = cfg.imagery
         self.img_norm = BandNorm(ic.mean, ic.std, len(ic.bands))
         self.img_encoder = build_encoder(ic, cfg.crops.size_px)
-        self.img_query = LiifQuery(self.img_encoder.out_channels, cfg.liif_hidden, d)
+        h = cfg.liif.hidden
+        self.img_query = LiifQuery(self.img_encoder.out_channels, h, d)
         self.stride = self.img_encoder.stride
         if cfg.covariates is not None:
             cc = cfg.covariates
             self.cov_norm = BandNorm(cc.mean, cc.std, len(cc.bands))
             self.cov_encoder = build_encoder(cc, cfg.crops.size_px)
-            self.cov_query = LiifQuery(self.cov_encoder.out_channels, cfg.liif_hidden, d)
+            self.cov_query = LiifQuery(self.cov_encoder.out_channels, h, d)
             self.fuse = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
             self.stride = int(np.lcm(self.stride, self.cov_encoder.stride))
+        self.pixel = None
+        if cfg.liif.pixel_skip:
+            n_bands = len(ic.bands) + (len(cfg.covariates.bands) if cfg.covariates is not None else 0)
+            self.pixel = nn.Sequential(nn.Linear(n_bands, h), nn.GELU(), nn.Linear(h, d))
+            self.pixel_fuse = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
         bounds = cfg.location.bounds or bounds
         self.location = LocationEncoder(cfg.location, bounds, d) if cfg.location.enabled else None
         self.heads = Heads(d, cfg.loss.tasks)
@@ -74,12 +82,25 @@ class MisoModel(nn.Module):
     def encode(self, imagery: Tensor, covariates: Tensor | None) -> EncodedTile:
         """Normalise (nodata → band mean), pad right/bottom to the stride, run the encoders."""
         img = self._pad(self.img_norm(imagery))
-        cov_feats = None
+        cov, cov_feats = None, None
         if self.cfg.covariates is not None:
             if covariates is None:
                 raise ValueError("this model has a covariate encoder: pass the covariate bands")
-            cov_feats = self.cov_encoder(self._pad(self.cov_norm(covariates)))
-        return EncodedTile(self.img_encoder(img), cov_feats, img.shape[-2], img.shape[-1])
+            cov = self._pad(self.cov_norm(covariates))
+            cov_feats = self.cov_encoder(cov)
+        pixels = None
+        if self.pixel is not None:
+            pixels = img if cov is None else torch.cat([img, cov], dim=1)
+        return EncodedTile(self.img_encoder(img), cov_feats, img.shape[-2], img.shape[-1], pixels)
+
+    @staticmethod
+    def _pixel_values(pixels: Tensor, pix: Tensor) -> Tensor:
+        """The bands (B, Q, C) of the pixels holding the points pix (B, Q, 2) (nearest pixel)."""
+        b, c, h, w = pixels.shape
+        col = pix[..., 0].floor().long().clamp(0, w - 1)
+        row = pix[..., 1].floor().long().clamp(0, h - 1)
+        idx = (row * w + col).unsqueeze(1).expand(-1, c, -1)
+        return torch.gather(pixels.flatten(2), 2, idx).transpose(1, 2)
 
     def query(self, enc: EncodedTile, pix: Tensor, xy: Tensor) -> QueryOutput:
         """Predict at points: pix (B, Q, 2) continuous (col, row) in the encoded pixels (pixel
@@ -93,6 +114,9 @@ class MisoModel(nn.Module):
         if enc.covariates is not None:
             cov = self.cov_query(enc.covariates, coords, cell)
             visual = self.fuse(torch.cat([img, cov], dim=-1))
+        if self.pixel is not None and enc.pixels is not None:
+            px = self.pixel(self._pixel_values(enc.pixels, pix))
+            visual = self.pixel_fuse(torch.cat([visual, px], dim=-1))
         loc = self.location(xy) if self.location is not None else None
         z = visual + loc if loc is not None else visual
         return QueryOutput(self.heads(z), img, cov, visual, loc)

@@ -187,7 +187,8 @@ def model_checkpoint_bytes(model: MisoModel, task_loss: TaskLoss | None = None) 
     return _pack(model, task_loss or TaskLoss(model.cfg.loss), None, {"format": "misomap-miso"})
 
 
-RUN_ONLY_FIELDS = ("schemes", "ablations", "include_full", "final_model", "pretrain")
+RUN_ONLY_FIELDS = ("schemes", "ablations", "include_full", "final_model", "pretrain", "max_folds",
+                   "final_max_steps")
 """Config fields that choose what a run does, not what a model or its training is."""
 
 
@@ -245,7 +246,8 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
     n_unl = round(tc.batch_size * cfg.crops.unlabelled_fraction) if cfg.contrastive.enabled else 0
     n_lab = max(tc.batch_size - n_unl, 1)
     steps = tc.steps_per_epoch or math.ceil(len(train_idx) / n_lab)
-    total, warmup = steps * tc.epochs, steps * tc.warmup_epochs
+    total = min(steps * tc.epochs, tc.max_steps or steps * tc.epochs)
+    epochs, warmup = math.ceil(total / steps), min(steps * tc.warmup_epochs, total // 2)
     progress = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad": 0, "history": [], "seconds": 0.0}
     last = store.load(LAST)
     if last is not None:
@@ -253,14 +255,15 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
         log.info("resumed from epoch %d (best %.4f at epoch %d)", progress["epoch"],
                  progress["best_score"], progress["best_epoch"])
     stopped = progress["bad"] >= tc.patience
-    while progress["epoch"] < tc.epochs and not stopped:
+    while progress["epoch"] < epochs and not stopped:
         epoch, t0 = progress["epoch"], time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
         torch.manual_seed(seed * 100_003 + epoch)
         model.train()
-        order = rng.permutation(np.resize(rng.permutation(train_idx), steps * n_lab))
+        n_steps = min(steps, total - epoch * steps)
+        order = rng.permutation(np.resize(rng.permutation(train_idx), n_steps * n_lab))
         losses = []
-        for s in tqdm(range(steps), desc=f"epoch {epoch}", leave=False, disable=None):
+        for s in tqdm(range(n_steps), desc=f"epoch {epoch}", leave=False, disable=None):
             lr = lr_at(epoch * steps + s, total, warmup, tc.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
