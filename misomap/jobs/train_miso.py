@@ -216,13 +216,14 @@ def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points
 
 
 def _fit(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint], points: Points,
-         train: np.ndarray, val: np.ndarray, store: FsCheckpointStore, seed: int) -> tuple[MisoModel, CropSampler, float]:
+         train: np.ndarray, val: np.ndarray, store: FsCheckpointStore, seed: int,
+         max_steps: int | None = None) -> tuple[MisoModel, CropSampler, float]:
     torch.manual_seed(seed)  # the initial weights are part of the run's determinism
     model = build_model(cfg, arrays.grid, ckpts)
     sampler = CropSampler(arrays.imagery, arrays.covariates, arrays.grid, points.subset(np.flatnonzero(train)),
                           cfg.crops)
     result = train_miso(model, sampler, np.arange(int(train.sum())), points.subset(np.flatnonzero(val)),
-                        cfg, store, seed)
+                        cfg, store, seed, max_steps)
     log.info("trained in %.0f s, best epoch %d (val score %.3f)", result.seconds, result.best_epoch,
              result.best_score)
     return model, sampler, result.seconds
@@ -361,14 +362,13 @@ def train_final(config: RunConfig, cfg: MisoConfig, arrays: CubeArrays, table: p
     checkpoint's location."""
     ckpts = read_weights(cfg, config.storage)
     cfg = resolve_config(cfg, arrays, ckpts)
-    if cfg.final_max_steps is not None:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": cfg.final_max_steps})})
     points = label_points(table)
     k = max(2, round(1 / cfg.train.val_fraction))
     groups = np.random.default_rng(config.seed).integers(0, k, len(points))
     train, val = carve_validation(groups, None, 1 / k, config.seed)
     root = f"{model_dir(config.workdir, MODEL)}/final"
-    _fit(cfg, arrays, ckpts, points, train, val, FsCheckpointStore(root, config.storage), config.seed)
+    _fit(cfg, arrays, ckpts, points, train, val, FsCheckpointStore(root, config.storage), config.seed,
+         cfg.final_max_steps)
     return f"{root}/best.safetensors"
 
 

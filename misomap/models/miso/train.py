@@ -227,9 +227,10 @@ def _restore(data: bytes, model: MisoModel, task_loss: TaskLoss, opt: torch.opti
 
 
 def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, val_points: Points,
-               cfg: MisoConfig, store: CheckpointStore, seed: int) -> TrainResult:
+               cfg: MisoConfig, store: CheckpointStore, seed: int, max_steps: int | None = None) -> TrainResult:
     """Train on the sampler's points `train_idx`; validate on `val_points` (carved from the training
-    folds by the caller, never the test fold). Resumes from `last` in the store if present."""
+    folds by the caller, never the test fold). Resumes from `last` in the store if present.
+    `max_steps` overrides `train.max_steps` (e.g. the final model's budget)."""
     tc = cfg.train
     if len(train_idx) == 0:
         raise TrainingError("no labelled training points: check the folds and the label columns")
@@ -246,7 +247,7 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
     n_unl = round(tc.batch_size * cfg.crops.unlabelled_fraction) if cfg.contrastive.enabled else 0
     n_lab = max(tc.batch_size - n_unl, 1)
     steps = tc.steps_per_epoch or math.ceil(len(train_idx) / n_lab)
-    total = min(steps * tc.epochs, tc.max_steps or steps * tc.epochs)
+    total = min(steps * tc.epochs, max_steps or tc.max_steps or steps * tc.epochs)
     epochs, warmup = math.ceil(total / steps), min(steps * tc.warmup_epochs, total // 2)
     progress = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad": 0, "history": [], "seconds": 0.0}
     last = store.load(LAST)
