@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from misomap import __version__
-from misomap.config import RunConfig, load_config
+from misomap.config import RunConfig, config_from_dict, load_config
 from misomap.errors import MisomapError
 from misomap.log import LEVELS, setup_logging
 
@@ -74,12 +74,17 @@ def doctor(config: ConfigOpt = None) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Working folder for every demo output.")] = Path("demo-out"),
-    config: ConfigOpt = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 0,
+    size: Annotated[str, typer.Option(help="Demo world size: tiny, demo or bench.")] = "demo",
 ) -> None:
-    """Run the whole pipeline on the embedded demo region (the parts that exist so far)."""
+    """The whole pipeline on the embedded demo region, offline: world, STAC API, cube, RF, MISO, maps."""
     from misomap.jobs.demo import run_demo
 
-    run_demo(out, _config(config))
+    result = run_demo(out, seed=seed, size=size)
+    for name, where in result.outputs.items():
+        typer.echo(f"{name:<14} {where}")
+    typer.echo(f"total {sum(result.seconds.values()):.0f} s: " +
+               ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()))
 
 
 @app.command("demo-world")
@@ -112,6 +117,55 @@ def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run 
     result = run_build_cube(load_config(config))
     typer.echo(f"cube: {result.out}  shape {result.shape}  chunks built {result.chunks_built}, "
                f"skipped {result.chunks_skipped} of {result.chunks_total}  quicklook: {result.quicklook}")
+
+
+@app.command()
+def predict(
+    config: ConfigOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="Override map.model: miso, rf or module:factory.")] = None,
+    gateway: Annotated[Optional[str], typer.Option(help="dask-gateway URL (password from the env).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Discard an existing map from another run.")] = False,
+) -> None:
+    """Predict the map chunk by chunk into Zarr, COGs and STAC; resumable."""
+    from misomap.jobs.predict import map_config, run_predict
+
+    cfg = _config(config)
+    data = cfg.model_dump()
+    if model:
+        data["map"] = {**map_config(cfg).model_dump(), "model": model}
+    if gateway:
+        data["gateway"] = {**data["gateway"], "address": gateway}
+    summary = run_predict(config_from_dict(data, "command-line overrides"), overwrite=overwrite)
+    typer.echo(f"map: {summary.output}  chunks run {summary.chunks_run}/{summary.chunks_total}  "
+               f"pixels {summary.pixels}  time {summary.seconds:.1f} s  "
+               f"({summary.pixels_per_second:.0f} px/s)")
+
+
+@app.command("train-rf")
+def train_rf(
+    config: ConfigOpt = None,
+    rf_map: Annotated[bool, typer.Option("--map/--no-map", help="Also map the cube with the RF.")] = False,
+) -> None:
+    """Random Forest baseline: training table + shared folds, CV on every scheme, models, report."""
+    from misomap.jobs.train_rf import train_rf as run
+
+    cfg = _config(config)
+    typer.echo(f"report: {run(cfg).report}")
+    if rf_map:
+        from misomap.jobs.rf_map import predict_map
+
+        typer.echo(f"map: {predict_map(cfg).quicklook}")
+
+
+@app.command()
+def evaluate(
+    config: ConfigOpt = None,
+    model: Annotated[str, typer.Option(help="Model whose models/<model>/predictions.parquet to score.")] = "rf",
+) -> None:
+    """Regenerate a model's evaluation report from its cross-validated predictions."""
+    from misomap.jobs.evaluate import run_evaluation
+
+    typer.echo(f"report: {run_evaluation(_config(config), model)}")
 
 
 @app.command()
@@ -152,30 +206,3 @@ def embed_spectra(config: ConfigOpt = None) -> None:
 
     s = run(_config(config))
     typer.echo(f"embeddings: {s.output}  rows {s.rows}  chunks run {s.chunks_run}/{s.chunks_total}")
-
-
-@app.command("train-rf")
-def train_rf(
-    config: ConfigOpt = None,
-    rf_map: Annotated[bool, typer.Option("--map/--no-map", help="Also map the cube with the RF.")] = False,
-) -> None:
-    """Random Forest baseline: training table + shared folds, CV on every scheme, models, report."""
-    from misomap.jobs.train_rf import train_rf as run
-
-    cfg = _config(config)
-    typer.echo(f"report: {run(cfg).report}")
-    if rf_map:
-        from misomap.jobs.rf_map import predict_map
-
-        typer.echo(f"map: {predict_map(cfg).quicklook}")
-
-
-@app.command()
-def evaluate(
-    config: ConfigOpt = None,
-    model: Annotated[str, typer.Option(help="Model whose models/<model>/predictions.parquet to score.")] = "rf",
-) -> None:
-    """Regenerate a model's evaluation report from its cross-validated predictions."""
-    from misomap.jobs.evaluate import run_evaluation
-
-    typer.echo(f"report: {run_evaluation(_config(config), model)}")

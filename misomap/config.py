@@ -16,10 +16,11 @@ from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConf
 from misomap.cube.config import CubeConfig
 from misomap.demo.spec import DemoWorldConfig
 from misomap.errors import ConfigError
-from misomap.spectra.config import SpectralConfig
 from misomap.models.miso.config import MisoConfig
+from misomap.spectra.config import SpectralConfig
 from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
 from misomap.models.baseline_config import FoldsConfig, RFConfig
+from misomap.jobs.map_config import MapConfig
 
 
 class RunConfig(StrictModel):
@@ -38,6 +39,7 @@ class RunConfig(StrictModel):
     folds: FoldsConfig = FoldsConfig()
     rf: RFConfig = RFConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    map: MapConfig | None = None
     spectral: SpectralConfig | None = None
 
 

@@ -13,5 +13,6 @@ def setup_logging(level: str = "INFO") -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
-    for noisy in ("botocore", "urllib3", "s3fs", "fsspec", "rasterio", "aiobotocore", "asyncio"):
+    for noisy in ("botocore", "urllib3", "s3fs", "fsspec", "rasterio", "aiobotocore", "asyncio",
+                  "distributed", "dask_gateway"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

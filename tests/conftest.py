@@ -5,6 +5,7 @@ A service that cannot start fails the test with its log; nothing is skipped sile
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +59,10 @@ def s3_bucket(s3fs_filesystem, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def gateway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     """A real dask-gateway server (local backend, password auth) on loopback."""
-    with dask_gateway_server(tmp_path_factory.mktemp("gateway")) as (server, proc):
+    # workers may import test-only helper modules (e.g. a test predictor) from tests/
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                        os.environ.get("PYTHONPATH")]))}
+    with dask_gateway_server(tmp_path_factory.mktemp("gateway"), env=env) as (server, proc):
         _RUNNING.append(proc)
         try:
             yield server

@@ -146,7 +146,7 @@ def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[
             gw.close()
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 
