@@ -15,11 +15,10 @@ from scipy import ndimage
 
 from misomap.demo.climate import Climate
 from misomap.demo.fields import gaussian_field, rng_for, sigmoid, smooth
+from misomap.classes import SOIL_ORDERS
 from misomap.demo.spec import VOLCANO_LONLAT
 from misomap.demo.terrain import Terrain
 
-SOIL_ORDERS = ("Andisols", "Entisols", "Gelisols", "Histosols", "Inceptisols", "Mollisols",
-               "Spodosols")
 ZONES = ("continuous", "discontinuous", "sporadic", "isolated")
 REGIONS = ("Brooks Range Mountains", "Koyukuk Foothills", "Interior Uplands", "Koyukuk Lowlands")
 NODATA_CLASS = 255
