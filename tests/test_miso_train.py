@@ -166,6 +166,14 @@ def test_validation_comes_from_training_folds_only() -> None:
         carve_validation(np.array([0, 0, 1, 1]), 1, 0.2, seed=0)
 
 
+def test_validation_holds_its_fraction_of_pedons_even_with_a_tiny_fold() -> None:
+    folds = np.array([0] * 50 + [1] * 2 + [2] * 50 + [3] * 40)  # fold 1: a tiny region
+    for seed in range(10):
+        train, val = carve_validation(folds, 3, 0.15, seed=seed)
+        assert val.sum() >= 0.15 * 102 and train.sum() >= 2
+        assert not (train | val)[folds == 3].any()
+
+
 def test_run_only_fields_do_not_block_loading_a_checkpoint() -> None:
     store = MemoryStore()
     run(cfg(epochs=1, steps=1), store)

@@ -176,14 +176,21 @@ def label_points(table: pd.DataFrame) -> Points:
 def carve_validation(fold_col: np.ndarray, test_fold: int | None, fraction: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split the training folds (not `test_fold`, not -1) into train and validation masks by whole
-    folds, so validation is as spatially separate as the test; never touches the test fold."""
+    folds, so validation is as spatially separate as the test; never touches the test fold.
+    Validation takes folds in a seeded random order until it holds `fraction` of the training
+    pedons (a tiny fold, e.g. a small region, never serves alone), leaving at least one to train."""
     train_folds = np.array(sorted(set(fold_col[fold_col >= 0].tolist()) - {test_fold}))
     if len(train_folds) < 2:
         raise MisoJobError(f"fold {test_fold} leaves {len(train_folds)} training fold(s): need 2 to carve "
                            "a validation split")
-    n_val = min(max(1, round(fraction * len(train_folds))), len(train_folds) - 1)
-    val_folds = np.random.default_rng([seed, 0 if test_fold is None else test_fold + 1]).choice(
-        train_folds, n_val, replace=False)
+    order = np.random.default_rng([seed, 0 if test_fold is None else test_fold + 1]).permutation(train_folds)
+    need = fraction * np.isin(fold_col, train_folds).sum()
+    val_folds, held = [], 0
+    for f in order[:-1]:
+        val_folds.append(f)
+        held += int((fold_col == f).sum())
+        if held >= need:
+            break
     val = np.isin(fold_col, val_folds)
     train = np.isin(fold_col, train_folds) & ~val
     return train, val
