@@ -152,9 +152,11 @@ def train_rf(
     cfg = _config(config)
     typer.echo(f"report: {run(cfg).report}")
     if rf_map:
-        from misomap.jobs.rf_map import predict_map
+        from misomap.jobs.evaluate import model_dir
+        from misomap.jobs.predict import run_predict, with_map
 
-        typer.echo(f"map: {predict_map(cfg).quicklook}")
+        summary = run_predict(with_map(cfg, "rf", model_dir(cfg.workdir, "rf")))
+        typer.echo(f"map: {summary.output}")
 
 
 @app.command()

@@ -210,17 +210,17 @@ def test_rf_map_is_a_georeferenced_cog(world, tmp_path):
     assert res.exit_code == 0, res.output
     report = (tmp_path / "run" / "models" / "rf" / "report" / "report.md").read_text()
     assert "without predictions (no usable folds, see the folds log): ['dbscan_60km']" in report
-    out = tmp_path / "run" / "models" / "rf" / "map"
-    for path in (out / "rf_permafrost.tif", out / "rf_soil_order.tif"):
+    out = tmp_path / "run" / "maps" / "rf"
+    for path in (out / "cogs" / "permafrost_probability.tif", out / "cogs" / "soil_order_class.tif"):
         assert cog_validate(path)[0], path
         with rasterio.open(path) as src:
             assert src.crs.to_epsg() == 3338 and src.transform == GRID.transform
             assert (src.width, src.height) == (SIZE, SIZE)
             band = src.read(1, masked=True)
         assert band.mask[NODATA_BOX].all() and not band.mask[60:100, 60:100].any()
-    with rasterio.open(out / "rf_permafrost.tif") as src:
-        prob = src.read(1)
-    assert np.nanmin(prob) >= 0 and np.nanmax(prob) <= 1
+    with rasterio.open(out / "cogs" / "permafrost_probability.tif") as src:
+        prob = src.read(1, masked=True) * src.scales[0]
+    assert prob.min() >= 0 and prob.max() <= 1 and prob.std() > 0.05
     assert (out / "quicklook.png").read_bytes()[:4] == b"\x89PNG"
 
 

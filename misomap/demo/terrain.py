@@ -120,7 +120,6 @@ def make_terrain(seed: int, shape: tuple[int, int], res: float) -> Terrain:
     rng = rng_for(seed, "terrain")
     h, w = shape
     yy = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]  # 0 north, 1 south
-    xx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]
     km = res * max(h, w) / 1000.0
     px_per_km = 1000.0 / res
     ridged = 1.0 - np.abs(gaussian_field(rng, shape, 3.0 * px_per_km, beta=3.2))

@@ -35,7 +35,7 @@ from misomap.cube.store import (
     write_region,
     write_template,
 )
-from misomap.jobs.predict import dask_client
+from misomap.jobs.cluster import dask_client
 
 log = logging.getLogger(__name__)
 

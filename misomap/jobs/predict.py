@@ -7,13 +7,11 @@ dask-gateway cluster.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,9 +22,9 @@ from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
-from misomap.config_base import GatewayConfig
 from misomap.cube.grid import Grid
 from misomap.errors import ConfigError, MisomapError
+from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
 from misomap.jobs.cube_window import cube_grid, read_window
 from misomap.jobs.map_config import MapConfig
@@ -61,6 +59,18 @@ def map_config(config: RunConfig) -> MapConfig:
     if config.map is None:
         raise ConfigError("the run configuration has no `map:` section (cube, output, model ...)")
     return config.map
+
+
+def with_map(config: RunConfig, model: str, model_path: str) -> RunConfig:
+    """The run with a map section for `model`: the configured map settings if any, else defaults;
+    the cube from the run (map.cube, else the cube section's output), the output
+    `<workdir>/maps/<model>`."""
+    from misomap.jobs.training_table import cube_location
+
+    base = config.map.model_dump() if config.map is not None else {"cube": cube_location(config)}
+    section = MapConfig.model_validate({**base, "model": model, "model_path": model_path,
+                                        "output": f"{config.workdir}/maps/{model}"})
+    return config.model_copy(update={"map": section})
 
 
 def zarr_url(cfg: MapConfig) -> str:
@@ -119,35 +129,6 @@ def predict_chunk(region: ChunkRegion, config: RunConfig) -> dict[str, Any]:
             "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
     CompletionLog(progress_url(cfg), options).mark_done(region.key, info)
     return info
-
-
-@contextlib.contextmanager
-def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[Any]:
-    """A distributed client: on a dask-gateway cluster if an address is given, else local processes."""
-    from distributed import Client, LocalCluster
-
-    if gateway is not None and gateway.address:
-        from dask_gateway import Gateway
-        from dask_gateway.auth import BasicAuth
-
-        password = gateway.password()
-        if password is None:
-            raise ConfigError(f"gateway password missing: set ${gateway.password_env}")
-        gw = Gateway(gateway.address, auth=BasicAuth(gateway.username, password))
-        cluster = gw.new_cluster()
-        try:
-            cluster.scale(workers)
-            client = cluster.get_client()
-            client.wait_for_workers(1, timeout=120)
-            yield client
-            client.close()
-        finally:
-            cluster.shutdown()
-            gw.close()
-        return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        yield client
 
 
 def run_hash(config: RunConfig, digest: str) -> str:

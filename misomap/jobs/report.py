@@ -141,7 +141,7 @@ def render_markdown(results: dict[str, TargetEvaluation], model: str,
              "metric undefined for a fold that lacks a class.", ""]
     lines += [f"> {note}\n" for note in notes or []]
     for target, ev in results.items():
-        lines += [f"## {target}", "", f"### Per fold scheme (mean ± sd over folds)", "",
+        lines += [f"## {target}", "", "### Per fold scheme (mean ± sd over folds)", "",
                   _md_table(summary_table(ev)), ""]
         if target == "soil_order":
             rec = ev.per_fold.groupby("scheme", sort=False)[[f"recall_{c}" for c in ev.classes]].mean()

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from misomap.config import RunConfig
 from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.jobs.predict import dask_client
+from misomap.jobs.cluster import dask_client
 from misomap.jobs.spectral import prepare
 from misomap.jobs.spectral_store import ensure_library, load_models, spectral_paths, spectral_section, storage_options
 from misomap.models.spectral.nir import nir_from_arch, nir_to_mir

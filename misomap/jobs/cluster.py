@@ -1,0 +1,40 @@
+"""The dask client every chunked job runs on: a dask-gateway cluster when configured, else local
+worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from misomap.config_base import GatewayConfig
+from misomap.errors import ConfigError
+
+
+@contextlib.contextmanager
+def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[Any]:
+    """A distributed client: on a dask-gateway cluster if an address is given, else local processes."""
+    from distributed import Client, LocalCluster
+
+    if gateway is not None and gateway.address:
+        from dask_gateway import Gateway
+        from dask_gateway.auth import BasicAuth
+
+        password = gateway.password()
+        if password is None:
+            raise ConfigError(f"gateway password missing: set ${gateway.password_env}")
+        gw = Gateway(gateway.address, auth=BasicAuth(gateway.username, password))
+        cluster = gw.new_cluster()
+        try:
+            cluster.scale(workers)
+            client = cluster.get_client()
+            client.wait_for_workers(1, timeout=120)
+            yield client
+            client.close()
+        finally:
+            cluster.shutdown()
+            gw.close()
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        yield client
