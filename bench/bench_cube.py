@@ -104,7 +104,7 @@ def run_naive(url: str, section: dict) -> dict:
 def run_loader(url: str, section: dict, loader: str) -> dict:
     """Load the summer items' bands onto the region with our reader, stackstac or odc-stac (no
     compositing), one chunk-sized window after another as the builder does."""
-    from misomap.cube.build import plan_chunks
+    from misomap.cube.grid import plan_chunks
 
     grid, items = _summer_items(url, section)
     t = time.perf_counter()

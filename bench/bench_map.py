@@ -141,7 +141,8 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
     from distributed import Client, LocalCluster
 
     from misomap.config import config_from_dict
-    from misomap.jobs.map_store import ensure_template, plan_chunks
+    from misomap.cube.grid import plan_chunks
+    from misomap.jobs.map_store import ensure_template
     from misomap.jobs.predict import output_grid, predict_chunk, zarr_url
 
     cfg = config_from_dict({"map": {"cube": str(cube), "output": str(out), "model": "miso",

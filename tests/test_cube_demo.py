@@ -3,7 +3,6 @@ demo COGs read through GDAL /vsis3."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,11 @@ from misomap.config import config_from_dict
 from misomap.config_base import StorageConfig
 from misomap.cube.store import open_cube
 from misomap.jobs.build_cube import run_build_cube
-
-S2_KEYS = ("blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "swir16", "swir22")
-TERRAIN = ("elevation", "aspect", "slope", "max_curvature", "spi", "twi", "tpi")
-CLIMATE = ("precip_annual", "summer_warmth", "jan_min_temp")
-
+from misomap.jobs.demo import cube_section
 
 def demo_cube_section(world: Path, out: str) -> dict[str, Any]:
-    """A cube section built from the world's manifest (its suggested grid, years and summer window)."""
-    manifest = json.loads((world / "world.json").read_text())
-    start, end = manifest["seasons"]["summer"]
-    return {
-        "out": out, "bounds": manifest["grid"]["bounds"], "resolution": manifest["grid"]["resolution"],
-        "crs": manifest["grid"]["crs"], "chunk": 64,
-        "datetime": f"{min(manifest['years'])}-01-01/{max(manifest['years'])}-12-31",
-        "seasons": {"summer": {"start": start, "end": end}},
-        "sources": [
-            {"collection": "sentinel-2-l2a", "kind": "optical", "prefix": "s2", "mask_asset": "scl",
-             "bands": {k: k for k in S2_KEYS}},
-            {"collection": "sentinel-1-rtc", "kind": "radar", "prefix": "s1", "bands": {"vv": "vv", "vh": "vh"}},
-            {"collection": "ak-terrain", "kind": "static", "bands": {k: k for k in TERRAIN}},
-            {"collection": "ak-climate", "kind": "static", "bands": {k: k for k in CLIMATE}},
-        ],
-    }
+    """The demo's own cube section, in small chunks so several chunks meet."""
+    return cube_section(world, out, chunk=64)
 
 
 def _terrain_cog(world: Path) -> Path:

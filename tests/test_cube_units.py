@@ -10,7 +10,8 @@ import pytest
 
 from misomap.config import config_from_dict
 from misomap.cube import composite
-from misomap.cube.build import cube_grid, plan_chunks
+from misomap.cube.build import cube_grid
+from misomap.cube.grid import plan_chunks
 from misomap.cube.config import CubeConfig, SourceConfig
 from misomap.cube.errors import CubeError, SourceItemError
 from misomap.cube.search import check_item, load_signer

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import geopandas as gpd
@@ -247,41 +246,22 @@ def test_labels_and_outputs_on_s3(world, s3_server, s3fs_filesystem, s3_bucket, 
     assert "| random |" in s3fs_filesystem.cat_file(f"{s3_bucket}/run/models/rf/report/report.md").decode()
 
 
-S2 = ["blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "swir16", "swir22"]
-
-
-def demo_cube_section(world_root, out: str) -> dict:
-    """A cube section for a demo world: its suggested grid, summer composites of the 9 S2 bands,
-    S1, and every terrain and climate covariate (the reference's inputs)."""
-    grid = json.loads((world_root / "world.json").read_text())["grid"]
-    static = {"ak-terrain": ["elevation", "aspect", "slope", "max_curvature", "spi", "twi", "tpi"],
-              "ak-climate": ["precip_annual", "summer_warmth", "jan_min_temp"]}
-    return {"out": out, "bounds": grid["bounds"], "resolution": grid["resolution"], "chunk": 128,
-            "datetime": "2021-01-01/2022-12-31",
-            "seasons": {"summer": {"start": "06-20", "end": "08-25"}},
-            "sources": [{"collection": "sentinel-2-l2a", "kind": "optical", "prefix": "s2",
-                         "bands": {b: b for b in S2}, "mask_asset": "scl"},
-                        {"collection": "sentinel-1-rtc", "kind": "radar", "prefix": "s1",
-                         "bands": {"vv": "vv", "vh": "vh"}}]
-            + [{"collection": c, "kind": "static", "bands": {b: b for b in bands}}
-               for c, bands in static.items()]}
-
-
 @pytest.mark.slow
 def test_rf_on_the_tiny_demo_world(demo_world, demo_stac_api, tmp_path):
     """Demo world → STAC API → cube → training table → folds → RF → report, as a user runs it."""
     from misomap.jobs.build_cube import run_build_cube
+    from misomap.jobs.demo import S2_BANDS, cube_section
     from misomap.jobs.train_rf import train_rf
 
     cfg = config_from_dict({
         "workdir": str(tmp_path), "stac": {"url": demo_stac_api},
-        "cube": demo_cube_section(demo_world, str(tmp_path / "cube.zarr")),
+        "cube": cube_section(demo_world, str(tmp_path / "cube.zarr"), chunk=128),
         "labels": {"world": str(demo_world)}, "rf": {"n_estimators": 30},
         "folds": {"dbscan_eps_m": [100.0, 250.0], "block_size_m": 1500.0}})
     run_build_cube(cfg)
     train_rf(cfg)
     table = gpd.read_parquet(tmp_path / "training" / "table.parquet")
-    assert {f"s2_summer_{b}" for b in S2} | {"s1_summer_vv_db", "jan_min_temp"} <= set(table.columns)
+    assert {f"s2_summer_{b}" for b in S2_BANDS} | {"s1_summer_vv_db", "jan_min_temp"} <= set(table.columns)
     per_fold = pd.read_csv(tmp_path / "models" / "rf" / "report" / "permafrost_per_fold.csv")
     share = table["permafrost"].dropna().mean()
     for scheme in ("random", "blocks"):

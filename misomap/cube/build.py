@@ -4,7 +4,6 @@ stack every source's bands in the cube's band order. Pure compute; the job write
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pystac
@@ -13,25 +12,9 @@ from pyproj import Transformer
 from misomap.cube import composite
 from misomap.cube.config import AREAS, CubeConfig, SourceConfig
 from misomap.cube.errors import AssetReadError, ChunkBuildError
-from misomap.cube.grid import Grid
+from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.search import FoundItems
 from misomap.cube.stack import read_window
-
-
-@dataclass(frozen=True)
-class ChunkWindow:
-    """A chunk of the cube: its index (iy, ix) and pixel window on the full grid."""
-
-    iy: int
-    ix: int
-    row0: int
-    col0: int
-    height: int
-    width: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.iy}.{self.ix}"
 
 
 def cube_grid(cfg: CubeConfig) -> Grid:
@@ -47,13 +30,6 @@ def search_bbox(grid: Grid) -> tuple[float, float, float, float]:
     """The grid's lon/lat bounding box, for the STAC search."""
     tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     return tr.transform_bounds(*grid.bounds, densify_pts=21)
-
-
-def plan_chunks(grid: Grid, chunk: int) -> list[ChunkWindow]:
-    """Every chunk of the grid in row-major order; edge chunks are cut at the grid's border."""
-    h, w = grid.shape
-    return [ChunkWindow(iy, ix, r, c, min(chunk, h - r), min(chunk, w - c))
-            for iy, r in enumerate(range(0, h, chunk)) for ix, c in enumerate(range(0, w, chunk))]
 
 
 def _overlapping(items: Sequence[pystac.Item], bbox: tuple[float, float, float, float]) -> list[pystac.Item]:

@@ -92,3 +92,26 @@ class Grid:
 
     def to_dict(self) -> dict[str, Any]:
         return {"crs": self.crs, "resolution": self.resolution, "bounds": list(self.bounds)}
+
+
+@dataclass(frozen=True)
+class ChunkWindow:
+    """A chunk of the cube: its index (iy, ix) and pixel window on the full grid."""
+
+    iy: int
+    ix: int
+    row0: int
+    col0: int
+    height: int
+    width: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.iy}.{self.ix}"
+
+
+def plan_chunks(grid: Grid, chunk: int) -> list[ChunkWindow]:
+    """Every chunk of the grid in row-major order; edge chunks are cut at the grid's border."""
+    h, w = grid.shape
+    return [ChunkWindow(iy, ix, r, c, min(chunk, h - r), min(chunk, w - c))
+            for iy, r in enumerate(range(0, h, chunk)) for ix, c in enumerate(range(0, w, chunk))]

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from misomap import __version__
 from misomap.config import RunConfig
 from misomap.config_base import GatewayConfig, StorageConfig
-from misomap.cube.build import ChunkWindow, build_chunk, cube_grid, plan_chunks, search_bbox
+from misomap.cube.build import build_chunk, cube_grid, search_bbox
+from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError
 from misomap.cube.grid import Grid

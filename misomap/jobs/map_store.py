@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
@@ -13,7 +12,7 @@ import xarray as xr
 import zarr
 
 from misomap.classes import SOIL_ORDERS
-from misomap.cube.grid import Grid
+from misomap.cube.grid import ChunkWindow, Grid
 from misomap.errors import MisomapError
 from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE
 
@@ -22,27 +21,6 @@ log = logging.getLogger(__name__)
 
 class MapStoreError(MisomapError):
     """The output store exists but was made by a different run configuration or model."""
-
-
-@dataclass(frozen=True)
-class ChunkRegion:
-    """One output chunk: its pixel window on the output grid."""
-
-    row0: int
-    col0: int
-    height: int
-    width: int
-
-    @property
-    def key(self) -> str:
-        return f"r{self.row0:06d}_c{self.col0:06d}"
-
-
-def plan_chunks(grid: Grid, chunk_px: int) -> list[ChunkRegion]:
-    """Chunk-aligned regions covering the grid, row-major."""
-    h, w = grid.shape
-    return [ChunkRegion(r, c, min(chunk_px, h - r), min(chunk_px, w - c))
-            for r in range(0, h, chunk_px) for c in range(0, w, chunk_px)]
 
 
 def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any]) -> tuple[xr.Dataset, dict[str, Any]]:
@@ -95,7 +73,7 @@ def _read_run_hash(url: str, storage_options: dict[str, Any], zarr_format: int) 
     return group.attrs.get("misomap_run_hash")
 
 
-def write_chunk(url: str, storage_options: dict[str, Any], region: ChunkRegion,
+def write_chunk(url: str, storage_options: dict[str, Any], region: ChunkWindow,
                 layers: dict[str, np.ndarray]) -> None:
     """Write encoded uint8 layers into their chunk-aligned region of the store."""
     group = zarr.open_group(url, mode="r+", storage_options=storage_options or None)

@@ -29,7 +29,8 @@ from misomap.jobs.completion import CompletionLog, run_lock
 from misomap.jobs.cube_window import cube_grid, read_window
 from misomap.jobs.map_config import MapConfig
 from misomap.jobs.map_layers import encode_layers
-from misomap.jobs.map_store import ChunkRegion, ensure_template, plan_chunks, write_chunk
+from misomap.cube.grid import ChunkWindow, plan_chunks
+from misomap.jobs.map_store import ensure_template, write_chunk
 from misomap.jobs.predictors import MapPredictor, get_predictor, model_digest
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[flo
     return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
 
 
-def predict_chunk(region: ChunkRegion, config: RunConfig) -> dict[str, Any]:
+def predict_chunk(region: ChunkWindow, config: RunConfig) -> dict[str, Any]:
     """Predict one output chunk and write it; a pure function of (region, config)."""
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
@@ -180,7 +181,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     return summary
 
 
-def _run_chunks(todo: list[ChunkRegion], config: RunConfig, workers: int) -> list[tuple[str, str]]:
+def _run_chunks(todo: list[ChunkWindow], config: RunConfig, workers: int) -> list[tuple[str, str]]:
     if not todo:
         return []
     from distributed import as_completed

@@ -29,7 +29,7 @@ from misomap.config_base import StorageConfig
 from misomap.cube.grid import Grid
 from misomap.errors import ConfigError, MisomapError
 from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-from misomap.jobs.labels import TARGETS, LabelsError, read_bytes, write_bytes, write_parquet
+from misomap.jobs.labels import LabelsError, read_bytes, write_bytes, write_parquet
 from misomap.cube.store import open_cube
 from misomap.jobs.training_table import cube_grid, cube_location, read_training
 from misomap.models.folds import scheme_columns
