@@ -279,23 +279,39 @@ def cross_validate(config: RunConfig, cfg: MisoConfig, name: str, arrays: CubeAr
     return pd.concat(out, ignore_index=True), stats
 
 
+def _common_folds(preds: pd.DataFrame, all_preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """`preds` restricted, per scheme, to the test folds every model run on that scheme has, so
+    models are compared on the same held-out pedons (e.g. MISO with max_folds vs the RF)."""
+    keep = []
+    for scheme, sub in preds.groupby("scheme"):
+        common = set(sub["fold"])
+        for other, _ in all_preds.values():
+            folds = set(other.loc[other["scheme"] == scheme, "fold"])
+            if folds:
+                common &= folds
+        keep.append(sub[sub["fold"].isin(common)])
+    return pd.concat(keep, ignore_index=True) if keep else preds
+
+
 def compare(config: RunConfig, models: list[str]) -> str:
     """The MISO vs RF table (permafrost recall, soil-order macro recall; mean ± sd over folds per
     scheme) of every model in `models` with predictions in the run, as markdown, CSV and a bar
     chart, with each MISO model's training cost. Returns the markdown's location."""
     table, _ = read_training(config)
-    rows, stats = [], []
+    rows, stats, all_preds = [], [], {}
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
-            preds = read_predictions(loc, config)
+            all_preds[name] = (read_predictions(loc, config), loc)
         except LabelsError:
             log.info("no predictions of %s at %s: left out of the comparison", name, loc)
             continue
         if name != "rf":
             stats.append(json.loads(read_bytes(f"{model_dir(config.workdir, name)}/training.json",
                                                config.storage)))
-        for target, ev in evaluate(preds, table, config.evaluation, source=loc).items():
+    for name, (preds, loc) in all_preds.items():
+        for target, ev in evaluate(_common_folds(preds, all_preds), table, config.evaluation,
+                                   source=loc).items():
             s = ev.summary[ev.summary["metric"] == COMPARED[target]]
             for _, r in s.iterrows():
                 rows.append({"model": name, "target": target, "metric": COMPARED[target],
@@ -304,7 +320,8 @@ def compare(config: RunConfig, models: list[str]) -> str:
     out = f"{model_dir(config.workdir, MODEL)}/comparison"
     write_bytes(f"{out}.csv", df.to_csv(index=False).encode(), config.storage)
     lines = ["# MISO vs Random Forest", "",
-             "Mean ± sd over the test folds of each scheme (models never see their test fold).", ""]
+             "Mean ± sd over the test folds of each scheme (models never see their test fold); on each "
+             "scheme every model is scored on the same folds (those all models were run on).", ""]
     df = df.dropna(subset=["mean"])  # schemes a model was not run on
     for target, sub in df.groupby("target", sort=False):
         lines += [f"## {target}: {COMPARED[target]}", ""]
