@@ -221,3 +221,17 @@ def test_s3_output_opened_by_analyst_without_misomap(cube, s3_server, s3_bucket,
     got = json.loads(proc.stdout)
     assert got["epsg"] == 3338 and got["shape"] == [70, 90]
     assert got["x0"] == 300015.0 and got["y0"] == 1710000.0 + 70 * 30 - 15
+
+
+def test_zarr_v2_map_is_read_by_gdal_with_crs_transform_and_nodata(cube, reference_map, tmp_path):
+    import rasterio
+
+    out = tmp_path / "v2"
+    run_predict(run_config(cube, out, zarr_format=2, workers=1, cogs=False))
+    with rasterio.open(f'ZARR:"{out / "map.zarr"}":/permafrost_probability') as src:
+        assert src.crs.to_epsg() == 3338
+        assert tuple(src.transform)[:6] == (30.0, 0.0, 300000.0, 0.0, -30.0, 1710000.0 + 70 * 30)
+        assert src.nodata == 255
+        raw = src.read(1)
+    expected = xr.open_zarr(reference_map / "map.zarr", mask_and_scale=False)["permafrost_probability"].values
+    np.testing.assert_array_equal(raw, expected)
