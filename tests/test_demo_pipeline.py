@@ -13,6 +13,8 @@ def test_demo_pipeline_on_the_tiny_world(tmp_path):
     result = run_demo(tmp_path / "demo", seed=1, size="tiny")
     assert list(result.seconds) == ["demo world", "cube", "random forest", "MISO pretraining",
                                     "MISO training", "rf map", "miso map"]
+    assert "s3://" not in (tmp_path / "demo" / "run.yaml").read_text()
+    assert "weights" in (tmp_path / "demo" / "run.yaml").read_text(), "run.yaml names the pretrained encoders"
     out = tmp_path / "demo"
     assert (out / "run.yaml").exists() and (out / "world" / "world.json").exists()
     for model in ("rf", "miso"):

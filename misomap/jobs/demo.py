@@ -121,8 +121,17 @@ def _stage(result: DemoResult, name: str, fn: Callable[[], Any]) -> Any:
     return value
 
 
+def _same_world(world: Path, seed: int, size: str) -> bool:
+    manifest = world / "world.json"
+    if not manifest.exists():
+        return False
+    meta = json.loads(manifest.read_text())
+    return meta.get("seed") == seed and meta.get("size") == size
+
+
 def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
-    """Run every stage; finished stages are resumable (rerunning skips finished chunks)."""
+    """Run every stage. Rerun on the same folder, it keeps the same world, skips finished cube
+    chunks and resumes MISO from its checkpoints; the RF is refitted and the maps redone."""
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
     from misomap.jobs.predict import run_predict, with_map
@@ -134,22 +143,27 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
     out.mkdir(parents=True, exist_ok=True)
     world = out / "world"
     result = DemoResult()
-    _stage(result, "demo world", lambda: generate_world(world, seed=seed, size=size))
+    if _same_world(world, seed, size):
+        log.info("demo world (seed %d, size %s) already at %s: kept", seed, size, world)
+    else:
+        _stage(result, "demo world", lambda: generate_world(world, seed=seed, size=size))
     result.outputs["world"] = str(world)
     with stac_api_server(rustac_serve_files(world), out / "services") as (url, _):
         config = demo_run_config(world, out, url, seed)
-        (out / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
-                                                     sort_keys=False))
         cube = _stage(result, "cube", lambda: run_build_cube(config))
     result.outputs["cube"] = str(cube.out)
     rf = _stage(result, "random forest", lambda: train_rf(config))
     result.outputs["rf report"] = rf.report
     pretrained = _stage(result, "MISO pretraining", lambda: run_pretrain(config))
     config = demo_run_config(world, out, config.stac.url or "", seed, pretrained)
+    (out / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
+                                                 sort_keys=False))
     miso = _stage(result, "MISO training", lambda: run_train_miso(config))
     result.outputs["comparison"] = miso.comparison
     for model, path in (("rf", str(out / "models" / "rf")), ("miso", miso.final_model)):
-        summary = _stage(result, f"{model} map", lambda m=model, p=path: run_predict(with_map(config, m, p)))
+        # a retrained model is a new model (skops files are not byte-stable), so maps are redone
+        summary = _stage(result, f"{model} map",
+                         lambda m=model, p=path: run_predict(with_map(config, m, p), overwrite=True))
         result.outputs[f"{model} map"] = summary.output
     for name, where in result.outputs.items():
         log.info("demo output %-12s %s", name, where)
