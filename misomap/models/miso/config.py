@@ -7,11 +7,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from misomap.classes import SOIL_ORDERS  # noqa: F401 - the soil-order head's class order
 from misomap.config_base import Location, StrictModel
 
-SOIL_ORDERS: tuple[str, ...] = ("Andisols", "Entisols", "Gelisols", "Histosols", "Inceptisols",
-                                "Mollisols", "Spodosols")
-"""The soil-order classes, in the index order of the soil-order head."""
 
 SATLAS_S2_BANDS: tuple[str, ...] = ("red", "green", "blue", "rededge1", "rededge2", "rededge3",
                                     "nir", "swir16", "swir22")
