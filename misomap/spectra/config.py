@@ -52,6 +52,10 @@ class VAESpec(StrictModel):
     beta: float = Field(default=1e-3, ge=0)
     min_steps: int = Field(default=1500, ge=0)
     """Epochs are extended until at least this many optimiser steps (small libraries)."""
+    finetune_steps: int = Field(default=300, ge=1)
+    """Optimiser steps when a pretrained VAE is fine-tuned on the pool plus a fold's training spectra."""
+    stream_above_mb: float = Field(default=2048, gt=0)
+    """A pretraining library whose spectra exceed this many MB is streamed from Zarr chunk by chunk."""
 
 
 class NIRSpec(StrictModel):
@@ -70,6 +74,8 @@ class SpectralConfig(StrictModel):
 
     library: Location | None = None
     """A spectral library on Zarr; None means generate the synthetic one under the workdir."""
+    pretrain_library: Location | None = None
+    """Optional unlabelled library (Zarr, e.g. OSSL MIR) the VAE also pretrains on; streamed when large."""
     synthetic: SyntheticSpec = SyntheticSpec()
     models: Location | None = None
     """Where trained models are written and read; default <workdir>/spectral/models."""
@@ -79,6 +85,7 @@ class SpectralConfig(StrictModel):
     """Output Zarr of embed-spectra; default <workdir>/spectral/embeddings.zarr."""
     properties: tuple[str, ...] = NINE_PROPERTIES
     mir_axis: AxisSpec = AxisSpec(start=600, stop=4000, step=2)
+    """Widest MIR model axis; narrowed to the range the spectra cover (intersection, resampled)."""
     nir_axis: AxisSpec = AxisSpec(start=1350, stop=2550, step=2)
     vae: VAESpec = VAESpec()
     nir: NIRSpec = NIRSpec()
@@ -88,9 +95,15 @@ class SpectralConfig(StrictModel):
     regressors: tuple[Literal["plsr", "mlp"], ...] = ("plsr", "mlp")
     """Downstream regressors compared on every feature set."""
     skew_threshold: float = 1.0
-    """Properties whose training skewness exceeds this are modelled as log(1+x)."""
+    """Properties whose skewness on the training rows exceeds this are modelled as log(1+x)."""
     limesoda: tuple[str, ...] = ("H.138", "SSP.460")
     """Real LimeSoDa datasets evaluated with their own folds by train-spectral (empty: skip)."""
+    limesoda_cross: bool = True
+    """Also evaluate cross-set pretraining (every other LimeSoDa set of the sensor family)."""
+    limesoda_step: float | None = Field(default=None, gt=0)
+    """Channel spacing of the LimeSoDa model axes (None: 4 cm-1 / 4 nm); coarser is faster."""
+    pool_min_coverage: float = Field(default=0.85, gt=0, le=1)
+    """A set joins another's pretraining pool when it covers this fraction of that set's range."""
     embed_sensor: Literal["mir", "nir"] = "mir"
     chunk_size: int = Field(default=1024, ge=1)
     predict: bool = True

@@ -11,8 +11,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
 from misomap.spectra.config import AxisSpec
-from misomap.spectra.errors import SpectralGridError, SpectralValueError
+from misomap.spectra.errors import SampleIdMismatchError, SpectralGridError, SpectralValueError
 from misomap.spectra.library import SensorSpectra
+
+MIN_CHANNELS = 16
+"""A model axis narrower than this many channels is refused (too little overlap to learn from)."""
 
 
 def axis_values(spec: AxisSpec) -> np.ndarray:
@@ -20,9 +23,22 @@ def axis_values(spec: AxisSpec) -> np.ndarray:
     return spec.start + spec.step * np.arange(spec.size, dtype=np.float64)
 
 
-def validate_sensor(spectra: SensorSpectra, sensor: str) -> None:
-    """Refuse NaNs inside a scan and negative reflectance, naming the samples at fault."""
+def validate_sensor(spectra: SensorSpectra, sensor: str, min_samples: int = 1) -> None:
+    """Refuse what no model can use, naming the samples at fault: fewer than `min_samples` samples,
+    duplicate sample ids, NaN gaps inside a scan, a sample with no scan, infinite values and
+    non-positive reflectance."""
     values = spectra.values
+    n = len(spectra.sample_id)
+    if n < min_samples:
+        raise SpectralValueError(
+            f"{sensor}: {n} sample{'' if n == 1 else 's'} in the library but at least {min_samples} are needed "
+            "to fit a model: add spectra or point spectral.library at the full library")
+    ids, counts = np.unique(spectra.sample_id, return_counts=True)
+    if (counts > 1).any():
+        dup = ids[counts > 1]
+        raise SampleIdMismatchError(
+            f"{sensor}: {dup.size} sample ids occur on more than one row, e.g. {dup[:5].tolist()}: "
+            "scan repeats of one sample belong on one row (the repeat axis); rename or merge those rows")
     absent = np.isnan(values).all(axis=2)
     partial = np.isnan(values).any(axis=2) & ~absent
     bad = np.nonzero(partial.any(axis=1) | absent.all(axis=1))[0]
@@ -30,12 +46,39 @@ def validate_sensor(spectra: SensorSpectra, sensor: str) -> None:
         raise SpectralValueError(
             f"{sensor}: {bad.size} samples have NaN channels or no scan at all, e.g. sample ids "
             f"{spectra.sample_id[bad[:5]].tolist()}: drop them or fill the gaps before use")
+    inf = np.nonzero(np.isinf(values).any(axis=(1, 2)))[0]
+    if inf.size:
+        raise SpectralValueError(
+            f"{sensor}: {inf.size} samples have infinite values, e.g. sample ids "
+            f"{spectra.sample_id[inf[:5]].tolist()}: fix or drop those scans")
     if spectra.quantity == "reflectance":
         neg = np.nonzero((np.nan_to_num(values, nan=1.0) <= 0).any(axis=(1, 2)))[0]
         if neg.size:
             raise SpectralValueError(
                 f"{sensor}: {neg.size} samples have zero or negative reflectance, e.g. sample ids "
                 f"{spectra.sample_id[neg[:5]].tolist()}: check the dark/white reference of those scans")
+
+
+def common_axis(ranges: dict[str, tuple[float, float]], bounds: AxisSpec) -> AxisSpec:
+    """The model axis: `bounds` narrowed to the intersection of every input's measured range,
+    on the bounds' grid (start rounded up, stop rounded down). Instruments differ; a set is refused
+    only when the intersection leaves fewer than MIN_CHANNELS channels."""
+    lo = max([bounds.start, *(a for a, _ in ranges.values())])
+    hi = min([bounds.stop, *(b for _, b in ranges.values())])
+    start = bounds.start + bounds.step * np.ceil((lo - bounds.start) / bounds.step - 1e-9)
+    stop = bounds.start + bounds.step * np.floor((hi - bounds.start) / bounds.step + 1e-9)
+    if stop - start < bounds.step * (MIN_CHANNELS - 1):
+        spans = ", ".join(f"{k} {a:g}..{b:g}" for k, (a, b) in ranges.items())
+        raise SpectralGridError(
+            f"no usable overlap between the model axis {bounds.start:g}..{bounds.stop:g} and the spectra "
+            f"({spans}): the common range {lo:g}..{hi:g} has fewer than {MIN_CHANNELS} channels; use spectra of "
+            "the same sensor family or change spectral.mir_axis / nir_axis")
+    return AxisSpec(start=float(start), stop=float(stop), step=bounds.step)
+
+
+def axis_range(axis: np.ndarray) -> tuple[float, float]:
+    """(lowest, highest) position of a measured axis, in either order."""
+    return float(np.min(axis)), float(np.max(axis))
 
 
 class Resample(TransformerMixin, BaseEstimator):

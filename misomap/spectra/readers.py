@@ -40,7 +40,9 @@ OSSL_PROPERTY_COLUMNS: dict[str, tuple[str, float]] = {
 }
 """misomap property -> (OSSL soil-lab column, factor to misomap units)."""
 
-LIMESODA_PROPERTIES = {"SOC_target": "organic_c", "pH_target": "ph", "Clay_target": "clay"}
+LIMESODA_PROPERTIES = {"SOC_target": "organic_c", "SOM_target": "organic_matter", "pH_target": "ph",
+                       "Clay_target": "clay"}
+"""LimeSoDa target columns -> misomap property names (SOM sets report organic matter, not carbon)."""
 
 
 def _as_fraction(values: np.ndarray, what: str) -> np.ndarray:

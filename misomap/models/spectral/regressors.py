@@ -1,7 +1,8 @@
 """Downstream regressors for soil properties: PLSR (the chemometrics baseline) and an MLP.
 
 One model per property, each fitted on the rows where that property was measured; skewed
-properties are modelled as log(1+x). Persisted with skops (trusted types only), never pickle.
+properties (judged on the fitting rows only) are modelled as log(1+x); texture (clay, silt, sand) as
+a composition through an isometric log-ratio. Persisted with skops (an exact type allow-list), never pickle.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 import skops.io as sio
+from skops.io.exceptions import UntrustedTypesFoundException
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.cross_decomposition import PLSRegression
@@ -20,6 +22,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from misomap.spectra.errors import SpectralError
+from misomap.spectra.preprocess import skewed_columns
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +51,86 @@ def base_estimator(kind: RegressorKind, n_rows: int, n_features: int, max_compon
     return TransformedTargetRegressor(regressor=model, transformer=target_scaler)
 
 
-class PropertyRegressor(RegressorMixin, BaseEstimator):
-    """One `kind` regressor per target column, fitted where the column is not NaN."""
+ILR_BASIS = np.array([[np.sqrt(2 / 3), 0.0], [-np.sqrt(1 / 6), np.sqrt(1 / 2)], [-np.sqrt(1 / 6), -np.sqrt(1 / 2)]])
+"""Orthonormal pivot basis of the 3-part simplex (clay, silt, sand): ilr = clr(x) @ ILR_BASIS."""
+COMPOSITION_FLOOR = 0.5
+"""Texture fractions below this (in %) are raised to it before the log-ratio (zeros have no log)."""
 
-    def __init__(self, kind: RegressorKind = "plsr", log_columns: tuple[int, ...] = (),
-                 max_components: int = 20, seed: int = 0) -> None:
+
+def ilr(parts: np.ndarray) -> np.ndarray:
+    """Isometric log-ratio coordinates (n, 2) of 3-part compositions (n, 3), any positive total."""
+    x = np.maximum(np.asarray(parts, dtype=np.float64), COMPOSITION_FLOOR)
+    logs = np.log(x)
+    return (logs - logs.mean(axis=1, keepdims=True)) @ ILR_BASIS
+
+
+def ilr_inverse(coords: np.ndarray, total: float = 100.0) -> np.ndarray:
+    """Compositions (n, 3) summing to `total` from ilr coordinates (n, 2)."""
+    e = np.exp(np.asarray(coords, dtype=np.float64) @ ILR_BASIS.T)
+    return total * e / e.sum(axis=1, keepdims=True)
+
+
+class PropertyRegressor(RegressorMixin, BaseEstimator):
+    """One `kind` regressor per target, fitted where the target is measured.
+
+    log(1+x) is chosen per column from the skewness of the rows it is fitted on (never from held-out
+    rows); the `composition` columns (clay, silt, sand) are modelled jointly as two isometric
+    log-ratio coordinates, so predicted texture is positive and sums to 100.
+    """
+
+    def __init__(self, kind: RegressorKind = "plsr", skew_threshold: float | None = 1.0,
+                 max_components: int = 20, seed: int = 0, composition: tuple[int, ...] = ()) -> None:
         self.kind = kind
-        self.log_columns = log_columns
+        self.skew_threshold = skew_threshold
         self.max_components = max_components
         self.seed = seed
+        self.composition = composition
+
+    def _fit_one(self, X: np.ndarray, y: np.ndarray, log_target: bool, what: str) -> BaseEstimator:
+        if len(y) < 5:
+            raise SpectralError(f"target {what} has only {len(y)} measured rows; need >= 5")
+        est = clone(base_estimator(self.kind, len(y), X.shape[1], self.max_components, log_target, self.seed))
+        return est.fit(X, y)
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> PropertyRegressor:
-        """Fit every column; a column with fewer than 5 measured rows is refused."""
+        """Fit every column (and the texture composition); a target with fewer than 5 rows is refused."""
         X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
+        comp = tuple(self.composition)
+        if comp and len(comp) != 3:
+            raise SpectralError(f"composition needs the 3 texture columns (clay, silt, sand), got {comp}")
+        plain = [j for j in range(Y.shape[1]) if j not in comp]
+        self.log_columns_ = ()
+        if self.skew_threshold is not None and plain:
+            self.log_columns_ = tuple(plain[j] for j in skewed_columns(Y[:, plain], self.skew_threshold))
         self.estimators_ = []
-        for j in range(Y.shape[1]):
+        for j in plain:
             rows = ~np.isnan(Y[:, j])
-            if rows.sum() < 5:
-                raise SpectralError(f"target column {j} has only {int(rows.sum())} measured rows; need >= 5")
-            est = clone(base_estimator(self.kind, int(rows.sum()), X.shape[1], self.max_components,
-                                       j in self.log_columns, self.seed))
-            self.estimators_.append(est.fit(X[rows], Y[rows, j]))
+            self.estimators_.append(self._fit_one(X[rows], Y[rows, j], j in self.log_columns_, f"column {j}"))
+        self.columns_ = tuple(plain)
+        if comp:
+            rows = ~np.isnan(Y[:, comp]).any(axis=1)
+            z = ilr(Y[rows][:, comp])
+            self.composition_estimators_ = [self._fit_one(X[rows], z[:, k], False, f"texture ilr {k + 1}")
+                                            for k in range(2)]
+        self.n_targets_ = Y.shape[1]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """(rows, targets) predictions in property units."""
         X = np.asarray(X, dtype=np.float64)
-        return np.stack([np.ravel(e.predict(X)) for e in self.estimators_], axis=1)
+        out = np.empty((len(X), self.n_targets_))
+        for j, est in zip(self.columns_, self.estimators_):
+            out[:, j] = np.ravel(est.predict(X))
+        if self.composition:
+            z = np.stack([np.ravel(e.predict(X)) for e in self.composition_estimators_], axis=1)
+            out[:, list(self.composition)] = ilr_inverse(z)
+        return out
+
+
+def composition_columns(names: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+    """Indices of (clay, silt, sand) when all three are among `names`, else ()."""
+    parts = ("clay", "silt", "sand")
+    return tuple(list(names).index(p) for p in parts) if all(p in names for p in parts) else ()
 
 
 def regressor_to_bytes(model: PropertyRegressor) -> bytes:
@@ -82,16 +138,32 @@ def regressor_to_bytes(model: PropertyRegressor) -> bytes:
     return sio.dumps(model)
 
 
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "misomap.models.spectral.regressors.")
+TRUSTED_TYPES: tuple[str, ...] = (
+    "misomap.models.spectral.regressors.PropertyRegressor",
+    "sklearn.metrics._regression.mean_squared_error",
+    "sklearn.metrics._scorer._Scorer",
+    "sklearn.model_selection._split.KFold",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+)
+"""Exactly the types a regressor file may carry beyond skops' default-trusted ones (builtins,
+numpy, scikit-learn estimators); anything else is refused before loading, as for the RF."""
 
 
-def regressor_from_bytes(data: bytes) -> PropertyRegressor:
-    """Load skops bytes, trusting only scikit-learn, numpy and this module's types."""
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+def regressor_from_bytes(data: bytes, source: str = "<bytes>") -> PropertyRegressor:
+    """Load skops bytes, refusing any type outside skops' defaults and TRUSTED_TYPES."""
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as err:  # skops raises various errors on a corrupt archive
+        raise SpectralError(f"{source} is not a readable skops regressor file: {err}") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
-        raise SpectralError(f"refusing to load a regressor with untrusted types {refused}")
-    model = sio.loads(data, trusted=untrusted)
+        raise SpectralError(f"refusing to load {source}: it carries untrusted type(s) {refused}; only "
+                            f"{list(TRUSTED_TYPES)} beyond skops' defaults are allowed. Retrain with misomap "
+                            "rather than loading a foreign file.")
+    try:
+        model = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as err:
+        raise SpectralError(f"refusing to load {source}: {err}") from None
     if not isinstance(model, PropertyRegressor):
-        raise SpectralError(f"expected a PropertyRegressor, the file holds {type(model).__name__}")
+        raise SpectralError(f"expected a PropertyRegressor, {source} holds {type(model).__name__}")
     return model

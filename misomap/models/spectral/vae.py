@@ -6,7 +6,9 @@ spectrum, so the latent space learns to ignore repeat-to-repeat noise, baseline 
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -84,44 +86,87 @@ class SpectralVAE(nn.Module):
         return self.decode_standardised(z), mu, logvar
 
 
-def fit_vae(scans: np.ndarray, sample_of_scan: np.ndarray, arch: VAEArch, schedule: Schedule
-            ) -> tuple[SpectralVAE, list[float]]:
-    """Train on every scan, each reconstructed towards its sample's mean spectrum.
+BatchSource = Callable[[int], Iterable[tuple[np.ndarray, np.ndarray]]]
+"""For epoch e, minibatches of (scans, target spectra) in preprocessed units (targets: each scan's
+sample mean). In memory or streamed from storage by the caller: models never touch storage."""
 
-    Returns the model (eval mode) and the mean loss per epoch.
+
+def new_vae(arch: VAEArch, mean: np.ndarray, scale: np.ndarray) -> SpectralVAE:
+    """An untrained VAE standardising inputs with the given per-channel mean and scale."""
+    model = SpectralVAE(arch)
+    model.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+    model.scale.copy_(torch.as_tensor(scale, dtype=torch.float32).clamp_min(1e-6))
+    return model
+
+
+def train_vae(model: SpectralVAE, batches: BatchSource, schedule: Schedule, batches_per_epoch: int | None = None,
+              desc: str = "MIR VAE") -> tuple[SpectralVAE, list[float]]:
+    """Optimise `model` (fresh or pretrained: fine-tuning) for schedule.epochs epochs of `batches`.
+
+    Loss: MSE of the reconstruction to the scan's sample mean (standardised) + beta * KL.
+    Returns the model (eval mode) and the mean reconstruction loss per epoch.
     """
     torch.manual_seed(schedule.seed)
-    x = torch.as_tensor(scans, dtype=torch.float32)
-    samples, inverse = np.unique(sample_of_scan, return_inverse=True)
-    target_mean = np.zeros((len(samples), scans.shape[1]), dtype=np.float64)
-    np.add.at(target_mean, inverse, scans)
-    target_mean /= np.bincount(inverse)[:, None]
-    target = torch.as_tensor(target_mean[inverse], dtype=torch.float32)
-    model = SpectralVAE(arch)
-    model.mean.copy_(x.mean(0))
-    model.scale.copy_(x.std(0).clamp_min(1e-6))
-    target_std = model.standardise(target)
     opt = torch.optim.AdamW(model.parameters(), lr=schedule.learning_rate, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=schedule.epochs)
-    gen = torch.Generator().manual_seed(schedule.seed)
     history: list[float] = []
     model.train()
-    for _ in tqdm(range(schedule.epochs), desc="MIR VAE", unit="epoch", leave=False):
-        total = 0.0
-        for idx in torch.randperm(len(x), generator=gen).split(schedule.batch_size):
-            recon, mu, logvar = model(x[idx])
-            rec = nn.functional.mse_loss(recon, target_std[idx])
-            kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
-            loss = rec + schedule.beta * kl
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += rec.item() * len(idx)
-        sched.step()
-        history.append(total / len(x))
-    log.info("MIR VAE: %d scans of %d samples, reconstruction MSE (standardised) %.4f -> %.4f",
-             len(x), len(samples), history[0], history[-1])
+    total_steps = None if batches_per_epoch is None else batches_per_epoch * schedule.epochs
+    with tqdm(total=total_steps, desc=desc, unit="batch", leave=False, mininterval=2) as bar:
+        for epoch in range(schedule.epochs):
+            total, rows = 0.0, 0
+            for scans, targets in batches(epoch):
+                x = torch.as_tensor(scans, dtype=torch.float32)
+                target = model.standardise(torch.as_tensor(targets, dtype=torch.float32))
+                recon, mu, logvar = model(x)
+                rec = nn.functional.mse_loss(recon, target)
+                kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
+                loss = rec + schedule.beta * kl
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += rec.item() * len(x)
+                rows += len(x)
+                bar.update(1)
+            sched.step()
+            history.append(total / max(rows, 1))
     return model.eval(), history
+
+
+def in_memory_batches(scans: np.ndarray, sample_of_scan: np.ndarray, batch_size: int, seed: int) -> BatchSource:
+    """Shuffled minibatches of scans with their sample's mean spectrum as target (repeats as augmentation)."""
+    _, inverse = np.unique(sample_of_scan, return_inverse=True)
+    mean = np.zeros((inverse.max() + 1, scans.shape[1]), dtype=np.float64)
+    np.add.at(mean, inverse, scans)
+    targets = (mean / np.bincount(inverse)[:, None]).astype(np.float32)[inverse]
+
+    def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(scans))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield scans[idx], targets[idx]
+
+    return batches
+
+
+def fit_vae(scans: np.ndarray, sample_of_scan: np.ndarray, arch: VAEArch, schedule: Schedule,
+            init: SpectralVAE | None = None) -> tuple[SpectralVAE, list[float]]:
+    """Train on every scan, each reconstructed towards its sample's mean spectrum.
+
+    With `init`, a copy of that pretrained model is fine-tuned (its standardisation kept);
+    otherwise a new model standardised on `scans`. Returns the model (eval mode) and the loss per epoch.
+    """
+    if init is not None:
+        model = copy.deepcopy(init)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        model = new_vae(arch, scans.mean(0), scans.std(0))
+    batches = in_memory_batches(scans, sample_of_scan, schedule.batch_size, schedule.seed)
+    model, history = train_vae(model, batches, schedule, -(-len(scans) // schedule.batch_size))
+    log.info("MIR VAE: %d scans of %d samples, reconstruction MSE (standardised) %.4f -> %.4f",
+             len(scans), len(np.unique(sample_of_scan)), history[0], history[-1])
+    return model, history
 
 
 @torch.no_grad()
