@@ -201,6 +201,30 @@ def train_spectral(config: ConfigOpt = None) -> None:
     typer.echo(f"models: {result.models}\nreport: {result.report / 'report.md'}")
 
 
+@app.command("import-spectra")
+def import_spectra(
+    out: Annotated[str, typer.Argument(help="New Zarr spectral library (local path or s3://).")],
+    mir: Annotated[Optional[Path], typer.Option(help="OSSL-layout MIR table (scan_mir.<cm-1>_abs).")] = None,
+    nir: Annotated[Optional[Path], typer.Option(help="NeoSpectra-layout NIR table (scan_nir.<nm>_ref).")] = None,
+    visnir: Annotated[Optional[Path], typer.Option(help="OSSL-layout vis-NIR table (scan_visnir.<nm>_ref).")] = None,
+    soillab: Annotated[Optional[Path], typer.Option(help="OSSL soil-lab table (properties).")] = None,
+    properties: Annotated[str, typer.Option(help="Comma-separated misomap property names.")] = "",
+    id_column: Annotated[str, typer.Option(help="Sample key: id.layer_uuid_txt (OSSL) or id.sample_local_c "
+                                                 "(NeoSpectra/KSSL).")] = "id.layer_uuid_txt",
+    paired: Annotated[bool, typer.Option(help="Keep only NIR samples that have a MIR scan.")] = False,
+) -> None:
+    """Import OSSL / NeoSpectra / KSSL-layout tables (CSV, CSV.gz, Parquet) into a Zarr spectral library."""
+    from misomap.jobs.spectral_store import import_library
+
+    tables = {k: str(v) for k, v in (("mir", mir), ("nir", nir), ("visnir", visnir)) if v is not None}
+    if not tables:
+        raise typer.BadParameter("give at least one of --mir, --nir, --visnir")
+    lib = import_library(tables, out, str(soillab) if soillab else None,
+                         tuple(p for p in properties.split(",") if p), id_column, paired)
+    typer.echo(f"library: {out}  samples {len(lib.sample_id)}  sensors "
+               + " ".join(f"{k}={v.values.shape[0]}x{v.values.shape[1]}" for k, v in lib.sensors.items()))
+
+
 @app.command("embed-spectra")
 def embed_spectra(config: ConfigOpt = None) -> None:
     """Embed a spectral library chunk by chunk through dask into Zarr; resumable."""

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from misomap.spectra.config import AxisSpec
-from misomap.spectra.errors import SpectralGridError, SpectralValueError
+from misomap.spectra.errors import SampleIdMismatchError, SpectralGridError, SpectralValueError
 from misomap.spectra.library import SensorSpectra
-from misomap.spectra.preprocess import (ReflectanceToAbsorbance, Resample, axis_values, preprocess,
+from misomap.spectra.preprocess import (ReflectanceToAbsorbance, Resample, axis_values, check_unit, common_axis,
+                                        preprocess,
                                         skewed_columns, spectral_pipeline, validate_sensor)
 
 
@@ -73,3 +74,31 @@ def test_skewed_columns_picks_lognormal_targets():
     Y = np.stack([rng.lognormal(0, 1, 500), rng.normal(50, 5, 500), rng.normal(0, 1, 500) ** 2 * -1], axis=1)
     Y[3, 0] = np.nan
     assert skewed_columns(Y, 1.0) == (0,)
+
+
+def test_validate_refuses_duplicate_ids_infinite_values_and_too_few_samples():
+    values = np.full((3, 1, 5), 0.5, dtype=np.float32)
+    dup = SensorSpectra(np.array(["a", "b", "a"]), np.arange(5.0), values, "reflectance", "nm")
+    with pytest.raises(SampleIdMismatchError, match=r"mir: 1 sample ids occur on more than one row.*\['a'\]"):
+        validate_sensor(dup, "mir")
+    inf = values.copy()
+    inf[1, 0, 2] = np.inf
+    with pytest.raises(SpectralValueError, match=r"infinite values.*\['s1'\]"):
+        validate_sensor(_sensor(inf), "nir")
+    with pytest.raises(SpectralValueError, match="1 sample in the library but at least 2"):
+        validate_sensor(_sensor(values[:1]), "mir", min_samples=2)
+
+
+def test_common_axis_is_the_intersection_on_the_model_grid():
+    bounds = AxisSpec(start=600, stop=4000, step=2)
+    nrw = common_axis({"NRW.115": (549.6, 3799.0)}, bounds)          # a real instrument's range
+    assert (nrw.start, nrw.stop, nrw.step) == (600, 3798, 2)
+    both = common_axis({"NRW.115": (549.6, 3799.0), "O.32": (751.1, 3800.0)}, bounds)
+    assert (both.start, both.stop) == (752, 3798)
+    spectra = np.ones((2, 1686))
+    Resample(np.linspace(549.6, 3799.0, 1686), axis_values(both)).fit(spectra)   # covered: no error
+    with pytest.raises(SpectralGridError, match=r"no usable overlap.*FT-NIR 4000..10000"):
+        common_axis({"FT-NIR": (4000, 10000)}, bounds)        # NIR in wavenumbers: one shared channel
+    visnir = SensorSpectra(np.array(["a"]), np.arange(350.0, 2501.0), np.ones((1, 1, 2151)), "reflectance", "nm")
+    with pytest.raises(SpectralGridError, match="mir: spectra on a nm axis but the model axis is in cm-1"):
+        check_unit(visnir, "cm-1", "mir")

@@ -9,7 +9,8 @@ import torch
 from misomap.jobs.spectral import prepare
 from misomap.models.spectral import metrics as m
 from misomap.models.spectral.nir import NIRArch, fit_nir_encoder, nir_from_arch, nir_to_mir
-from misomap.models.spectral.regressors import PropertyRegressor, regressor_from_bytes, regressor_to_bytes
+from misomap.models.spectral.regressors import (TRUSTED_TYPES, PropertyRegressor, ilr, ilr_inverse,
+                                                regressor_from_bytes, regressor_to_bytes)
 from misomap.models.spectral.serialization import load_state, module_to_bytes, read_metadata
 from misomap.models.spectral.vae import Schedule, VAEArch, embed, fit_vae, reconstruct, vae_from_arch
 from misomap.spectra.errors import SpectralError
@@ -77,12 +78,12 @@ def test_regressors_predict_held_out_properties_and_persist_with_skops(trained):
     Y = lib.targets(("inorganic_c", "clay"), mir.ids)
     Y[5, 1] = np.nan                                   # an unmeasured property is skipped, not fatal
     for X in (mir.means, embed(vae, mir.means)):
-        model = PropertyRegressor("plsr", (0,), 10).fit(X[train], Y[train])
+        model = PropertyRegressor("plsr", max_components=10).fit(X[train], Y[train])
         pred = model.predict(X[test])
         assert m.r2(Y[test, 0], pred[:, 0]) > 0.6 and m.r2(Y[test, 1], pred[:, 1]) > 0.5
         back = regressor_from_bytes(regressor_to_bytes(model))
         np.testing.assert_array_equal(back.predict(X[test]), pred)
-    mlp = PropertyRegressor("mlp", (0,)).fit(mir.means[train], Y[train])
+    mlp = PropertyRegressor("mlp").fit(mir.means[train], Y[train])
     assert m.r2(Y[test, 1], mlp.predict(mir.means[test])[:, 1]) > 0.3
 
 
@@ -107,3 +108,53 @@ def test_metrics_against_hand_computed_values():
     assert m.r2(t, p) == pytest.approx(1 - 5 / 10)
     table = m.metrics_table(np.stack([t, t], 1), np.stack([p, [np.nan, 2, 3, 4, 5]], 1), ["a", "b"], model="x")
     assert table["n"].tolist() == [5, 4] and table.loc[1, "r2"] == 1 and set(table.model) == {"x"}
+
+
+class Foreign:
+    """A type no regressor file should carry."""
+
+
+def test_regressor_allow_list_is_exact_and_refuses_anything_else():
+    import skops.io as sio
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 6)), rng.uniform(1, 5, size=(40, 2))
+    needed = set()
+    for kind in ("plsr", "mlp"):
+        needed |= set(sio.get_untrusted_types(data=regressor_to_bytes(PropertyRegressor(kind, max_components=4).fit(X, Y))))
+    assert needed == set(TRUSTED_TYPES), "the allow-list holds exactly what misomap regressors need"
+    model = PropertyRegressor("plsr", max_components=4).fit(X, Y)
+    model.extra_ = Foreign()
+    with pytest.raises(SpectralError, match=r"untrusted type\(s\) \['test_spectral_models.Foreign'\]"):
+        regressor_from_bytes(regressor_to_bytes(model), "bad.skops")
+    with pytest.raises(SpectralError, match="not a readable skops"):
+        regressor_from_bytes(b"not a zip", "junk.skops")
+
+
+def test_texture_is_predicted_as_a_composition_and_log_is_chosen_on_fitting_rows():
+    rng = np.random.default_rng(3)
+    n = 120
+    texture = rng.dirichlet([2, 3, 4], n) * 100
+    skewed = rng.lognormal(0, 1.2, n)
+    X = np.column_stack([np.log(texture), np.log(skewed), rng.normal(size=(n, 4))])
+    Y = np.column_stack([skewed, texture])
+    np.testing.assert_allclose(ilr_inverse(ilr(texture)), texture, rtol=1e-9)
+    model = PropertyRegressor("plsr", max_components=6, composition=(1, 2, 3)).fit(X[:90], Y[:90])
+    pred = model.predict(X[90:])
+    np.testing.assert_allclose(pred[:, 1:].sum(axis=1), 100, rtol=1e-9)
+    assert (pred[:, 1:] > 0).all() and m.ccc(Y[90:, 1], pred[:, 1]) > 0.8
+    assert model.log_columns_ == (0,)
+    calm = PropertyRegressor("plsr", max_components=6).fit(X[:90], np.column_stack([np.log(skewed), texture])[:90])
+    assert calm.log_columns_ == (), "a symmetric target is not log-transformed"
+
+
+def test_fine_tuning_keeps_the_pretrained_standardisation_and_lowers_loss_on_new_spectra(trained):
+    lib, mir, _, vae, _, train, test = trained
+    keep = np.isin(mir.scan_rows, test)
+    tuned, hist = fit_vae(mir.scans[keep], mir.scan_rows[keep], vae.arch,
+                          Schedule(epochs=20, batch_size=16, learning_rate=1e-3, beta=1e-3), init=vae)
+    assert torch.equal(tuned.mean, vae.mean) and torch.equal(tuned.scale, vae.scale)
+    assert not torch.equal(tuned.decoder[0].weight, vae.decoder[0].weight), "a copy was trained"
+    before = np.mean((reconstruct(vae, mir.means[test]) - mir.means[test]) ** 2)
+    after = np.mean((reconstruct(tuned, mir.means[test]) - mir.means[test]) ** 2)
+    assert after < before

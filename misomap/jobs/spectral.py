@@ -29,10 +29,11 @@ from misomap.models.spectral.regressors import (PropertyRegressor, RegressorKind
                                                 regressor_to_bytes)
 from misomap.models.spectral.serialization import module_to_bytes
 from misomap.spectra.config import AxisSpec, NIRSpec, SpectralConfig, VAESpec
-from misomap.spectra.errors import LibraryFormatError, SpectralValueError
+from misomap.spectra.errors import LibraryFormatError, SpectralGridError, SpectralValueError
 from misomap.spectra.library import (SensorSpectra, open_library_group, pair_rows, read_library, read_sensor,
                                      sensor_rows)
-from misomap.spectra.preprocess import axis_range, axis_values, common_axis, spectral_pipeline, validate_sensor
+from misomap.spectra.preprocess import (axis_range, axis_values, check_unit, common_axis, spectral_pipeline,
+                                        validate_sensor)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ def open_pretrain_library(url: str, options: dict | None) -> PretrainLibrary:
         raise SpectralValueError(f"pretraining library {url}: {n} MIR sample(s); a library of one sample "
                                  "cannot pretrain anything: point spectral.pretrain_library at the full library")
     spectra = group["mir"]["spectra"]
+    if spectra.attrs.get("unit") != "cm-1":
+        raise SpectralGridError(f"pretraining library {url}: its 'mir' spectra are on a {spectra.attrs.get('unit')} "
+                                "axis, not cm-1: pretrain the MIR VAE on MIR spectra")
     axis = np.asarray(group["mir"]["axis"][:])
     return PretrainLibrary(url, options, n, int(spectra.chunks[0]), axis_range(axis),
                            float(np.prod(spectra.shape)) * 4 / 2**20)
@@ -180,6 +184,9 @@ def train_spectral(cfg: RunConfig) -> TrainResult:
     Y = lib.targets(sc.properties, mir_raw.sample_id)
     nir_raw = lib.sensors.get("nir")
     pair = pair_rows(mir_raw.sample_id, nir_raw.sample_id) if nir_raw is not None else None
+    check_unit(mir_raw, "cm-1", "mir")
+    if nir_raw is not None:
+        check_unit(nir_raw, "nm", "nir")
     pre = None
     mir_ranges = {f"library {url} mir": axis_range(mir_raw.axis)}
     if sc.pretrain_library is not None:

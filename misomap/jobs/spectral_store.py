@@ -14,7 +14,8 @@ from misomap.config import RunConfig
 from misomap.config_base import is_remote
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.errors import SpectralError
-from misomap.spectra.library import open_library_group, write_library
+from misomap.spectra.library import SpectralLibrary, open_library_group, write_library
+from misomap.spectra.readers import OSSL_ID_COLUMN
 from misomap.spectra.synthetic import synthetic_library
 
 log = logging.getLogger(__name__)
@@ -101,3 +102,22 @@ def load_models(cfg: RunConfig) -> tuple[dict[str, bytes], dict[str, Any]]:
     meta = json.loads(read_bytes(cfg, f"{folder}/spectral_model.json"))
     files = {name: read_bytes(cfg, f"{folder}/{name}") for name in meta["files"]}
     return files, meta
+
+
+def import_library(tables: dict[str, str], out: str, soillab: str | None = None, properties: tuple[str, ...] = (),
+                   id_column: str = OSSL_ID_COLUMN, paired_only: bool = False, chunk_rows: int = 1024,
+                   storage: dict[str, Any] | None = None) -> SpectralLibrary:
+    """Read OSSL-layout tables ({sensor: file}) into a new Zarr library at `out`; refuses an existing
+    store (nothing is overwritten) and checks every sensor before writing."""
+    from misomap.spectra.preprocess import validate_sensor
+    from misomap.spectra.readers import library_from_tables, read_table
+
+    fs, path = fsspec.core.url_to_fs(out, **(storage or {}))
+    if fs.exists(path):
+        raise SpectralError(f"{out} already exists: import into a new location (nothing is overwritten)")
+    lib = library_from_tables({name: read_table(f) for name, f in tables.items()},
+                              read_table(soillab) if soillab else None, properties, id_column, paired_only)
+    for name, sensor in lib.sensors.items():
+        validate_sensor(sensor, f"{name} table {tables[name]}", min_samples=2)
+    write_library(lib, out, storage, chunk_rows=chunk_rows)
+    return lib

@@ -76,6 +76,14 @@ def common_axis(ranges: dict[str, tuple[float, float]], bounds: AxisSpec) -> Axi
     return AxisSpec(start=float(start), stop=float(stop), step=bounds.step)
 
 
+def check_unit(spectra: SensorSpectra, unit: str, sensor: str) -> None:
+    """Refuse spectra on another kind of axis (wavelength nm vs wavenumber cm-1): their numbers may
+    overlap while the channels mean different things."""
+    if spectra.unit != unit:
+        raise SpectralGridError(f"{sensor}: spectra on a {spectra.unit} axis but the model axis is in {unit}: "
+                                f"put {'MIR' if unit == 'cm-1' else 'NIR'} spectra under this sensor")
+
+
 def axis_range(axis: np.ndarray) -> tuple[float, float]:
     """(lowest, highest) position of a measured axis, in either order."""
     return float(np.min(axis)), float(np.max(axis))

@@ -1,8 +1,17 @@
-"""Readers into the library's in-memory form: OSSL-style CSV exports and the LimeSoDa datasets.
+"""Readers into the library's in-memory form: the Open Soil Spectral Library (OSSL v1.2) tables,
+the NeoSpectra / KSSL paired NIR-MIR tables, and the LimeSoDa datasets.
 
-OSSL column names: MIR `scan_mir.<cm-1>_abs` (600..4000 every 2), vis-NIR `scan_visnir.<nm>_ref`
-and NeoSpectra `scan_nir.<nm>_ref` (1350..2550 every 2). Rows sharing a sample id are scan repeats.
-Reflectance is stored as a fraction; a file whose values exceed 1.5 is taken to be in percent.
+Layouts (as published by soilspectroscopy/ossl-imports and the OSSL manual):
+- OSSL v1.2 L0/L1 tables (`ossl_mir_L0_v1.2`, `ossl_visnir_L0_v1.2`, `ossl_soillab_L0_v1.2`): one row
+  per layer keyed by `id.layer_uuid_txt`, metadata columns (`dataset.code_ascii_txt`,
+  `scan.mir.model.name_utf8_txt`, ...), spectra in `scan_mir.<cm-1>_abs` (600..4000 every 2,
+  absorbance) or `scan_visnir.<nm>_ref` (350..2500 every 2, reflectance fraction).
+- NeoSpectra (`neospectra_nir_v1.2`, `neospectra_mir_v1.2`, `neospectra_soillab_v1.2`; KSSL samples):
+  keyed by `id.sample_local_c`; the NIR table has one row per scan (`id.scan_local_c`, several
+  handheld units per sample: the repeats) with `scan_nir.<nm>_ref` 1350..2550 every 2; the MIR table
+  one row per sample with `scan_mir.<cm-1>_abs`; soil-lab columns such as `oc_usda.c729_w.pct`.
+Rows sharing a sample id are scan repeats. Reflectance is a fraction; a table whose values exceed
+1.5 is taken to be in percent. CSV (optionally .gz) and Parquet files are read.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from misomap.spectra.errors import LibraryFormatError, MissingPropertyError
-from misomap.spectra.library import SensorSpectra
+from misomap.spectra.library import SensorSpectra, SpectralLibrary
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +36,9 @@ OSSL_PATTERNS: dict[str, tuple[str, Literal["absorbance", "reflectance"], Litera
     "nir": (r"^scan_nir\.(\d+(?:\.\d+)?)_ref$", "reflectance", "nm"),
 }
 OSSL_ID_COLUMN = "id.layer_uuid_txt"
+"""Sample key of the OSSL v1.2 global tables."""
+NEOSPECTRA_ID_COLUMN = "id.sample_local_c"
+"""Sample key of the NeoSpectra / KSSL tables (the NIR table's scan key is `id.scan_local_c`)."""
 OSSL_PROPERTY_COLUMNS: dict[str, tuple[str, float]] = {
     "total_c": ("c.tot_usda.a622_w.pct", 1.0),
     "total_n": ("n.tot_usda.a623_w.pct", 1.0),
@@ -63,8 +75,16 @@ def spectra_from_frame(frame: pd.DataFrame, sensor: str, id_column: str = OSSL_I
     if id_column not in frame.columns:
         raise LibraryFormatError(f"sample id column '{id_column}' missing from the {sensor} table")
     axis = np.array([float(re.match(pattern, c).group(1)) for c in cols])
-    ids = frame[id_column].astype(str).to_numpy()
     values = frame[cols].to_numpy(dtype=np.float32)
+    scanned = ~np.isnan(values).all(axis=1)
+    if not scanned.all():
+        log.info("%s table: %d of %d rows carry no %s spectrum (joined tables); skipped", sensor,
+                 int((~scanned).sum()), len(values), sensor)
+        frame, values = frame[scanned], values[scanned]
+    if frame[id_column].isna().any():
+        raise LibraryFormatError(f"{sensor} table: {int(frame[id_column].isna().sum())} rows have no "
+                                 f"'{id_column}': every scan needs its sample id")
+    ids = frame[id_column].astype(str).to_numpy()
     if quantity == "reflectance":
         values = _as_fraction(values, sensor)
     unique, first = np.unique(ids, return_index=True)
@@ -76,9 +96,42 @@ def spectra_from_frame(frame: pd.DataFrame, sensor: str, id_column: str = OSSL_I
     return SensorSpectra(unique, axis, cube, quantity, unit)
 
 
+def read_table(source: str | Path | IO[str]) -> pd.DataFrame:
+    """A CSV (optionally gzip-compressed) or Parquet table, naming the file when it cannot be read."""
+    name = str(getattr(source, "name", source))
+    try:
+        if name.endswith(".parquet"):
+            return pd.read_parquet(source)
+        return pd.read_csv(source, low_memory=False)
+    except (OSError, ValueError) as err:
+        raise LibraryFormatError(f"cannot read table {name}: {err}") from None
+
+
 def read_ossl_csv(source: str | Path | IO[str], sensor: str, id_column: str = OSSL_ID_COLUMN) -> SensorSpectra:
-    """Read an OSSL-style CSV export of one sensor."""
-    return spectra_from_frame(pd.read_csv(source), sensor, id_column)
+    """Read an OSSL-style table (CSV or Parquet) of one sensor."""
+    return spectra_from_frame(read_table(source), sensor, id_column)
+
+
+def library_from_tables(spectra: dict[str, pd.DataFrame], soillab: pd.DataFrame | None = None,
+                        properties: tuple[str, ...] = (), id_column: str = OSSL_ID_COLUMN,
+                        paired_only: bool = False) -> SpectralLibrary:
+    """A library from OSSL-layout tables: {sensor: table} (sensor mir, visnir or nir), and optionally
+    a soil-lab table for `properties`. With `paired_only` (KSSL-style NIR/MIR pairs), NIR samples
+    without a MIR scan are dropped (logged) so that every NIR sample has its MIR partner."""
+    sensors = {name: spectra_from_frame(frame, name, id_column) for name, frame in spectra.items()}
+    if paired_only and "nir" in sensors and "mir" in sensors:
+        nir = sensors["nir"]
+        keep = np.isin(nir.sample_id, sensors["mir"].sample_id)
+        if not keep.all():
+            log.warning("NIR: %d of %d samples have no MIR scan and are left out of the paired library",
+                        int((~keep).sum()), keep.size)
+        sensors["nir"] = nir.take(np.nonzero(keep)[0])
+    if soillab is not None and properties:
+        ids, values = properties_from_frame(soillab, properties, id_column)
+    else:
+        ids = np.unique(np.concatenate([s.sample_id for s in sensors.values()]))
+        values, properties = np.zeros((len(ids), 0), dtype=np.float32), ()
+    return SpectralLibrary(sensors, ids, values, tuple(properties), {"source": "OSSL-layout tables"})
 
 
 def properties_from_frame(frame: pd.DataFrame, names: tuple[str, ...], id_column: str = OSSL_ID_COLUMN,
@@ -90,6 +143,8 @@ def properties_from_frame(frame: pd.DataFrame, names: tuple[str, ...], id_column
         raise MissingPropertyError(
             f"soil-lab table lacks the column(s) for {unknown} "
             f"(expected {[columns[n][0] for n in unknown if n in columns]})")
+    if id_column not in frame.columns:
+        raise LibraryFormatError(f"sample id column '{id_column}' missing from the soil-lab table")
     table = frame.groupby(frame[id_column].astype(str), sort=False).first()
     values = np.stack([table[columns[n][0]].to_numpy(dtype=np.float32) * columns[n][1] for n in names], 1)
     return table.index.to_numpy().astype(str), values
