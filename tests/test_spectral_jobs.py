@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from misomap.cli import app
 from misomap.config import RunConfig, config_from_dict
-from misomap.jobs.spectral import evaluate_limesoda, train_spectral
+from misomap.jobs.spectral import prepare, train_spectral
+from misomap.jobs.spectral_limesoda import evaluate_limesoda, plan_limesoda, run_limesoda
 from misomap.jobs.spectral_embed import EmbeddingOutputError, embed_chunk, embed_spectra, make_plan, open_output
 from misomap.jobs.spectral_store import load_models
 from misomap.spectra.config import AxisSpec, SpectralConfig
@@ -229,8 +230,127 @@ def test_embed_refuses_an_output_from_another_run(trained, tmp_path):
 @pytest.mark.slow
 def test_limesoda_embeddings_vs_plsr_on_own_folds():
     sc = SpectralConfig(vae={"epochs": 5, "min_steps": 300, "hidden": [64, 32], "latent_dim": 8},
-                        limesoda=("SSP.460",), pls_max_components=10)
-    table = evaluate_limesoda(sc, seed=0)
-    assert set(table.features) == {"spectra", "embedding"} and (table.n == 460).all()
+                        limesoda=("SSP.460",), pls_max_components=10, limesoda_step=8)
+    table, pools = evaluate_limesoda(sc, seed=0)
+    assert set(table.features) == {"spectra", "vae_fold", "vae_cross"} and (table.n == 460).all()
+    assert pools.donors.tolist() == [4]                  # the vis-NIR sets covering 85% of its range
     plsr = table[(table.features == "spectra") & (table.model == "plsr")].set_index("property")
     assert plsr.loc["clay", "r2"] > 0.5          # vis-NIR predicts clay well out of fold
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any VAE training fails the test: bad input must be refused before training starts."""
+    from misomap.models.spectral import vae
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the inputs were checked")
+
+    monkeypatch.setattr(vae, "fit_vae", refuse)
+    monkeypatch.setattr(vae, "train_vae", refuse)
+
+
+def _drop_nir(lib: SpectralLibrary) -> SpectralLibrary:
+    return SpectralLibrary({"mir": lib.sensors["mir"]}, lib.sample_id, lib.properties, lib.property_names)
+
+
+def test_bad_inputs_are_refused_before_any_training(tmp_path, no_training):
+    lib = _drop_nir(small_library(40))
+    mir = lib.sensors["mir"]
+    ids = mir.sample_id.copy()
+    ids[5] = ids[4]
+    dup = SpectralLibrary({"mir": SensorSpectra(ids, mir.axis, mir.values, mir.quantity, mir.unit)},
+                          lib.sample_id, lib.properties, lib.property_names)
+    with pytest.raises(SampleIdMismatchError, match="syn-0000004"):
+        train_spectral(small_config(tmp_path, library=_write_variant(tmp_path / "dup.zarr", dup)))
+    one = SpectralLibrary({"mir": mir.take(np.array([0]))}, lib.sample_id, lib.properties, lib.property_names)
+    with pytest.raises(SpectralValueError, match="1 sample in the library but at least 10"):
+        train_spectral(small_config(tmp_path, library=_write_variant(tmp_path / "one.zarr", one)))
+    far = SpectralLibrary({"mir": SensorSpectra(mir.sample_id, mir.axis + 5000, mir.values, mir.quantity, mir.unit)},
+                          lib.sample_id, lib.properties, lib.property_names)
+    with pytest.raises(SpectralGridError, match="no usable overlap"):
+        train_spectral(small_config(tmp_path, library=_write_variant(tmp_path / "far.zarr", far)))
+    good = _write_variant(tmp_path / "good.zarr", lib)
+    with pytest.raises(SpectralError, match=r"\['NOPE.1'\] carry no spectra"):
+        train_spectral(small_config(tmp_path, library=good, limesoda=["NOPE.1"]))
+    pre = SpectralLibrary({"mir": mir.take(np.array([3]))}, lib.sample_id, lib.properties, lib.property_names)
+    with pytest.raises(SpectralValueError, match="a library of one sample"):
+        train_spectral(small_config(tmp_path, library=good,
+                                    pretrain_library=_write_variant(tmp_path / "pre1.zarr", pre)))
+
+
+def test_an_instrument_range_narrower_than_the_model_axis_is_used(tmp_path):
+    """A range like LimeSoDa NRW.115 (549.6..3799 cm-1): the model axis becomes the intersection."""
+    lib = _drop_nir(synthetic_library(60, 0.5, 1, AxisSpec(start=549.6, stop=3799.2, step=1.928), NIR_AXIS, seed=2))
+    cfg = small_config(tmp_path, library=_write_variant(tmp_path / "nrw.zarr", lib))
+    result = train_spectral(cfg)
+    _, meta = load_models(cfg)
+    assert meta["mir_axis"] == {"start": 600.0, "stop": 3784.0, "step": 16.0}
+    assert set(result.metrics.features) == {"mir", "mir_embedding"}
+    summary = embed_spectra(_with(cfg, embeddings=str(tmp_path / "e.zarr"), local_processes=False))
+    assert summary.rows == 60
+
+
+def test_limesoda_cross_set_pretraining_never_sees_the_test_fold(monkeypatch):
+    from misomap.models.spectral import vae
+
+    calls = []
+    real = vae.fit_vae
+
+    def record(scans, rows, arch, schedule, init=None):
+        calls.append((scans.copy(), init is not None))
+        return real(scans, rows, arch, schedule, init=init)
+
+    monkeypatch.setattr(vae, "fit_vae", record)
+    sc = SpectralConfig(vae={"epochs": 1, "min_steps": 4, "finetune_steps": 2, "hidden": [16], "latent_dim": 4},
+                        regressors=("plsr",), pls_max_components=3, limesoda=("O.32",), limesoda_step=16)
+    plan = plan_limesoda(("O.32",), sc)
+    pool = plan.pools["O.32"]
+    assert set(pool.donors) == {"H.138", "NRW.115", "NRW.42", "NRW.62"}
+    assert (pool.axis.start, pool.axis.stop) == (760.0, 3784.0)
+    table, pretraining = run_limesoda(plan, sc, seed=0)
+    assert pretraining.pool_spectra.tolist() == [138 + 115 + 42 + 62]
+    own = plan.own["O.32"].means
+    target = prepare(plan.sets["O.32"].spectra, "O.32", pool.axis).means
+    folds = plan.sets["O.32"].folds
+
+    def rows_of(reference, scans):
+        seen = {r.tobytes() for r in scans}
+        return {i for i, r in enumerate(reference) if r.tobytes() in seen}
+
+    base, per_fold = calls[0], calls[1:]
+    assert not base[1] and rows_of(target, base[0]) == set(), "the pool alone: no O.32 spectrum"
+    assert len(per_fold) == 2 * len(np.unique(folds))
+    for k, fold in enumerate(np.unique(folds)):
+        (fold_scans, fold_init), (cross_scans, cross_init) = per_fold[2 * k], per_fold[2 * k + 1]
+        train = set(np.nonzero(folds != fold)[0].tolist())
+        assert not fold_init and rows_of(own, fold_scans) == train
+        assert cross_init and rows_of(target, cross_scans) == train
+        assert len(cross_scans) == 357 + len(train)
+    assert set(table.features) == {"spectra", "vae_fold", "vae_cross"} and (table.n == 32).all()
+
+
+def test_pretraining_library_larger_than_memory_streams_chunk_by_chunk(tmp_path, monkeypatch):
+    import misomap.jobs.spectral as job
+
+    reads = []
+    real = job.read_sensor
+
+    def counted(group, sensor, start=0, stop=None):
+        reads.append((start, stop))
+        return real(group, sensor, start, stop)
+
+    monkeypatch.setattr(job, "read_sensor", counted)
+    unlabelled = synthetic_library(96, 0.5, 2, MIR_AXIS, NIR_AXIS, seed=11)
+    unlabelled = SpectralLibrary({"mir": unlabelled.sensors["mir"]}, unlabelled.sample_id[:0],
+                                 unlabelled.properties[:0, :0], ())
+    write_library(unlabelled, str(tmp_path / "pre.zarr"), chunk_rows=16)
+    cfg = small_config(tmp_path, synthetic={"n_samples": 40, "nir_fraction": 0.5, "repeats": 2},
+                       pretrain_library=str(tmp_path / "pre.zarr"),
+                       vae={"epochs": 3, "min_steps": 0, "hidden": [64, 32], "latent_dim": 8, "stream_above_mb": 0.01})
+    result = train_spectral(cfg)
+    assert reads and all(stop - start <= 16 for start, stop in reads), "one chunk in memory at a time"
+    assert len(reads) == 6 * (1 + 3), "a checking pass, then every chunk once per epoch"
+    _, meta = load_models(cfg)
+    assert meta["pretrain_library"] == str(tmp_path / "pre.zarr") and meta["vae_final_loss"] < 0.5
+    assert "mir_embedding" in set(result.metrics.features)

@@ -320,7 +320,7 @@ def _write_report(folder: Path, sc: SpectralConfig, metrics: pd.DataFrame, lime:
                   mir_recon: np.ndarray, nir_parts: NIRParts | None, pair: np.ndarray | None, meta: dict) -> None:
     """Tables (CSV + Markdown) and the quicklook plots."""
     metrics.to_csv(folder / "metrics.csv", index=False)
-    axis = axis_values(sc.mir_axis)
+    axis = axis_values(AxisSpec(**meta["mir_axis"]))
     report.plot_pred_vs_obs(Y[test], {f"{f}/{k}": p for (f, k), p in test_preds.items()
                                       if f in ("mir", "mir_embedding")}, sc.properties,
                             folder / "pred_vs_obs_mir_test.png")

@@ -14,9 +14,9 @@ Family = Literal["mir", "visnir"]
 LIMESODA_SPECTRAL_SETS: dict[str, Family] = {
     "H.138": "mir", "NRW.115": "mir", "NRW.42": "mir", "NRW.62": "mir", "O.32": "mir",
     "CV.98": "visnir", "MG.44": "visnir", "RP.62": "visnir", "SA.112": "visnir", "SC.93": "visnir",
-    "SL.125": "visnir", "SP.231": "visnir", "SSP.460": "visnir", "SSP.58": "visnir",
+    "SL.125": "visnir", "SP.231": "visnir", "SSP.460": "visnir", "SSP.58": "visnir", "UL.120": "visnir",
 }
-"""Every LimeSoDa 0.1.5 set with spectral columns (`wn_*` cm-1: MIR; `wl_*` nm: vis-NIR)."""
+"""Every LimeSoDa 0.1.5 set with spectral columns (15) (`wn_*` cm-1: MIR; `wl_*` nm: vis-NIR)."""
 
 FAMILY_BOUNDS: dict[Family, AxisSpec] = {
     "mir": AxisSpec(start=600, stop=4000, step=4),
