@@ -28,7 +28,7 @@ from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 
 from misomap.config_base import StorageConfig
 from misomap.cube.errors import AssetReadError
@@ -126,11 +126,12 @@ def _footprint_window(ds: DatasetReader, grid: Grid) -> Window | None:
         left, bottom, right, top = transform_bounds(grid.crs, ds.crs, *grid.bounds, densify_pts=21)
     except (RasterioError, ValueError):
         return Window(0, 0, ds.width, ds.height)  # not projectable: fall back to the whole source
-    win = from_bounds(left, bottom, right, top, transform=ds.transform)
-    col0 = max(int(np.floor(win.col_off)) - INDEX_MARGIN_PX, 0)
-    row0 = max(int(np.floor(win.row_off)) - INDEX_MARGIN_PX, 0)
-    col1 = min(int(np.ceil(win.col_off + win.width)) + INDEX_MARGIN_PX, ds.width)
-    row1 = min(int(np.ceil(win.row_off + win.height)) + INDEX_MARGIN_PX, ds.height)
+    corners = [~ds.transform @ (x, y) for x in (left, right) for y in (bottom, top)]
+    cols, rows = [c for c, _ in corners], [r for _, r in corners]
+    col0 = max(int(np.floor(min(cols))) - INDEX_MARGIN_PX, 0)
+    row0 = max(int(np.floor(min(rows))) - INDEX_MARGIN_PX, 0)
+    col1 = min(int(np.ceil(max(cols))) + INDEX_MARGIN_PX, ds.width)
+    row1 = min(int(np.ceil(max(rows))) + INDEX_MARGIN_PX, ds.height)
     if col1 <= col0 or row1 <= row0:
         return None
     return Window(col0, row0, col1 - col0, row1 - row0)
