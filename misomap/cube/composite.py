@@ -19,16 +19,18 @@ def scl_mask(stack: np.ndarray, scl: np.ndarray, classes: Iterable[int]) -> np.n
 
 def merge_duplicates(stack: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
     """One observation per acquisition: items of one datatake on overlapping tiles (`groups` of
-    indices along time) become one layer taking, per pixel, the band vector of the first item that
-    sees the pixel (any valid band), so an overlap never counts one acquisition twice."""
+    indices along time) become one layer taking, per pixel and band, the first item's valid value,
+    so an overlap never counts one acquisition twice. Tiles of one datatake are one sensing of the
+    same ground (resampled to different UTM grids), so filling a band from the next tile where the
+    first has none (e.g. at a 10 m/20 m tile edge) keeps one real observation."""
     if all(len(g) == 1 for g in groups):
         return stack
     out = np.empty((len(groups), *stack.shape[1:]), np.float32)
     for k, group in enumerate(groups):
         layer = stack[group[0]].copy()
         for i in group[1:]:
-            hole = np.isnan(layer).all(axis=0)
-            layer[:, hole] = stack[i][:, hole]
+            hole = np.isnan(layer)
+            layer[hole] = stack[i][hole]
         out[k] = layer
     return out
 
