@@ -230,7 +230,8 @@ def _full_section(out: str, side_px: int, chunk: int) -> dict:
     return {"out": out, "bounds": [x0, y1 - side_px * 10, x0 + side_px * 10, y1], "resolution": 10.0,
             "chunk": chunk, "datetime": "2022-01-01/2022-12-31", "workers": 1,
             "seasons": {"summer": {"start": "06-15", "end": "08-15"}},
-            "sources": [{"collection": "sentinel-2-l2a", "kind": "optical", "prefix": "s2", "mask_asset": "scl",
+            "sources": [{"collection": "sentinel-2-l2a", "kind": "optical", "prefix": "s2",
+                         "mask_asset": "scl",
                          "bands": {"red": "red", "nir": "nir", "swir16": "swir16"}}]}
 
 
@@ -254,9 +255,11 @@ def full_size(root: Path, chunk: int) -> None:
         section = _full_section(str(work / "loader.zarr"), 2 * chunk, chunk)
         load = {name: _child(name, url, section) for name in ("loader-ours", "stackstac", "odc")}
     m, s, o = load["loader-ours"], load["stackstac"], load["odc"]
-    print(f"loader, {2 * chunk}x{2 * chunk} px chunk by chunk, 4 full-size items x {len(S2_KEYS_FULL)} bands: "
+    nb = len(section["sources"][0]["bands"])
+    print(f"loader, {2 * chunk}x{2 * chunk} px chunk by chunk, 4 full-size items x {nb} bands: "
           f"ours {m['seconds']:.2f} s, stackstac {s['seconds']:.2f} s, odc-stac {o['seconds']:.2f} s "
-          f"(stackstac/ours = {s['seconds'] / m['seconds']:.2f}, odc/ours = {o['seconds'] / m['seconds']:.2f}); "
+          f"(stackstac/ours = {s['seconds'] / m['seconds']:.2f}, "
+          f"odc/ours = {o['seconds'] / m['seconds']:.2f}); "
           f"peak RSS {m['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} / {o['peak_rss_mb']:.0f} MB")
 
 

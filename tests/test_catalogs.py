@@ -303,8 +303,8 @@ def test_one_datatake_on_overlapping_tiles_counts_once(tmp_path):
 
 def test_merge_duplicates_fills_from_the_next_tile_where_the_first_has_no_data():
     nan = np.nan
-    stack = np.array([[[[1.0, nan]], [[nan, nan]]], [[[5.0, 3.0]], [[6.0, 4.0]]], [[[9.0, 9.0]], [[9.0, 9.0]]]],
-                     np.float32)  # (time 3, band 2, y 1, x 2)
+    stack = np.array([[[[1.0, nan]], [[nan, nan]]], [[[5.0, 3.0]], [[6.0, 4.0]]],
+                      [[[9.0, 9.0]], [[9.0, 9.0]]]], np.float32)  # (time 3, band 2, y 1, x 2)
     out = composite.merge_duplicates(stack, [[0, 1], [2]])
     np.testing.assert_array_equal(out[0], [[[1.0, 3.0]], [[6.0, 4.0]]])
     np.testing.assert_array_equal(out[1], stack[2])

@@ -112,8 +112,8 @@ def item_scaling(item: pystac.Item, keys: list[str], rule: ScalingRule, source: 
                 "or raster-bands (docs/contracts.md §1)")
         rule = found  # type: ignore[assignment]
     if rule == "raster-bands":
-        return [Scaling(0.0, float(_band(item, k).get("scale", 1.0)), float(_band(item, k).get("offset", 0.0)))
-                for k in keys]
+        return [Scaling(0.0, float(_band(item, k).get("scale", 1.0)),
+                        float(_band(item, k).get("offset", 0.0))) for k in keys]
     shift = 0.0 if _carries_boa_offset(item, rule, source) else -S2_BOA_ADD_OFFSET
     out = []
     for k in keys:

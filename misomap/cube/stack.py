@@ -1,5 +1,5 @@
 """Read STAC items onto one window of the output grid: reprojected, float32 with NaN for nodata,
-scale/offset from `raster:bands` applied.
+scale/offset by the catalog's rule (misomap/cube/scaling.py) applied.
 
 Why not stackstac (which this replaced): it builds a dask graph per chunk and reopens every
 overlapping asset for each chunk (~230 opens per chunk on the demo world), so the builder ran at
@@ -8,8 +8,8 @@ reused by later chunks (a bounded per-thread cache keyed by href), and under nea
 WarpedVRT warp of a source-pixel index raster per (source geometry, chunk) tells every band of that
 geometry which pixels to take, so an item's bands share one warp. The index raster covers only the
 source pixels under the chunk's footprint, so the cost of a chunk does not depend on the size of the
-source tile (10980² px Sentinel-2 tiles: bench/bench_cube.py --full-size). Values are identical to stackstac's
-(tests/test_cube_reader.py). bench/bench_cube.py, demo world, chunk 256, loading chunk by chunk:
+source tile (10980² px Sentinel-2 tiles: bench/bench_cube.py --full-size). Values are identical to
+stackstac's (tests/test_cube_reader.py). bench/bench_cube.py, demo world, chunk 256, loading chunk by chunk:
 this reader 1.42 s, stackstac 4.67 s, odc-stac 6.00 s; whole build 3.16x the naive way at 640² px.
 """
 
