@@ -12,6 +12,7 @@ cd "$work"
 npm ci --no-audit --no-fund --ignore-scripts
 node node_modules/esbuild/bin/esbuild entry.js --bundle --minify --format=iife --target=es2020 \
   --legal-comments=none --metafile=meta.json --outfile="$vendor/misomap-ol.js"
+cp node_modules/ol/ol.css "$vendor/ol.css"
 mkdir -p "$vendor/licenses"
 rm -f "$vendor/licenses/"*
 # one licence file per package in the bundle (from esbuild's metafile)
