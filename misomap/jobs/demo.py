@@ -165,6 +165,7 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
         summary = _stage(result, f"{model} map",
                          lambda m=model, p=path: run_predict(with_map(config, m, p), overwrite=True))
         result.outputs[f"{model} map"] = summary.output
+    result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
     for name, where in result.outputs.items():
         log.info("demo output %-12s %s", name, where)
     log.info("demo stage times (s): %s", result.seconds)
