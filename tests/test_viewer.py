@@ -166,15 +166,27 @@ def assert_values_match(shown: dict, expected: dict) -> None:
             assert text == f"{value} %"
 
 
+def invert_probability(cog: Path, tmp: Path) -> None:
+    """Rewrite a probability COG as 100 - p (nodata kept), still a COG with fresh overviews."""
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    with rasterio.open(cog) as src:
+        profile, band = src.profile, src.read(1)
+    staging = tmp / "staging.tif"
+    with rasterio.open(staging, "w", **profile) as dst:
+        dst.write(np.where(band == 255, band, 100 - band), 1)
+    cog_translate(staging, cog, cog_profiles.get("deflate"), nodata=255, quiet=True,
+                  overview_resampling="average")
+
+
 def test_viewer_on_the_demo_map(demo_run, page, tmp_path):
     """Served by `misomap view`: renders, values at a clicked pixel equal the COGs', pedons carry
     their folds, and a second map (one COG missing) swipes beside it with that layer reported."""
     maps = tmp_path / "maps"
     shutil.copytree(demo_run / "maps" / "rf", maps / "a")
     shutil.copytree(demo_run / "maps" / "rf", maps / "b")
-    with rasterio.open(maps / "b" / "cogs" / "permafrost_probability.tif", "r+") as dst:
-        band = dst.read(1)
-        dst.write(np.where(band == 255, band, 100 - band), 1)  # a different second map
+    invert_probability(maps / "b" / "cogs" / "permafrost_probability.tif", tmp_path)  # a different map
     (maps / "b" / "cogs" / "soil_order_entropy.tif").unlink()
     proc, urls = serve(tmp_path, _free_port())
     try:
