@@ -278,7 +278,7 @@ def test_viewer_from_s3(demo_run, s3_server, s3fs_filesystem, s3_bucket, page, m
 
 
 def test_view_refuses_a_folder_without_a_map(tmp_path):
-    (tmp_path / "cogs").mkdir()
+    (tmp_path / "map.zarr").mkdir()
     res = subprocess.run([MISOMAP, "view", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert f"{tmp_path}: no map here" in res.stderr and "rerun `misomap predict`" in res.stderr

@@ -83,14 +83,13 @@ def pedons_geojson(table: pd.DataFrame, folds: pd.DataFrame) -> dict[str, Any]:
         pf = row.permafrost
         features.append({
             "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [round(points.iloc[i].x, 7), round(points.iloc[i].y, 7)]},
+            "geometry": {"type": "Point", "coordinates": [round(points.iloc[i].x, 6), round(points.iloc[i].y, 6)]},
             "properties": {
                 "pedon_id": str(row.pedon_id),
                 "permafrost": None if pd.isna(pf) else PERMAFROST_CLASSES[int(pf)],
                 "soil_order": None if pd.isna(row.soil_order) else str(row.soil_order),
                 "region": None if pd.isna(row.region) else str(row.region),
                 "zone": None if pd.isna(row.zone) else str(row.zone),
-                "x": float(row.x), "y": float(row.y),
                 "folds": {s: int(folds[s].iloc[i]) for s in schemes},
             }})
     return {"type": "FeatureCollection", "features": features}

@@ -51,7 +51,7 @@ def find_maps(path: Path) -> MapFolders:
     if found:
         return MapFolders(path, tuple(found))
     hint = (" (it has COGs but no viewer: rerun `misomap predict` to publish one)"
-            if (path / "cogs").is_dir() or (path / "map.zarr").exists() else "")
+            if (path / "map.zarr").exists() else "")
     raise ViewerError(f"{path}: no map here{hint}; expected {PAGE} in PATH, in PATH/*/ or in "
                       "PATH/maps/*/, as written by `misomap predict` or `misomap demo`")
 
@@ -110,13 +110,17 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def make_server(root: Path, port: int) -> http.server.ThreadingHTTPServer:
-    """A server for `root` on 127.0.0.1:`port`, or on a free port if that one is in use (logged)."""
+    """A server for `root` on 127.0.0.1:`port`, or if that is in use on the next free one (logged)."""
     handler = partial(RangeRequestHandler, directory=str(root))
-    try:
-        return http.server.ThreadingHTTPServer((HOST, port), handler)
-    except OSError as err:
-        if err.errno != errno.EADDRINUSE:
-            raise ViewerError(f"cannot serve on {HOST}:{port}: {err}") from None
-    server = http.server.ThreadingHTTPServer((HOST, 0), handler)
-    log.warning("port %d is in use; serving on port %d instead", port, server.server_address[1])
+    for candidate in range(port, min(port + 10, 65536)):
+        try:
+            server = http.server.ThreadingHTTPServer((HOST, candidate), handler)
+            break
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise ViewerError(f"cannot serve on {HOST}:{candidate}: {err}") from None
+    else:
+        server = http.server.ThreadingHTTPServer((HOST, 0), handler)  # any free port
+    if server.server_address[1] != port:
+        log.warning("port %d is in use; serving on port %d instead", port, server.server_address[1])
     return server
