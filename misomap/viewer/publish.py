@@ -133,11 +133,15 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     fs.pipe_file(path, data, **kwargs)
 
 
-def write_viewer(config: RunConfig, grid: Grid) -> str:
-    """Write `<map output>/viewer/` for the run's map; return the page's URL."""
+def write_viewer(config: RunConfig, grid: Grid) -> str | None:
+    """Write `<map output>/viewer/` for the run's map; return the page's URL (None: the map has no
+    COGs, `map.cogs: false`, so there is nothing for the page to read)."""
     from misomap.jobs.predict import map_config
 
     cfg = map_config(config)
+    if not cfg.cogs:
+        log.info("viewer: not published, the map has no COGs (map.cogs is false)")
+        return None
     options = config.storage.options_for(cfg.output)
     fs, root = fsspec.core.url_to_fs(cfg.output, **options)
     files = {f"{VIEWER_DIR}/{k}": v for k, v in static_files().items()}
