@@ -195,7 +195,8 @@ def test_viewer_on_the_demo_map(demo_run, page, tmp_path):
         page.goto(single)
         wait_rendered(page)
         seconds = time.perf_counter() - t0
-        print(f"first render {seconds:.2f} s (page: {page.evaluate('window.misomapViewer.firstRenderMs'):.0f} ms)")
+        page_ms = page.evaluate("window.misomapViewer.firstRenderMs")
+        print(f"first render {seconds:.2f} s (page: {page_ms:.0f} ms)")
         assert page.evaluate("window.misomapViewer.errors") == []
         assert_not_blank(map_screenshot(page))
         assert page.locator(".ol-scale-bar").count() == 1
@@ -260,7 +261,8 @@ def test_viewer_from_s3(demo_run, s3_server, s3fs_filesystem, s3_bucket, page, m
     url = write_viewer(cfg, output_grid(cfg))
     assert url == f"s3://{prefix}/viewer/index.html"
     policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{s3_bucket}/*"]}]}
+        "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+        "Resource": [f"arn:aws:s3:::{s3_bucket}/*"]}]}
     fs.call_s3("put_bucket_policy", Bucket=s3_bucket, Policy=json.dumps(policy))
     http = f"{s3_server.endpoint_url}/{prefix}"
     with urllib.request.urlopen(f"{http}/viewer/index.html") as resp:  # noqa: S310 - loopback

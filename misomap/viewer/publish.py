@@ -44,14 +44,16 @@ def _hex(rgb: tuple[int, int, int] | list[int]) -> str:
 
 def manifest(grid: Grid, title: str, model: str) -> dict[str, Any]:
     """What the page needs to know about a map: layers, their COGs, classes, colours and grid."""
+    if CRS.from_user_input(grid.crs).to_epsg() != 3338:
+        raise MisomapError(f"the viewer shows EPSG:3338 maps; this map's grid is in {grid.crs}")
     layers = []
     for layer in LAYERS:
         entry: dict[str, Any] = {"name": layer.name, "title": layer.attrs["long_name"],
                                  "cog": f"../cogs/{layer.name}.tif", "nodata": NODATA}
         if layer.name in CLASS_NAMES:
             entry["kind"] = "class"
-            entry["classes"] = [{"value": i, "name": n, "colour": _hex(c)} for i, (n, c) in
-                                enumerate(zip(CLASS_NAMES[layer.name], CLASS_COLOURS[layer.name], strict=True))]
+            pairs = zip(CLASS_NAMES[layer.name], CLASS_COLOURS[layer.name], strict=True)
+            entry["classes"] = [{"value": i, "name": n, "colour": _hex(c)} for i, (n, c) in enumerate(pairs)]
         else:
             entry["kind"] = "probability"
             entry["units"] = "%"
@@ -59,13 +61,9 @@ def manifest(grid: Grid, title: str, model: str) -> dict[str, Any]:
             if layer.per_class:
                 entry["bands"] = list(SOIL_ORDERS)
         layers.append(entry)
-    pedon_colours = {"permafrost": {n: _hex(c) for n, c in zip(PERMAFROST_CLASSES, CLASS_COLOURS["permafrost_class"],
-                                                               strict=True)},
-                     "soil_order": {n: _hex(c) for n, c in zip(SOIL_ORDERS, CLASS_COLOURS["soil_order_class"],
-                                                               strict=True)}}
-    epsg = CRS.from_user_input(grid.crs).to_epsg()
-    if epsg != 3338:
-        raise MisomapError(f"the viewer shows EPSG:3338 maps; this map's grid is in {grid.crs}")
+    pedon_colours = {target: {n: _hex(c) for n, c in zip(names, CLASS_COLOURS[source], strict=True)}
+                     for target, names, source in (("permafrost", PERMAFROST_CLASSES, "permafrost_class"),
+                                                  ("soil_order", SOIL_ORDERS, "soil_order_class"))}
     return {"title": title, "model": model, "crs": "EPSG:3338", "bounds": list(grid.bounds),
             "resolution": grid.resolution, "layers": layers,
             "pedons": {"url": "pedons.geojson", "labels": {"permafrost": list(PERMAFROST_CLASSES),
@@ -83,7 +81,8 @@ def pedons_geojson(table: pd.DataFrame, folds: pd.DataFrame) -> dict[str, Any]:
         pf = row.permafrost
         features.append({
             "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [round(points.iloc[i].x, 6), round(points.iloc[i].y, 6)]},
+            "geometry": {"type": "Point",
+                         "coordinates": [round(points.iloc[i].x, 6), round(points.iloc[i].y, 6)]},
             "properties": {
                 "pedon_id": str(row.pedon_id),
                 "permafrost": None if pd.isna(pf) else PERMAFROST_CLASSES[int(pf)],
