@@ -4,4 +4,6 @@
 set -euo pipefail
 [ -x /usr/bin/chromium ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
+echo "[setup] installing Debian's chromium for the browser tests (first run only)"
+{ apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } > /tmp/misomap-chromium.log 2>&1 ||
+  { tail -n 20 /tmp/misomap-chromium.log; echo "[setup] chromium install FAILED (log: /tmp/misomap-chromium.log)"; exit 1; }
