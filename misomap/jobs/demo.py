@@ -180,6 +180,7 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
         summary = _stage(result, f"{model} map",
                          lambda m=model, p=path: run_predict(with_map(config, m, p), overwrite=True))
         result.outputs[f"{model} map"] = summary.output
+    result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
     result.scheme = demo_scheme(world)
     result.figures = cv_figures(config, ("rf", "miso"), result.scheme)
     return result
