@@ -193,7 +193,9 @@ def train_spectral(cfg: RunConfig) -> TrainResult:
         pre = open_pretrain_library(sc.pretrain_library, storage_options(cfg, sc.pretrain_library))
         mir_ranges[f"pretraining library {pre.url}"] = pre.range
     mir_axis = common_axis(mir_ranges, sc.mir_axis)
-    nir_axis = common_axis({f"library {url} nir": axis_range(nir_raw.axis)}, sc.nir_axis) if nir_raw else sc.nir_axis
+    nir_axis = sc.nir_axis
+    if nir_raw is not None:
+        nir_axis = common_axis({f"library {url} nir": axis_range(nir_raw.axis)}, sc.nir_axis)
     min_samples = max(10, 2 * sc.cv_folds + 2)
     mir = prepare(mir_raw, "mir", mir_axis, min_samples)
     nir = prepare(nir_raw, "nir", nir_axis, sc.cv_folds + 2) if nir_raw is not None else None
