@@ -8,6 +8,7 @@ a composition through an isometric log-ratio. Persisted with skops (an exact typ
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Literal
 
 import numpy as np
@@ -149,6 +150,12 @@ TRUSTED_TYPES: tuple[str, ...] = (
 numpy, scikit-learn estimators); anything else is refused before loading, as for the RF."""
 
 
+_LOAD_LOCK = threading.Lock()
+"""skops rebuilds numpy arrays through ast.literal_eval, which CPython 3.11 does not allow from two
+threads at once ("AST constructor recursion depth mismatch", CPython gh-106905); dask thread workers
+load regressors concurrently."""
+
+
 def regressor_from_bytes(data: bytes, source: str = "<bytes>") -> PropertyRegressor:
     """Load skops bytes, refusing any type outside skops' defaults and TRUSTED_TYPES."""
     try:
@@ -161,7 +168,8 @@ def regressor_from_bytes(data: bytes, source: str = "<bytes>") -> PropertyRegres
                             f"{list(TRUSTED_TYPES)} beyond skops' defaults are allowed. Retrain with misomap "
                             "rather than loading a foreign file.")
     try:
-        model = sio.loads(data, trusted=list(TRUSTED_TYPES))
+        with _LOAD_LOCK:
+            model = sio.loads(data, trusted=list(TRUSTED_TYPES))
     except UntrustedTypesFoundException as err:
         raise SpectralError(f"refusing to load {source}: {err}") from None
     if not isinstance(model, PropertyRegressor):
