@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any
 
 import dask
@@ -68,7 +69,23 @@ def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict:
     # the same items served by another endpoint (e.g. a demo server on a new port) are the same inputs
     inputs = {k: v for k, v in lineage.items() if k != "stac_url"}
     lineage["fingerprint"] = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    # derived from the items above (so not part of the fingerprint): the maps' STAC datetime range
+    lineage["imagery_datetime"] = _imagery_period(found)
     return lineage
+
+
+def _imagery_period(found: list[FoundItems]) -> list[str] | None:
+    """[first, last] acquisition time (ISO 8601, UTC) over the items of every non-static source."""
+    times = []
+    for f in found:
+        if f.source.kind == "static":
+            continue
+        for item in (it for items in f.groups.values() for it in items):
+            meta = item.common_metadata
+            times += [t for t in (item.datetime, meta.start_datetime, meta.end_datetime) if t is not None]
+    if not times:
+        return None
+    return [t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in (min(times), max(times))]
 
 
 def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems], grid: Grid, window: ChunkWindow,

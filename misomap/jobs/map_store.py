@@ -10,6 +10,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
+from pyproj import CRS
 
 from misomap.classes import SOIL_ORDERS
 from misomap.cube.grid import ChunkWindow, Grid
@@ -23,11 +24,21 @@ class MapStoreError(MisomapError):
     """The output store exists but was made by a different run configuration or model."""
 
 
-def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any]) -> tuple[xr.Dataset, dict[str, Any]]:
+def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any],
+              zarr_format: int) -> tuple[xr.Dataset, dict[str, Any]]:
+    """The store's lazy skeleton. Every array's Zarr fill_value is NODATA (a missing chunk reads as
+    nodata, never as class 0); classes are integer codes named by CF flags (no string arrays);
+    the CRS is given both as a CF grid mapping and as GDAL's `_CRS` attribute."""
     h, w = grid.shape
-    coords = {"y": ("y", grid.y_coords(), {"units": "m", "standard_name": "projection_y_coordinate"}),
-              "x": ("x", grid.x_coords(), {"units": "m", "standard_name": "projection_x_coordinate"}),
-              "soil_order": ("soil_order", np.array(SOIL_ORDERS)),
+    crs_attr = {"_CRS": {"wkt": CRS.from_user_input(grid.crs).to_wkt()}}
+    coords = {"y": ("y", grid.y_coords(), {"units": "m", "standard_name": "projection_y_coordinate",
+                                            "axis": "Y"}),
+              "x": ("x", grid.x_coords(), {"units": "m", "standard_name": "projection_x_coordinate",
+                                            "axis": "X"}),
+              "soil_order": ("soil_order", np.arange(len(SOIL_ORDERS), dtype=np.uint8),
+                             {"long_name": "soil order (USDA Soil Taxonomy)",
+                              "flag_values": list(range(len(SOIL_ORDERS))),
+                              "flag_meanings": " ".join(SOIL_ORDERS)}),
               "spatial_ref": ((), 0, grid.spatial_ref_attrs())}
     data_vars, encoding = {}, {}
     for layer in LAYERS:
@@ -35,8 +46,10 @@ def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any]) -> tuple[xr.Data
         shape = (len(SOIL_ORDERS), h, w) if layer.per_class else (h, w)
         chunks = (len(SOIL_ORDERS), chunk_px, chunk_px) if layer.per_class else (chunk_px, chunk_px)
         data_vars[layer.name] = (dims, da.zeros(shape, chunks=chunks, dtype="float32"),
-                                 {**layer.attrs, "grid_mapping": "spatial_ref"})
+                                 {**layer.attrs, "grid_mapping": "spatial_ref", **crs_attr})
         enc: dict[str, Any] = {"dtype": "uint8", "_FillValue": NODATA, "chunks": chunks}
+        if zarr_format == 3:
+            enc["fill_value"] = NODATA  # xarray sets v3's Zarr fill_value apart from the CF _FillValue
         if layer.is_probability:
             enc.update(scale_factor=PROB_SCALE, add_offset=0.0)
         encoding[layer.name] = enc
@@ -57,7 +70,7 @@ def ensure_template(url: str, storage_options: dict[str, Any], grid: Grid, chunk
         raise MapStoreError(f"{url} holds a map from another configuration or model "
                             f"(run hash {existing[:12]} != {run_hash[:12]}); pass --overwrite or pick "
                             "another output")
-    ds, encoding = _template(grid, chunk_px, {**attrs, "misomap_run_hash": run_hash})
+    ds, encoding = _template(grid, chunk_px, {**attrs, "misomap_run_hash": run_hash}, zarr_format)
     ds.to_zarr(url, mode="w", compute=False, zarr_format=zarr_format, consolidated=True,
                encoding=encoding, storage_options=storage_options or None)
     log.info("wrote map template %s (%d x %d px, chunks %d)", url, *grid.shape, chunk_px)

@@ -141,13 +141,14 @@ def run_hash(config: RunConfig, digest: str) -> str:
 
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then export COGs, STAC and a quicklook."""
-    from misomap.jobs.map_export import export_all
+    from misomap.jobs.map_export import check_exportable, export_all
 
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
     start = time.perf_counter()
     with run_lock(cfg.output):
         grid = output_grid(config)
+        check_exportable(config)
         digest = model_digest(cfg, config.storage.options_for(cfg.model_path or ""))
         rhash = run_hash(config, digest)
         progress = CompletionLog(progress_url(cfg), options)
