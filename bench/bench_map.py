@@ -127,7 +127,8 @@ def _write_cube(path: Path, size: int) -> None:
     data = _field(np.random.default_rng(2), len(IMG) + len(COV), size, size)
     ds = xr.Dataset({"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
                     coords={"band": IMG + COV, "y": grid.y_coords(), "x": grid.x_coords(),
-                            "spatial_ref": ((), 0, grid.spatial_ref_attrs())})
+                            "spatial_ref": ((), 0, grid.spatial_ref_attrs())},
+                    attrs={"misomap": {"imagery_datetime": ["2019-06-15T00:00:00Z", "2023-08-15T00:00:00Z"]}})
     ds.chunk({"band": -1, "y": 256, "x": 256}).to_zarr(path, zarr_format=3, mode="w", consolidated=True)
 
 

@@ -55,7 +55,8 @@ def setup(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
     data = np.stack([gaussian_filter(rng.normal(size=GRID.shape), 2) * 3 for _ in IMG + COV]).astype("float32")
     ds = xr.Dataset({"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
                     coords={"band": IMG + COV, "y": GRID.y_coords(), "x": GRID.x_coords(),
-                            "spatial_ref": ((), 0, GRID.spatial_ref_attrs())})
+                            "spatial_ref": ((), 0, GRID.spatial_ref_attrs())},
+                    attrs={"misomap": {"imagery_datetime": ["2019-06-15T00:00:00Z", "2023-08-15T00:00:00Z"]}})
     cube = root / "cube.zarr"
     ds.chunk({"band": -1, "y": 48, "x": 48}).to_zarr(cube, zarr_format=3, mode="w", consolidated=True)
     ckpt = root / "miso.safetensors"
