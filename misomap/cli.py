@@ -81,10 +81,7 @@ def demo(
     from misomap.jobs.demo import run_demo
 
     result = run_demo(out, seed=seed, size=size)
-    for name, where in result.outputs.items():
-        typer.echo(f"{name:<14} {where}")
-    typer.echo(f"total {sum(result.seconds.values()):.0f} s: " +
-               ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()))
+    typer.echo(result.summary())
 
 
 @app.command("demo-world")
