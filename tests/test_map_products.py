@@ -173,7 +173,7 @@ def _gdal():
     lib = ctypes.CDLL(path[0])
     lib.GDALAllRegister()
     lib.GDALOpenEx.restype = ctypes.c_void_p
-    lib.GDALOpenEx.argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.GDALOpenEx.argtypes = [ctypes.c_char_p, ctypes.c_uint] + [ctypes.c_void_p] * 3
     lib.GDALGetProjectionRef.restype = ctypes.c_char_p
     lib.GDALGetProjectionRef.argtypes = [ctypes.c_void_p]
     lib.GDALGetRasterBand.restype = ctypes.c_void_p
@@ -291,7 +291,8 @@ def test_stac_dates_ids_and_self_description(workdir):
     for name, classes in CLASS_LAYERS.items():
         got = item.assets[name].extra_fields["classification:classes"]
         assert [c["name"] for c in got if not c.get("nodata")] == list(classes)
-    assert [b["name"] for b in item.assets["soil_order_probability"].extra_fields["eo:bands"]] == list(SOIL_ORDERS)
+    eo_bands = item.assets["soil_order_probability"].extra_fields["eo:bands"]
+    assert [b["name"] for b in eo_bands] == list(SOIL_ORDERS)
     props = item.properties
     assert props["mlm:input"][0]["bands"] == ["b0", "b1"]
     assert [o["name"] for o in props["mlm:output"]] == ["permafrost", "soil_order"]
@@ -390,3 +391,14 @@ def test_catalog_copied_to_s3_resolves_every_asset_and_link(workdir, s3_server, 
     cube = xr.open_zarr(cube_link.get_absolute_href(), storage_options=so)
     assert cube_link.get_absolute_href() == f"s3://{s3_bucket}/run/cube.zarr"
     assert cube.attrs["misomap"]["imagery_datetime"] == IMAGERY_PERIOD
+
+
+def test_links_relative_on_one_store_absolute_urls_across_stores(tmp_path):
+    from misomap.jobs.map_export import link_href
+
+    item_dir = "s3://b/run/maps/rf/stac/x"
+    assert link_href("s3://b/run/cube.zarr", item_dir) == "../../../../cube.zarr"
+    assert link_href("s3://other/cube.zarr", item_dir) == "s3://other/cube.zarr"
+    assert link_href(str(tmp_path / "cube.zarr"), item_dir) == (tmp_path / "cube.zarr").as_uri()
+    assert link_href(str(tmp_path / "m" / "model.bin"), str(tmp_path / "maps" / "stac" / "x")) == \
+        "../../../m/model.bin"
