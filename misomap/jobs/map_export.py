@@ -266,7 +266,7 @@ def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pys
     for path in files:
         fs, fpath = fsspec.core.url_to_fs(path, **options)
         name = posixpath.basename(fpath)
-        assets[f"model_{_slug(name.rsplit('.', 1)[0])}"] = pystac.Asset(
+        assets["model_" + _slug(name.rsplit(".", 1)[0]).replace("-", "_")] = pystac.Asset(
             href=path, title=f"{cfg.model} model file {name}", roles=["mlm:model"],
             media_type="application/octet-stream",
             extra_fields={"mlm:artifact_type": artifact, "raster:bands": [{"name": b} for b in bands],
