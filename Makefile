@@ -13,6 +13,7 @@ demo: $(READY)
 	@$(VENV)/bin/misomap demo $(ARGS)
 
 test: $(READY)
+	@bash .ci/browser.sh
 	@$(VENV)/bin/pytest $(ARGS)
 
 setup: $(READY)

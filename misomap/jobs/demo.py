@@ -140,8 +140,10 @@ def _same_world(world: Path, seed: int, size: str) -> bool:
     manifest = world / "world.json"
     if not manifest.exists():
         return False
+    from misomap.demo.world import GENERATOR
+
     meta = json.loads(manifest.read_text())
-    return meta.get("seed") == seed and meta.get("size") == size
+    return meta.get("seed") == seed and meta.get("size") == size and meta.get("generator") == GENERATOR
 
 
 def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
@@ -180,6 +182,7 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
         summary = _stage(result, f"{model} map",
                          lambda m=model, p=path: run_predict(with_map(config, m, p), overwrite=True))
         result.outputs[f"{model} map"] = summary.output
+    result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
     result.scheme = demo_scheme(world)
     result.figures = cv_figures(config, ("rf", "miso"), result.scheme)
     return result

@@ -53,6 +53,8 @@ def _flags(names: tuple[str, ...]) -> dict[str, Any]:
 PERMAFROST_COLOURS = ((230, 200, 140), (40, 90, 200))
 SOIL_ORDER_COLOURS = ((150, 80, 40), (240, 220, 120), (70, 130, 220), (60, 40, 30), (120, 180, 90),
                       (20, 20, 20), (200, 120, 160))
+CLASS_COLOURS: dict[str, tuple[tuple[int, int, int], ...]] = {"permafrost_class": PERMAFROST_COLOURS,
+                                                             "soil_order_class": SOIL_ORDER_COLOURS}
 
 LAYERS: tuple[Layer, ...] = (
     Layer("permafrost_probability", {"long_name": "probability of near-surface permafrost (within 1 m)",
