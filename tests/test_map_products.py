@@ -152,6 +152,16 @@ def test_encoding_rounds_before_classifying():
     assert out["soil_order_class"][0, 1] == 1
 
 
+def test_certain_pixels_have_zero_entropy_not_nodata():
+    pf = np.array([[0.0, 1.0, 0.5]], np.float32)
+    so = np.zeros((7, 1, 3), np.float32)
+    so[0, 0, 0] = so[6, 0, 1] = 1.0
+    so[:, 0, 2] = 1 / 7
+    out = encode_layers(MapProbabilities(pf, so))
+    assert out["permafrost_entropy"].tolist() == [[0, 0, 100]]
+    assert out["soil_order_entropy"].tolist() == [[0, 0, 100]]
+
+
 def test_cube_without_dates_refused_before_work(tmp_path):
     cube = tmp_path / "cube.zarr"
     write_cube(cube, GRID)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import entr
 
 from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 
@@ -95,11 +96,10 @@ def encode_layers(probs: MapProbabilities) -> dict[str, np.ndarray]:
     pf_class[valid_pf] = (pf_prob[valid_pf] >= PERCENT_THRESHOLD).astype(np.uint8)
     so_class = np.full(pf.shape, NODATA, np.uint8)
     so_class[valid_so] = np.argmax(so_prob[:, valid_so], axis=0).astype(np.uint8)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.clip(so, 1e-12, 1.0)
-        so_ent = -(p * np.log(p)).sum(axis=0) / np.log(so.shape[0])
-        q = np.clip(pf, 1e-12, 1 - 1e-12)
-        pf_ent = -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+    # entr(x) = -x log x with entr(0) = 0: certain pixels (P = 0 or 1) have entropy 0, not NaN
+    so_ent = entr(np.clip(so, 0.0, 1.0)).sum(axis=0) / np.log(so.shape[0])
+    q = np.clip(pf, 0.0, 1.0)
+    pf_ent = (entr(q) + entr(1.0 - q)) / np.log(2.0)
     so_ent[~valid_so] = np.nan
     pf_ent[~valid_pf] = np.nan
     return {
