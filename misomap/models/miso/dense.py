@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from misomap.classes import SOIL_ORDERS
 from misomap.cube.grid import Grid
 from misomap.models.miso.heads import entropy, probabilities
 from misomap.models.miso.liif import LiifQuery, _neighbours
@@ -208,6 +209,9 @@ class DenseMiso:
         bands then covariates), tile (N,) each point's tile, pix (N, 2) its (col, row) in that
         tile's pixels (centres at +0.5), xy (N, 2) EPSG:3338 metres. Returns `permafrost` (N,) and
         `soil_order` (N, classes) float32."""
+        if not len(tile):
+            shapes = {"permafrost": (0,), "soil_order": (0, len(SOIL_ORDERS))}
+            return {t: np.zeros(shapes[t], np.float32) for t in self.model.cfg.loss.tasks}
         with self.autocast():
             img, cov, pixels, height, width = self._encode(tiles)
             size = torch.tensor([width, height], device=self.device, dtype=torch.float32)
@@ -237,28 +241,28 @@ def auto_point_batch(model: MisoModel, device: torch.device) -> int:
 
 def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray | None, grid: Grid,
                    x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """The map's prediction at points (x, y in the grid's CRS) of in-memory cube arrays (band, y, x)
-    on `grid` (the cube's grid): each point answered by the global tile the map uses for it.
+    """What the map shows at points (x, y in the grid's CRS): in-memory cube arrays (band, y, x) on
+    `grid` (the cube's grid), each point answered at its pixel's centre by the global tile the map
+    uses for that pixel — so scoring these scores the map (up to its uint8 percent rounding).
 
     Returns per point `permafrost`, `soil_order` (N, classes), their `<task>_entropy`, and `valid`
-    (every band has data at the point's pixel, as the map requires). For cross-validation, so that
-    the predictions scored are the map's."""
+    (inside the grid and every band has data at the point's pixel, as the map requires)."""
     from misomap.models.miso.crops import read_window
 
     arrays = imagery if covariates is None else np.concatenate([imagery, covariates])
     res = grid.resolution
-    col = (np.asarray(x, float) - grid.xmin) / res
-    row = (grid.ymax - np.asarray(y, float)) / res
+    col = np.floor((np.asarray(x, float) - grid.xmin) / res) + 0.5
+    row = np.floor((grid.ymax - np.asarray(y, float)) / res) + 0.5
     g = dense.grid
     r0, c0, inverse = g.assign(col, row)
     tiles = np.stack([read_window(arrays, int(r), int(c), g.tile) for r, c in zip(r0, c0)]) if len(r0) \
         else np.zeros((0, len(arrays), g.tile, g.tile), np.float32)
     pix = np.stack([col - c0[inverse], row - r0[inverse]], -1)
-    out = dense.predict(tiles, inverse, pix, np.stack([x, y], -1)) if len(x) else {}
-    probs = {k: torch.from_numpy(v) for k, v in out.items()}
+    xy = np.stack([grid.xmin + col * res, grid.ymax - row * res], -1)
+    probs = {k: torch.from_numpy(v) for k, v in dense.predict(tiles, inverse, pix, xy).items()}
     result = {k: v.numpy() for k, v in {**probs, **{f"{k}_entropy": e for k, e in entropy(probs).items()}}.items()}
     h, w = grid.shape
-    rr, cc = np.clip(np.floor(row).astype(int), 0, h - 1), np.clip(np.floor(col).astype(int), 0, w - 1)
+    rr, cc = np.clip(row.astype(int), 0, h - 1), np.clip(col.astype(int), 0, w - 1)
     inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
     result["valid"] = inside & np.isfinite(arrays[:, rr, cc]).all(axis=0)
     return result
