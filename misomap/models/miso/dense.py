@@ -139,13 +139,15 @@ class DenseMiso:
     """A MISO model ready for dense inference on a device (bf16 autocast on CUDA)."""
 
     def __init__(self, model: MisoModel, device: torch.device, point_batch: int | None = None,
-                 tile_batch: int = 64, compile: bool = False) -> None:
+                 tile_batch: int | None = None, compile: bool = False) -> None:
         self.model = model.to(device).eval()
         self.device = device
         self.grid = TileGrid.for_model(model)
         self.n_img = len(model.cfg.imagery.bands)
         self.point_batch = point_batch or auto_point_batch(model, device)
-        self.tile_batch = tile_batch
+        # tiles per encoder batch: 64 of 32 px on the CPU, 2048 on a GPU, fewer for larger tiles
+        self.tile_batch = tile_batch or max(1, int((2048 if device.type == "cuda" else 64)
+                                                   * (32 / self.grid.tile) ** 2))
         self._query = torch.compile(self._query_batch, dynamic=True) if compile else self._query_batch
 
     def autocast(self) -> contextlib.AbstractContextManager:
