@@ -9,12 +9,13 @@
    centred crops cross-validation used before, and `predict_pedons` (the map's own tiles).
 3. Pixels per second per core: MISO (demo config) and the Random Forest (100 trees).
 4. Optional (--job): the map job on 1 vs 2 dask workers, and peak RSS per worker at two map sizes.
+6. Optional (--trained CHECKPOINT CUBE): on a trained model, the map vs the centred crops.
 5. Hours to map Alaska at 30 m and 10 m: on CPU from the measured rates; on one GPU the FLOP-bound
    limit from the counted FLOP per pixel (bench/gpu_check.sh measures a real GPU).
 
 Rates are CPU seconds of this process (torch on 1 thread), so other jobs on a shared machine do not
 inflate them; wall-clock rates are printed beside them. Run:
-    .venv/bin/python bench/bench_map.py [--chunk 128] [--quick] [--job]
+    .venv/bin/python bench/bench_map.py [--chunk 128] [--quick] [--job] [--trained CHECKPOINT CUBE]
 """
 
 from __future__ import annotations
@@ -361,17 +362,64 @@ def bench_job(chunk: int, quick: bool) -> None:
              [round(m) for m in mem[sizes[0]]], sizes[1], [round(m) for m in mem[sizes[1]]])
 
 
+def bench_trained(checkpoint: str, cube: str, n: int = 1000) -> None:
+    """A trained checkpoint on its cube: the map (its global tiles) vs centred crops at n random
+    valid pixels — how far the old scoring was from the map, on a real model."""
+    from misomap.jobs.cube_window import cube_grid
+    from misomap.jobs.map_config import MapConfig
+    from misomap.jobs.miso_predictor import load_miso_predictor
+    from misomap.models.miso.crops import CropSampler, Points
+    from misomap.models.miso.dense import predict_pedons
+
+    pred = load_miso_predictor({checkpoint: Path(checkpoint).read_bytes()},
+                               MapConfig(cube=cube, output="unused", model="miso", device="cpu", workers=1))
+    torch.set_num_threads(1)
+    model, ds = pred.dense.model, xr.open_zarr(cube)
+    grid = cube_grid(ds)
+    n_img = len(model.cfg.imagery.bands)
+    data = ds["data"].sel(band=list(pred.bands)).values.astype(np.float32)
+    img, cov = data[:n_img], (data[n_img:] if len(pred.bands) > n_img else None)
+    rng = np.random.default_rng(0)
+    r, c = rng.integers(0, grid.height, n), rng.integers(0, grid.width, n)
+    x, y = grid.xmin + (c + 0.5) * grid.resolution, grid.ymax - (r + 0.5) * grid.resolution
+    mapped, t_map, _ = _timed(lambda: predict_pedons(pred.dense, img, cov, grid, x, y))
+    pts = Points(x, y, np.full(n, -1), np.full(n, -1))
+    batch = CropSampler(img, cov, grid, pts, model.cfg.crops).centred(pts)
+
+    def centred():
+        with torch.no_grad():
+            return model.predict_points(torch.from_numpy(batch.imagery),
+                                        None if cov is None else torch.from_numpy(batch.covariates),
+                                        torch.from_numpy(batch.pix), torch.from_numpy(batch.xy))
+    old, t_old, _ = _timed(centred)
+    ok = mapped["valid"]
+    d = np.abs(mapped["permafrost"] - old["permafrost"][:, 0].numpy())[ok]
+    flips = np.mean((mapped["permafrost"][ok] >= 0.5) != (old["permafrost"][ok, 0].numpy() >= 0.5))
+    so_flips = np.mean(mapped["soil_order"][ok].argmax(-1) != old["soil_order"][ok, 0].numpy().argmax(-1))
+    log.info("6. trained %s on %s (%d valid px): map vs centred crops mean |ΔP| %.3f, max %.3f, permafrost "
+             "class differs %.1f%%, soil order %.1f%%; CPU s for %d px: map tiles %.2f, centred crops %.2f",
+             Path(checkpoint).name, Path(cube).name, ok.sum(), d.mean(), d.max(), 100 * flips, 100 * so_flips,
+             n, t_map, t_old)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunk", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="smaller chunks for a fast check")
     parser.add_argument("--job", action="store_true", help="also time the dask map job (slow)")
+    parser.add_argument("--trained", nargs=2, metavar=("CHECKPOINT", "CUBE"),
+                        help="also compare map and centred crops for a trained MISO checkpoint on its cube")
+    parser.add_argument("--only-trained", action="store_true", help="run only the --trained comparison")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("distributed", "misomap"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(1)
     chunk = 64 if args.quick else args.chunk
+    if args.trained:
+        bench_trained(*args.trained)
+        if args.only_trained:
+            return
 
     prof = profile_chunk(256 if not args.quick else 128)
     total = sum(prof.values())
