@@ -61,7 +61,8 @@ def model_config(kind: str):
             "crops": {"size_px": 32, "jitter_px": 8, "label_slots": 12, "pseudo_points": 2, "grid": 2}})
     if kind == "paper":
         return MisoConfig(imagery=EncoderConfig.swin_v2_b(IMG), covariates=EncoderConfig.swin_v2_b(COV),
-                          feature_dim=1024, liif={"hidden": 1024}, location={**loc, "num_scales": 64, "hidden": 1024},
+                          feature_dim=1024, liif={"hidden": 1024},
+                          location={**loc, "num_scales": 64, "hidden": 1024},
                           crops={"size_px": 256, "jitter_px": 62})
     raise ValueError(kind)
 
@@ -165,9 +166,11 @@ def _agreement(model, pred, window: np.ndarray, wx, wy, chunk: int, dense: np.nd
         centred = model.predict_points(t[:, :len(IMG)], t[:, len(IMG):], pix, xy)["permafrost"][:, 0].numpy()
     size = window.shape[1]
     grid = Grid("EPSG:3338", RES, 0.0, 0.0, size * RES, size * RES)
-    ped = predict_pedons(pred.dense, window[:len(IMG)], window[len(IMG):], grid, wx[cols], wy[rows])["permafrost"]
+    ped = predict_pedons(pred.dense, window[:len(IMG)], window[len(IMG):], grid, wx[cols],
+                         wy[rows])["permafrost"]
     m = dense[r, c]
-    return {"centred_mean": float(np.abs(m - centred).mean()), "centred_max": float(np.abs(m - centred).max()),
+    return {"centred_mean": float(np.abs(m - centred).mean()),
+            "centred_max": float(np.abs(m - centred).max()),
             "centred_flips": float(np.mean((m >= 0.5) != (centred >= 0.5))),
             "pedons_mean": float(np.abs(m - ped).mean()), "pedons_max": float(np.abs(m - ped).max()),
             "pedons_flips": float(np.mean((m >= 0.5) != (ped >= 0.5)))}
@@ -428,7 +431,8 @@ def main() -> None:
              ", ".join(f"{k} {v:.2f} ({100 * v / total:.0f}%)" for k, v in prof.items()), total)
 
     rows = {kind: bench_dense_vs_sliding(kind, chunk) for kind in ("four", "demo")}
-    log.info("2. dense vs the reference's sliding window (window = crop, stride crop/5), %d px chunk, 1 thread:", chunk)
+    log.info("2. dense vs the reference's sliding window (window = crop, stride crop/5), %d px chunk, "
+             "1 thread:", chunk)
     log.info("   %-22s %5s %10s %10s %8s %8s %12s %12s %9s %9s %9s", "model", "crop", "dense px/s", "wall px/s",
              "× CPU", "× wall", "FLOP/px dns", "FLOP/px sld", "|ΔP| sld", "|ΔP|crop", "|ΔP|ped")
     for kind, r in rows.items():
@@ -455,9 +459,10 @@ def main() -> None:
              "dense %.3g, reference sliding window %.3g (%.0f×)", f_demo, f_paper, f_ref, f_ref / f_paper)
     for res in (30, 10):
         px = ALASKA_LAND_KM2 * 1e6 / res ** 2
-        gpu = "; ".join(f"{name}: demo {px * f_demo / peak / 3600:.3f} h, paper {px * f_paper / peak / 3600:.1f} h"
-                        for name, peak in GPU_PEAK_BF16.items())
-        log.info("   Alaska at %d m (%.2e px): CPU MISO %.0f core-h, RF %.0f core-h; FLOP-bound on one GPU — %s",
+        gpu = "; ".join(f"{name}: demo {px * f_demo / peak / 3600:.3f} h, "
+                        f"paper {px * f_paper / peak / 3600:.1f} h" for name, peak in GPU_PEAK_BF16.items())
+        log.info("   Alaska at %d m (%.2e px): CPU MISO %.0f core-h, RF %.0f core-h; FLOP-bound on one GPU "
+                 "— %s",
                  res, px, px / miso_rate / 3600, px / rf_rate / 3600, gpu)
     log.info("   GPU measured: not on this machine; run bench/gpu_check.sh on one (prints px/s, memory, "
              "utilisation and statewide hours).")

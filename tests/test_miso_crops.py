@@ -110,7 +110,7 @@ def test_pedons_scored_through_map_tiles_flag_nodata_and_outside_points() -> Non
     assert all(np.isfinite(v).all() for v in out.values())
     # pedon 1 sits in pixel (50, 50): tile (3, 3) of the 16 px core grid, whose crop starts at 40
     crop = torch.from_numpy(read_window(a, 40, 40, 32))[None]
-    ref = model.predict_points(crop, None, torch.tensor([[[10.5, 10.5]]]),
-                               torch.tensor([[[GRID.xmin + 50.5 * 30, GRID.ymax - 50.5 * 30]]], dtype=torch.float64))
+    xy = torch.tensor([[[GRID.xmin + 50.5 * 30, GRID.ymax - 50.5 * 30]]], dtype=torch.float64)
+    ref = model.predict_points(crop, None, torch.tensor([[[10.5, 10.5]]]), xy)
     assert abs(float(ref["permafrost"][0, 0]) - out["permafrost"][1]) < 1e-5
     assert np.allclose(ref["soil_order"][0, 0].numpy(), out["soil_order"][1], atol=1e-5)

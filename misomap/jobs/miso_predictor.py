@@ -66,7 +66,8 @@ class MisoMapPredictor:
         r0, c0, inverse = g.assign(col, row)
         if r0.min() < 0 or c0.min() < 0 or r0.max() + g.tile > window.shape[1] \
                 or c0.max() + g.tile > window.shape[2]:
-            raise PredictorError(f"a {g.tile} px tile leaves the {window.shape[1:]} px window; halo too small")
+            raise PredictorError(f"a {g.tile} px tile leaves the {window.shape[1:]} px window; "
+                                 "halo too small")
         tiles = sliding_window_view(window, (g.tile, g.tile), axis=(1, 2))[:, r0, c0].transpose(1, 0, 2, 3)
         pix = np.stack([col - c0[inverse], row - r0[inverse]], -1)
         xy = np.stack([gx.ravel(), gy.ravel()], -1)

@@ -97,8 +97,8 @@ def _project(query: LiifQuery, feats: list[Tensor], height: int, width: int) -> 
         centre = torch.stack([2 * cx + 1 - w, 2 * cy + 1 - h], -1).reshape(-1, 2).float()  # × scale
         per_cell = (lin1.bias + w_cell @ cell) - centre @ w_rel.t()  # (h·w, hidden)
         cells = feat.permute(0, 2, 3, 1).reshape(b, h * w, c)  # NHWC view of Swin's tokens: no copy
-        projs.append(torch.baddbmm(per_cell.expand(b, -1, -1), cells, lin1.weight[:, :c].t().expand(b, -1, -1))
-                     .reshape(b * h * w, -1))
+        weight = lin1.weight[:, :c].t().expand(b, -1, -1)
+        projs.append(torch.baddbmm(per_cell.expand(b, -1, -1), cells, weight).reshape(b * h * w, -1))
         shapes.append((h, w))
     return _Encoded(projs, shapes)
 
@@ -262,7 +262,8 @@ def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray
     pix = np.stack([col - c0[inverse], row - r0[inverse]], -1)
     xy = np.stack([grid.xmin + col * res, grid.ymax - row * res], -1)
     probs = {k: torch.from_numpy(v) for k, v in dense.predict(tiles, inverse, pix, xy).items()}
-    result = {k: v.numpy() for k, v in {**probs, **{f"{k}_entropy": e for k, e in entropy(probs).items()}}.items()}
+    result = {k: v.numpy() for k, v in probs.items()}
+    result.update({f"{k}_entropy": e.numpy() for k, e in entropy(probs).items()})
     h, w = grid.shape
     rr, cc = np.clip(row.astype(int), 0, h - 1), np.clip(col.astype(int), 0, w - 1)
     inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
