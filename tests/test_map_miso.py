@@ -142,8 +142,9 @@ def test_scored_pedon_predictions_are_the_map(setup, tmp_path):
     assert pred["valid"].all() and pred["permafrost"].std() > 0.05
     diff = np.abs(pred["permafrost"] - pf[r, c])
     assert diff.mean() <= 0.005 and diff.max() <= TOL, (diff.mean(), diff.max())
-    flips = np.mean((pred["permafrost"] >= 0.5) != ds["permafrost_class"].values[r, c])
-    so_flips = np.mean(pred["soil_order"].argmax(-1) != ds["soil_order_class"].values[r, c])
+    # map classes follow the stored (rounded) percentages (contract §5): score the same rule
+    flips = np.mean((np.rint(pred["permafrost"] * 100) >= 50) != ds["permafrost_class"].values[r, c])
+    so_flips = np.mean(np.rint(pred["soil_order"] * 100).argmax(-1) != ds["soil_order_class"].values[r, c])
     assert flips <= 0.002 and so_flips <= 0.002, (flips, so_flips)
     assert np.abs(pred["soil_order"] - np.moveaxis(so[:, r, c], 0, -1)).max() <= TOL
     assert set(pred) >= {"permafrost_entropy", "soil_order_entropy"}

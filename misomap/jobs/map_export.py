@@ -242,7 +242,7 @@ def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pys
     predictor = get_predictor(cfg, options)
     architecture, framework, artifact = MODEL_KINDS.get(cfg.model, (cfg.model, "", "file"))
     bands = list(predictor.bands)
-    tile = getattr(predictor, "tile", None)
+    tile = _input_px(predictor)
     spatial = ([tile, tile], ["height", "width"]) if tile else ([], [])
     classes = {"permafrost": PERMAFROST_CLASSES, "soil_order": SOIL_ORDERS}
     props: dict[str, Any] = {
@@ -272,6 +272,12 @@ def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pys
             extra_fields={"mlm:artifact_type": artifact, "raster:bands": [{"name": b} for b in bands],
                           **_file_info(fs, fpath)})
     return props, assets
+
+
+def _input_px(predictor: Any) -> int | None:
+    """Side of the square input the predictor's model sees (MISO's tiles); None for per-pixel models."""
+    grid = getattr(getattr(predictor, "dense", None), "grid", None)
+    return int(grid.tile) if grid is not None else None
 
 
 def write_stac(config: RunConfig, grid: Grid, run_hash: str, fs: fsspec.AbstractFileSystem, root: str,
