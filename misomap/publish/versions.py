@@ -59,7 +59,8 @@ class Version:
 
 
 def _fs(root: str, storage: StorageConfig) -> tuple[fsspec.AbstractFileSystem, str]:
-    return fsspec.core.url_to_fs(root, **storage.options_for(root))
+    options = storage.options_for(root) or {"auto_mkdir": True}
+    return fsspec.core.url_to_fs(root, **options)
 
 
 def _read_json(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:
