@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,13 +64,13 @@ def _config(tmp: Path, url: str, model: Path, keep: int = 2) -> dict:
 
 def _write(tmp: Path, data: dict) -> Path:
     path = tmp / "run.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))  # band order is cube order
     return path
 
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", *args], capture_output=True, text=True,
-                          timeout=600, **kw)
+    return subprocess.run([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", *args],
+                          capture_output=True, text=True, timeout=600, **kw)
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -85,12 +86,13 @@ def _published_product(root: Path) -> dict[str, str]:
 
 
 def _new_item_in_chunk_00(world, tmp: Path) -> list[Path]:
-    """The world's STAC files plus one new summer S2 item whose footprint lies inside cube chunk 0.0."""
+    """The world's STAC files plus one new summer S2 item (the brighter May scene, re-dated) whose footprint lies
+    inside cube chunk 0.0."""
     files = []
     for f in world.stac_files:
         if f.name == "sentinel-2-l2a.items.json":
             doc = json.loads(f.read_text())
-            item = copy.deepcopy(next(i for i in doc["features"] if i["id"] == "S2_A_d2"))
+            item = copy.deepcopy(next(i for i in doc["features"] if i["id"] == "S2_A_d0"))
             to_ll = Transformer.from_crs("EPSG:3338", "EPSG:4326", always_xy=True)
             # 60 m clear of the 320 m chunk's edges, so its lon/lat box touches no other chunk's
             w, s, e, n = to_ll.transform_bounds(X0 + 60, Y1 - 260, X0 + 260, Y1 - 60)
@@ -109,21 +111,23 @@ def _stages(stdout: str) -> dict[str, int]:
             if line.split() and line.split()[0] in ("cube", "predict", "publish")}
 
 
+@pytest.mark.slow  # ~3.5 min on 2 shared cores: five regenerations, one killed
 def test_kill_resume_noop_and_new_item(world, stac_url, stac_api_factory, tmp_path):
     model = _model(tmp_path / "model.json", ["s2_summer_nir", "s2_summer_red"])
-    # a clean, uninterrupted run
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    summary = run_regenerate(config_from_dict(_config(clean, stac_url, model)))
-    assert summary.new_version and {s.name: s.ran for s in summary.stages}["cube"] == 6
-    clean_product = _published_product(clean / "published")
-    assert "map.zarr/zarr.json" in clean_product and any(r.startswith("cogs/") for r in clean_product)
-
-    # the same run killed once its first cube chunk is recorded, then rerun
+    # a clean, uninterrupted run; its product is kept, its stores removed
     run = tmp_path / "run"
     run.mkdir()
     cfg = _write(run, _config(run, stac_url, model))
-    proc = subprocess.Popen([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", "regenerate", "--config", str(cfg)],
+    summary = run_regenerate(config_from_dict(_config(run, stac_url, model)))
+    assert summary.new_version and {s.name: s.ran for s in summary.stages}["cube"] == 6
+    clean_product = _published_product(run / "published")
+    assert "map.zarr/zarr.json" in clean_product and any(r.startswith("cogs/") for r in clean_product)
+    shutil.rmtree(run / "work")
+    shutil.rmtree(run / "published")
+
+    # the same run killed once its first cube chunk is recorded, then rerun
+    proc = subprocess.Popen([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", "regenerate",
+                             "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = run / "work" / "regen" / "state" / "cube"
     deadline = time.monotonic() + 300

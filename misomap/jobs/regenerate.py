@@ -176,7 +176,7 @@ def _updated(item: Any) -> str:
 def cube_keys(cfg: CubeConfig, found: list[FoundItems], plan: RegionPlan) -> dict[str, str]:
     """Input key of every planned cube chunk: cube section, grid, and the touching items' ids and
     `updated` times."""
-    ident = [cfg.model_dump(mode="json", exclude={"out", "workers"}), plan.grid.to_dict()]
+    ident = [cfg.model_dump(mode="json", exclude={"out", "workers"}), cfg.band_names(), plan.grid.to_dict()]
     keys = {}
     for w in plan.cube_chunks:
         bbox = search_bbox(plan.grid.window(w.row0, w.col0, w.height, w.width))
@@ -224,6 +224,8 @@ def _ensure_cube_template(cfg: CubeConfig, config: RunConfig, grid: Grid) -> Non
     existing = stored_lineage(cfg.out, config.storage)
     if existing is not None and existing.get("fingerprint") == ident:
         return
+    log.info("writing the working cube template %s (stored fingerprint %s, now %s)", cfg.out,
+             existing and existing.get("fingerprint"), ident)
     _state(config, "cube").clear()
     lineage = {"software": f"misomap {__version__}", "grid": grid.to_dict(), "chunk": cfg.chunk,
                "bands": cfg.band_names(), "fingerprint": ident,
