@@ -312,8 +312,10 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
                    StageReport("predict", len(map_todo), len(plan.map_chunks) - len(map_todo), "chunks")]
         if map_todo or not _has_exports(wconfig):
             from misomap.jobs.map_export import export_all
+            from misomap.viewer.publish import write_viewer
 
             export_all(wconfig, plan.map_grid)
+            write_viewer(wconfig, plan.map_grid)
         version, new = versions.publish(mc.output, pub.root, config.storage, inputs_key, pub.keep,
                                         search_bbox(plan.grid), title=f"{config.name} soil and permafrost map")
         stages.append(StageReport("publish", int(new), int(not new), version.id))
