@@ -3,7 +3,7 @@
 Writes two synthetic cubes (9 float32 bands, chunks of 256 px; the second has 4x the area), then in
 a fresh process per measurement draws MISO training batches (labelled crops around pedons plus
 unlabelled crops, `CropSampler` as `train_miso` uses it, 128 px crops) either from the bands loaded
-whole into memory (the old `CubeArrays`) or from the lazy chunk-cached reader (misomap.cube.crops),
+whole into memory (the old `CubeArrays`) or from the lazy chunk-cached reader (misomap.cube.crops, a 16 MiB cache by default),
 and computes the per-band statistics the config needs. Prints peak RSS (above the process's baseline
 after imports) and time for both at both sizes, and the ratios. Asserts no times.
 """
@@ -44,7 +44,7 @@ def write_cube(path: Path, side: int) -> None:
     ds.chunk({"band": len(BANDS), "y": CHUNK, "x": CHUNK}).to_zarr(path, zarr_format=3, mode="w", consolidated=True)
 
 
-def measure(mode: str, path: str, batches: int) -> dict:
+def measure(mode: str, path: str, batches: int, cache_mb: int) -> dict:
     import xarray as xr
 
     from misomap.config_base import StorageConfig
@@ -61,7 +61,7 @@ def measure(mode: str, path: str, batches: int) -> dict:
     if mode == "eager":
         arr = np.ascontiguousarray(ds["data"].sel(band=BANDS).values.astype(np.float32))
     else:
-        arr = open_bands(path, StorageConfig(), BANDS, cache_bytes=64 * 2**20)
+        arr = open_bands(path, StorageConfig(), BANDS, cache_bytes=cache_mb * 2**20)
     band_mean_std(arr)
     rng = np.random.default_rng(0)
     n = 400
@@ -74,8 +74,9 @@ def measure(mode: str, path: str, batches: int) -> dict:
     return {"seconds": time.perf_counter() - t, "peak_rss_mb": (_proc_kb("VmHWM") - base) / 1024}
 
 
-def _child(mode: str, path: Path, batches: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--cube", str(path), "--batches", str(batches)]
+def _child(mode: str, path: Path, batches: int, cache_mb: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--cube", str(path), "--batches", str(batches),
+           "--cache-mb", str(cache_mb)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -84,6 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", type=int, default=1536, help="side of the smaller cube (px)")
     ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--cache-mb", type=int, default=16, help="lazy reader's chunk cache (MiB)")
     ap.add_argument("--child")
     ap.add_argument("--cube")
     args = ap.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
         import xarray  # noqa: F401
         import zarr  # noqa: F401
 
-        print(json.dumps(measure(args.child, args.cube, args.batches)))
+        print(json.dumps(measure(args.child, args.cube, args.batches, args.cache_mb)))
         return
     work = Path(tempfile.mkdtemp(prefix="bench-crops-"))
     rows = {}
@@ -101,7 +103,7 @@ def main() -> None:
         path = work / f"cube-{side}.zarr"
         write_cube(path, side)
         for mode in ("eager", "lazy"):
-            rows[(mode, scale)] = r = _child(mode, path, args.batches)
+            rows[(mode, scale)] = r = _child(mode, path, args.batches, args.cache_mb)
             print(f"{mode:<5} cube {side}² px x {len(BANDS)} bands ({side * side * len(BANDS) * 4 / 2**20:,.0f} MiB "
                   f"raw): {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     for mode in ("eager", "lazy"):
