@@ -229,7 +229,8 @@ def _ensure_cube_template(cfg: CubeConfig, config: RunConfig, grid: Grid) -> Non
     _state(config, "cube").clear()
     lineage = {"software": f"misomap {__version__}", "grid": grid.to_dict(), "chunk": cfg.chunk,
                "bands": cfg.band_names(), "fingerprint": ident,
-               "items": "per chunk: see <workdir>/regen/state/cube"}
+               "items": "per chunk: see <workdir>/regen/state/cube",
+               "search": {"datetime": cfg.datetime}}  # the maps' STAC dates (map_export.imagery_period)
     write_template(template(grid, cfg.band_names(), cfg.chunk, lineage), cfg.out, config.storage,
                    cfg.zarr_format, cfg.zstd_level)
     consolidate(cfg.out, config.storage)
