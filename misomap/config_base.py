@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SECRET_FIELD_NAMES = frozenset(
     {
@@ -70,6 +70,17 @@ class StrictModel(BaseModel):
         return data
 
 
+def overlaps(a: str, b: str) -> bool:
+    """True when two locations are the same or one lies inside the other (local paths resolved)."""
+    def norm(loc: str) -> str:
+        if is_remote(loc):
+            return loc.rstrip("/")
+        return str(Path(loc.removeprefix("file://")).expanduser().resolve())
+
+    x, y = norm(a), norm(b)
+    return x == y or x.startswith(y + "/") or y.startswith(x + "/")
+
+
 def is_remote(location: str) -> bool:
     """True for object-store or http locations, False for local paths."""
     return "://" in location and not location.startswith("file://")
@@ -103,8 +114,8 @@ class StacConfig(StrictModel):
     """The STAC API to search."""
 
     url: HttpUrl | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 3
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=20)
 
 
 class GatewayConfig(StrictModel):
@@ -112,8 +123,8 @@ class GatewayConfig(StrictModel):
 
     address: HttpUrl | None = None
     username: str = "misomap"
-    password_env: str = "MISOMAP_GATEWAY_PASSWORD"
-    workers: int = 2
+    password_env: str = Field("MISOMAP_GATEWAY_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    workers: int = Field(2, ge=1)
 
     def password(self) -> str | None:
         """The gateway password, read from the environment variable named by `password_env`."""

@@ -28,10 +28,13 @@ from misomap.cube.search import FoundItems, load_signer, open_client, search_sou
 from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import (
     CompletionRecords,
+    check_owned,
     check_writable,
     consolidate,
+    mark_complete,
     open_cube,
     stored_lineage,
+    values_sha256,
     template,
     write_region,
     write_template,
@@ -77,7 +80,7 @@ def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems],
     try:
         values = build_chunk(cfg, found, grid, window, gdal_options)
         write_region(cfg.out, storage, values, window.row0, window.col0)
-        records.mark(window.key, all_nodata=bool(np.isnan(values).all()))
+        records.mark(window.key, all_nodata=bool(np.isnan(values).all()), sha256=values_sha256(values))
         return None
     except ChunkBuildError as err:
         log.error("%s", err)
@@ -125,6 +128,7 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
         raise CubeError("stac.url is not set: the cube builder searches a STAC API")
     storage = config.storage
     grid = cube_grid(cfg)
+    check_owned(cfg.out, storage)  # before anything is searched or written
     signer = load_signer(cfg.sign) if cfg.sign else None
     client = open_client(config.stac.url, config.stac.timeout_s, config.stac.max_retries)
     bbox = search_bbox(grid)
@@ -164,10 +168,11 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
                               "and recorded; rerun after fixing to finish):\n  " + "\n  ".join(failures))
     consolidate(cfg.out, storage)
     quicklook = cfg.out + ".quicklook.png"
-    png = quicklook_png(open_cube(cfg.out, storage), cfg.rgb_bands())
+    png = quicklook_png(open_cube(cfg.out, storage, complete=False), cfg.rgb_bands())
     fs, path = fsspec.core.url_to_fs(quicklook, **(storage.storage_options()
                                                    if quicklook.startswith("s3://") else {}))
     fs.pipe_file(path, png)
+    mark_complete(cfg.out, storage, records.digest(), len(windows))
     log.info("cube done: %s (quicklook %s)", cfg.out, quicklook)
     return CubeBuildResult(cfg.out, quicklook, (len(cfg.band_names()), *grid.shape), len(windows),
                            len(todo), len(windows) - len(todo))
