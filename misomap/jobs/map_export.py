@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from misomap.classes import SOIL_ORDERS
 from misomap.config import RunConfig
 from misomap.cube.grid import Grid
 from misomap.jobs.map_layers import CLASS_COLOURS, LAYERS, NODATA, PROB_SCALE, Layer
+from misomap.storage import atomic_put, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
     group = zarr.open_group(zarr_url(cfg), mode="r", storage_options=options or None)
     fs, root = fsspec.core.url_to_fs(cfg.output, **options)
     written: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="misomap-export-") as tmp:
+    with staging_dir("misomap-export") as tmp:
         if cfg.cogs:
             for layer in LAYERS:
                 local = Path(tmp) / f"{layer.name}.tif"
@@ -60,9 +60,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
 
 
 def _upload(fs: fsspec.AbstractFileSystem, local: Path, remote: str) -> str:
-    fs.makedirs(str(Path(remote).parent), exist_ok=True)
-    fs.put_file(str(local), remote)
-    return remote
+    return atomic_put(fs, local, remote)
 
 
 def write_cog(arr: zarr.Array, layer: Layer, grid: Grid, dst: Path, tmp: Path) -> None:
