@@ -6,6 +6,7 @@ values of the secret environment variables never reach a log line or an output.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -55,3 +56,14 @@ def one_line(err: BaseException) -> str:
     """The error as one redacted line: what failed, lines joined with ' | '."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     return redact(" | ".join(lines) or type(err).__name__)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every log record's message (credentials, signed-URL tokens) before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True

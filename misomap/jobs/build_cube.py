@@ -21,7 +21,7 @@ from misomap.config_base import GatewayConfig, StorageConfig
 from misomap.cube.build import build_chunk, cube_grid, search_bbox
 from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.cube.config import CubeConfig
-from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError
+from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError, StacSearchError
 from misomap.cube.grid import Grid
 from misomap.cube.quicklook import quicklook_png
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
@@ -130,9 +130,13 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     grid = cube_grid(cfg)
     check_owned(cfg.out, storage)  # before anything is searched or written
     signer = load_signer(cfg.sign) if cfg.sign else None
-    client = open_client(config.stac.url, config.stac.timeout_s, config.stac.max_retries)
     bbox = search_bbox(grid)
-    found = [search_source(client, config.stac.url, cfg, src, bbox, signer) for src in cfg.sources]
+    try:
+        client = open_client(config.stac.url, config.stac.timeout_s, config.stac.max_retries)
+        found = [search_source(client, config.stac.url, cfg, src, bbox, signer) for src in cfg.sources]
+    except ValueError as err:  # a body that is not JSON (an HTML login page, a proxy's error page)
+        raise StacSearchError(f"STAC API {config.stac.url} answered with something that is not STAC JSON "
+                              f"({type(err).__name__}: {err}): check stac.url") from None
     lineage = _lineage(cfg, config.stac.url, found, grid.to_dict())
     fingerprint = lineage["fingerprint"]
 
