@@ -92,10 +92,15 @@ class StorageConfig(StrictModel):
     endpoint_url: HttpUrl | None = None
     region: str | None = None
     anon: bool = False
+    max_attempts: int = Field(10, ge=1, le=50)
+    """Attempts per S3 request (botocore 'standard' retries: exponential backoff with jitter, up to
+    20 s apart), so throttling (503 SlowDown) and an endpoint restarting are ridden out."""
 
     def storage_options(self) -> dict[str, Any]:
         """fsspec/s3fs options; botocore reads credentials from the environment itself."""
-        opts: dict[str, Any] = {"anon": self.anon}
+        opts: dict[str, Any] = {"anon": self.anon,
+                                "config_kwargs": {"retries": {"max_attempts": self.max_attempts,
+                                                              "mode": "standard"}}}
         client_kwargs: dict[str, Any] = {}
         if self.endpoint_url:
             client_kwargs["endpoint_url"] = self.endpoint_url

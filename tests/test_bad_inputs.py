@@ -149,18 +149,6 @@ def _miso_truncated(e: Env, tmp: Path) -> list[Path]:
     return [tmp / "miso"]
 
 
-class CubeBandsPredictor:
-    """A stand-in model over bands the session's cube has (only its checks matter here)."""
-
-    bands = ("elevation", "slope")
-    halo_px = 0
-    align_px = 1
-
-
-def cube_bands_factory(blob: bytes, cfg) -> CubeBandsPredictor:
-    return CubeBandsPredictor()
-
-
 CFG = ["config-check", "-c", "{cfg}"]
 BUILD = ["cube", "build", "-c", "{cfg}"]
 PREDICT = ["predict", "-c", "{cfg}"]
@@ -258,9 +246,9 @@ CASES: list[Case] = [
     Case("map output is another product's store", PREDICT, "othermap",
          lambda e, t: _map(e, t, output=str(t / "othermap")), setup=_other_map),
     Case("gateway password missing", PREDICT + ["--gateway", "http://127.0.0.1:9"], "MISOMAP_GATEWAY_PASSWORD",
-         lambda e, t: _map(e, t, model="test_bad_inputs:cube_bands_factory")),
+         lambda e, t: _map(e, t, model="fault_predictor:factory")),
     Case("gateway unreachable", PREDICT + ["--gateway", "http://127.0.0.1:9"], "http://127.0.0.1:9",
-         lambda e, t: _map(e, t, model="test_bad_inputs:cube_bands_factory"),
+         lambda e, t: _map(e, t, model="fault_predictor:factory"),
          env_vars={"MISOMAP_GATEWAY_PASSWORD": "pw-for-a-gateway-that-is-down"}),
     Case("verify a folder that is no store", ["verify", "{tmp}"], "is not a Zarr store"),
 ]
