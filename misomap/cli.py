@@ -53,9 +53,9 @@ def run_cli() -> None:
         log.error("%s", one_line(err))
         raise SystemExit(2) from None
     except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        log.error("%s", one_line(OSError(f"cannot access{where}: {err.strerror or err} "
-                                         "(check free space, permissions and the path)")))
+        where = f"cannot access {err.filename}" if err.filename else "a read or write failed"
+        log.error("%s", one_line(OSError(f"{where}: {err.strerror or err} (check free space, permissions "
+                                         "and the paths in the config)")))
         raise SystemExit(2) from None
 
 

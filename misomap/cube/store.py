@@ -23,7 +23,7 @@ from zarr.codecs import ZstdCodec
 from misomap.config_base import StorageConfig, is_remote
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.grid import Grid
-from misomap.errors import IncompleteInputError, OwnershipError
+from misomap.errors import IncompleteInputError, OwnershipError, StorageWriteError
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,13 @@ def check_owned(location: str, storage: StorageConfig) -> None:
 
 def mark_complete(location: str, storage: StorageConfig, records_digest: str, chunks: int) -> None:
     """Write the complete mark (group attribute) and consolidate: the last write of a build."""
-    group = zarr.open_group(zarr_store(location, storage), mode="r+")
-    group.attrs[COMPLETE_KEY] = {"records_sha256": records_digest, "chunks": chunks}
-    consolidate(location, storage)
+    try:
+        group = zarr.open_group(zarr_store(location, storage), mode="r+")
+        group.attrs[COMPLETE_KEY] = {"records_sha256": records_digest, "chunks": chunks}
+        consolidate(location, storage)
+    except OSError as err:
+        raise StorageWriteError(f"cannot mark cube {location} complete: {err.strerror or err}; it stays "
+                                "incomplete: free space and rerun `misomap cube build`") from None
 
 
 def require_complete(location: str, storage: StorageConfig) -> None:

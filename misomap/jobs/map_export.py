@@ -51,7 +51,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
         written["quicklook"] = _upload(fs, png, f"{root}/quicklook.png")
         stac_dir = Path(tmp) / "stac"
         write_stac(config, grid, fs, root, stac_dir)
-        for path in sorted(stac_dir.rglob("*.json")):
+        for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
             _upload(fs, path, f"{root}/stac/{path.relative_to(stac_dir)}")
         written["stac"] = f"{cfg.output}/stac/collection.json"
     for name, url in written.items():

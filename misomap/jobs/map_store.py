@@ -13,7 +13,7 @@ import zarr
 
 from misomap.classes import SOIL_ORDERS
 from misomap.cube.grid import ChunkWindow, Grid
-from misomap.errors import IncompleteInputError, MisomapError, OwnershipError
+from misomap.errors import IncompleteInputError, MisomapError, OwnershipError, StorageWriteError
 from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,13 @@ def check_map_owned(output: str, storage_options: dict[str, Any]) -> None:
 
 def mark_map_complete(url: str, storage_options: dict[str, Any], records_digest: str) -> None:
     """Flip the store's status to complete (with the completion records' digest), consolidated."""
-    group = zarr.open_group(url, mode="r+", storage_options=storage_options or None)
-    group.attrs.update({"misomap_status": "complete", COMPLETE_ATTR: records_digest})
-    zarr.consolidate_metadata(group.store)
+    try:
+        group = zarr.open_group(url, mode="r+", storage_options=storage_options or None)
+        group.attrs.update({"misomap_status": "complete", COMPLETE_ATTR: records_digest})
+        zarr.consolidate_metadata(group.store)
+    except OSError as err:
+        raise StorageWriteError(f"cannot mark map {url} complete: {err.strerror or err}; it stays incomplete "
+                                "(metadata writes are atomic): free space and rerun") from None
 
 
 def require_map_complete(url: str, storage_options: dict[str, Any]) -> None:
