@@ -29,3 +29,16 @@ class CubeBandsPredictor:
 
 def factory(blob: bytes, cfg) -> CubeBandsPredictor:
     return CubeBandsPredictor()
+
+
+class EastFailsPredictor(CubeBandsPredictor):
+    """Fails on every block east of the cube's middle: a model that breaks on some chunks."""
+
+    def predict(self, window, wx, wy, qx, qy):
+        if qx.min() > 200_480.0:
+            raise ValueError("injected model failure")
+        return super().predict(window, wx, wy, qx, qy)
+
+
+def failing_factory(blob: bytes, cfg) -> EastFailsPredictor:
+    return EastFailsPredictor()

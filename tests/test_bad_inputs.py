@@ -262,7 +262,7 @@ def _write_config(case: Case, e: Env, tmp: Path) -> Path | None:
         path.write_bytes(case.config)
     else:
         data = case.config(e, tmp) if callable(case.config) else case.config
-        path.write_text(yaml.safe_dump(data))
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 

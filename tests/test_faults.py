@@ -211,7 +211,7 @@ def test_full_disk_during_export_publishes_nothing_half_written(reference_cube, 
     cfg = {"map": {"cube": str(reference_cube), "output": str(ref / "map"), "model": "fault_predictor:factory",
                    "chunk_px": 32, "workers": 1}}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     subprocess.run([*CLI, "predict", "-c", str(tmp_path / "ref.yaml")], check=True, env=env, timeout=600,
                    capture_output=True)
     reference = tree_bytes(ref / "map")
@@ -224,7 +224,8 @@ def test_full_disk_during_export_publishes_nothing_half_written(reference_cube, 
     disk.mkdir()
     staging = tmp_path / "staging"
     staging.mkdir()
-    (tmp_path / "full.yaml").write_text(yaml.safe_dump({"map": {**cfg["map"], "output": str(disk / "map")}}))
+    (tmp_path / "full.yaml").write_text(yaml.safe_dump({"map": {**cfg["map"], "output": str(disk / "map")}},
+                                                       sort_keys=False))
     size = 16 * 1024 * 1024
     cogs = pages([n for n in reference if n.startswith("cogs/")])
     # room for the store, the atomic rewrite of its metadata (complete mark), and half the COGs
@@ -290,7 +291,7 @@ def test_stac_api_failing_mid_search_retries_then_names_the_endpoint(stac_url, r
 
     with FaultProxy(stac_url, _search_fault(None), rewrite=True) as proxy:
         out = tmp_path / "failed.zarr"
-        (tmp_path / "run.yaml").write_text(yaml.safe_dump(cube_cfg(proxy.url, str(out))))
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(cube_cfg(proxy.url, str(out)), sort_keys=False))
         proc = subprocess.run([*CLI, "cube", "build", "-c", str(tmp_path / "run.yaml")], capture_output=True,
                               text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr
@@ -339,7 +340,8 @@ def test_s3_stopped_and_restarted_mid_write(stac_url, reference_cube, tmp_path):
         fs.mkdir("restart")
         cfg = tmp_path / "run.yaml"
         cfg.write_text(yaml.safe_dump(cube_cfg(stac_url, "s3://restart/cube.zarr",
-                                               storage={"endpoint_url": server.endpoint_url})))
+                                               storage={"endpoint_url": server.endpoint_url}),
+                                      sort_keys=False))
         job = subprocess.Popen([*CLI, "cube", "build", "-c", str(cfg)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**os.environ, **server.env()})
         deadline = time.monotonic() + 300
@@ -418,3 +420,27 @@ def _is_worker(pid: int) -> bool:
         return False
     return "worker" in cmd and any("dask" in c for c in cmd[:2])
 
+
+
+# ---------------------------------------------------------------- a failed --overwrite run
+
+def test_failed_overwrite_leaves_no_stale_exports_and_an_incomplete_map(reference_cube, tmp_path, monkeypatch):
+    from misomap.errors import IncompleteInputError
+    from misomap.jobs.map_store import require_map_complete
+    from misomap.jobs.predict import MapJobError, run_predict
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "map"
+    base = {"cube": str(reference_cube), "output": str(out), "chunk_px": 32, "workers": 1}
+    run_predict(config_from_dict({"map": {**base, "model": "fault_predictor:factory"}}))
+    assert (out / "stac" / "collection.json").exists() and (out / "cogs").exists()
+    with pytest.raises(MapJobError) as info:
+        run_predict(config_from_dict({"map": {**base, "model": "fault_predictor:failing_factory"}}), overwrite=True)
+    message = str(info.value)
+    assert "\n" not in message and message.count("injected model failure") == 1  # one line per cause
+    assert "2 of 6 map chunks failed" in message and "(chunks 0.2, 1.2)" in message
+    assert not (out / "stac").exists() and not (out / "cogs").exists() and not (out / "quicklook.png").exists()
+    with pytest.raises(IncompleteInputError, match="unfinished"):
+        require_map_complete(str(out / "map.zarr"), {})
+    assert not verify(str(out)).whole
