@@ -180,6 +180,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then mark the store complete and export
     COGs, a quicklook and, last, STAC."""
     from misomap.jobs.map_export import export_all
+    from misomap.viewer.publish import write_viewer
 
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
@@ -212,6 +213,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
                                         f"{' ...' if len(keys) > 5 else ''})" for err, keys in causes.items()))
         mark_map_complete(zarr_url(cfg), options, progress.digest())
         export_all(config, grid)
+        write_viewer(config, grid)
     seconds = time.perf_counter() - start
     pixels = sum(r.height * r.width for r in todo)
     summary = PredictSummary(cfg.output, len(regions), len(todo), pixels, seconds)
