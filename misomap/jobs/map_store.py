@@ -93,7 +93,7 @@ def store_summary(url: str, storage_options: dict[str, Any]) -> str:
     return json.dumps({k: list(v.shape) for k, v in group.arrays()})
 
 
-MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png"})
+MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer"})
 """What a map output folder holds; anything else there means the folder is not (only) ours."""
 COMPLETE_ATTR = "misomap_complete"
 

@@ -171,7 +171,7 @@ def _discard_map(cfg: MapConfig, options: dict[str, Any]) -> None:
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(cfg.output, **options)
-    for part in ("stac", "cogs", "quicklook.png", "map.zarr", "_progress"):
+    for part in ("viewer", "stac", "cogs", "quicklook.png", "map.zarr", "_progress"):
         if fs.exists(f"{root}/{part}"):
             fs.rm(f"{root}/{part}", recursive=True)
 
