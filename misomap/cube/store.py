@@ -131,14 +131,13 @@ def check_owned(location: str, storage: StorageConfig) -> None:
     try:
         if not fs.exists(path):
             return
-        if fs.isfile(path):
-            raise OwnershipError(f"cube.out {location} is an existing file, not a cube: it is left untouched; "
-                                 "set cube.out to a new or empty location")
-        entries = fs.ls(path, detail=False)
-    except (PermissionError, OSError) as err:
-        if isinstance(err, OwnershipError):
-            raise
+        is_file = fs.isfile(path)
+        entries = [] if is_file else fs.ls(path, detail=False)
+    except OSError as err:
         raise CubeStorageError(f"cannot inspect cube.out {location}: {err}") from None
+    if is_file:
+        raise OwnershipError(f"cube.out {location} is an existing file, not a cube: it is left untouched; "
+                             "set cube.out to a new or empty location")
     if not entries:
         return
     if stored_lineage(location, storage) is not None:
