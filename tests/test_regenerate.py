@@ -57,7 +57,7 @@ def _model(path: Path, bands: list[str]) -> Path:
 def _config(tmp: Path, url: str, model: Path, keep: int = 2) -> dict:
     return {"name": "regen-test", "workdir": str(tmp / "work"), "stac": {"url": url},
             "cube": cube_section(str(tmp / "ignored.zarr"), workers=1),
-            "map": {"cube": "ignored", "output": "ignored", "model": "regen_predictor:factory",
+            "map": {"cube": "ignored-cube", "output": "ignored-output", "model": "regen_predictor:factory",
                     "model_path": str(model), "chunk_px": 32, "workers": 1},
             "publish": {"root": str(tmp / "published"), "keep": keep}}
 

@@ -14,7 +14,6 @@ import logging
 import os
 import posixpath
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -38,6 +37,7 @@ from misomap.cube.grid import Grid
 from misomap.errors import MisomapError
 from misomap.jobs.map_config import MapConfig
 from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
+from misomap.storage import atomic_put, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
     group = zarr.open_group(zarr_url(cfg), mode="r", storage_options=options or None)
     fs, root = fsspec.core.url_to_fs(cfg.output, **options)
     written: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="misomap-export-") as tmp:
+    with staging_dir("misomap-export") as tmp:
         if cfg.cogs:
             for layer in LAYERS:
                 local = Path(tmp) / f"{layer.name}.tif"
@@ -114,7 +114,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
         written["quicklook"] = _upload(fs, png, f"{root}/quicklook.png")
         stac_dir = Path(tmp) / "stac"
         write_stac(config, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
-        for path in sorted(stac_dir.rglob("*.json")):
+        for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
             _upload(fs, path, f"{root}/stac/{path.relative_to(stac_dir)}")
         written["stac"] = f"{cfg.output}/stac/collection.json"
     for name, url in written.items():
@@ -123,9 +123,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
 
 
 def _upload(fs: fsspec.AbstractFileSystem, local: Path, remote: str) -> str:
-    fs.makedirs(posixpath.dirname(remote), exist_ok=True)
-    fs.put_file(str(local), remote)
-    return remote
+    return atomic_put(fs, local, remote)
 
 
 def write_cog(arr: zarr.Array, layer: Layer, grid: Grid, dst: Path, tmp: Path) -> None:

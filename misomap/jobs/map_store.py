@@ -14,7 +14,7 @@ from pyproj import CRS
 
 from misomap.classes import SOIL_ORDERS
 from misomap.cube.grid import ChunkWindow, Grid
-from misomap.errors import MisomapError
+from misomap.errors import IncompleteInputError, MisomapError, OwnershipError, StorageWriteError
 from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE
 
 log = logging.getLogger(__name__)
@@ -104,3 +104,53 @@ def store_summary(url: str, storage_options: dict[str, Any]) -> str:
     """A one-line JSON description of the store's variables (for logs and STAC)."""
     group = zarr.open_group(url, mode="r", storage_options=storage_options or None)
     return json.dumps({k: list(v.shape) for k, v in group.arrays()})
+
+
+MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer"})
+"""What a map output folder holds; anything else there means the folder is not (only) ours."""
+COMPLETE_ATTR = "misomap_complete"
+
+
+def check_map_owned(output: str, storage_options: dict[str, Any]) -> None:
+    """Refuse, before any write, a map output folder holding anything a map run did not write."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(output, **storage_options)
+    if not fs.exists(path):
+        return
+    if fs.isfile(path):
+        raise OwnershipError(f"map.output {output} is an existing file: nothing was changed; pick a folder")
+    names = {str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)}
+    foreign = sorted(names - MAP_PARTS)
+    if not foreign and "map.zarr" in names:
+        try:
+            attrs = zarr.open_group(f"{output}/map.zarr", mode="r", storage_options=storage_options or None).attrs
+            if "misomap_run_hash" not in attrs:
+                foreign = ["map.zarr (no misomap run hash)"]
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+            foreign = ["map.zarr (not a Zarr group)"]
+    if foreign:
+        raise OwnershipError(f"map.output {output} holds {', '.join(foreign[:3])} not written by a misomap map "
+                             "run: nothing was changed; pick a new or empty output folder")
+
+
+def mark_map_complete(url: str, storage_options: dict[str, Any], records_digest: str) -> None:
+    """Flip the store's status to complete (with the completion records' digest), consolidated."""
+    try:
+        group = zarr.open_group(url, mode="r+", storage_options=storage_options or None)
+        group.attrs.update({"misomap_status": "complete", COMPLETE_ATTR: records_digest})
+        zarr.consolidate_metadata(group.store)
+    except OSError as err:
+        raise StorageWriteError(f"cannot mark map {url} complete: {err.strerror or err}; it stays incomplete "
+                                "(metadata writes are atomic): free space and rerun") from None
+
+
+def require_map_complete(url: str, storage_options: dict[str, Any]) -> None:
+    """Refuse a map store that is being written or whose run failed."""
+    try:
+        attrs = zarr.open_group(url, mode="r", storage_options=storage_options or None).attrs
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise MapStoreError(f"no map store at {url}: run `misomap predict` first") from None
+    if COMPLETE_ATTR not in attrs:
+        raise IncompleteInputError(f"map {url} is unfinished ({attrs.get('misomap_status', 'no status')}): "
+                                   "rerun `misomap predict` with its config to finish it")

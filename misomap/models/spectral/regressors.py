@@ -82,16 +82,23 @@ def regressor_to_bytes(model: PropertyRegressor) -> bytes:
     return sio.dumps(model)
 
 
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "misomap.models.spectral.regressors.")
+TRUSTED_TYPES: tuple[str, ...] = (
+    "misomap.models.spectral.regressors.PropertyRegressor", "sklearn.metrics._regression.mean_squared_error",
+    "sklearn.metrics._scorer._Scorer", "sklearn.model_selection._split.KFold",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer")
+"""Exactly the types a PropertyRegressor file carries beyond skops' defaults; anything else is refused."""
 
 
 def regressor_from_bytes(data: bytes) -> PropertyRegressor:
-    """Load skops bytes, trusting only scikit-learn, numpy and this module's types."""
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+    """Load skops bytes, trusting only skops' defaults and TRUSTED_TYPES."""
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as err:  # noqa: BLE001 - skops raises various errors on a corrupt archive
+        raise SpectralError(f"not a readable skops regressor file ({type(err).__name__}: {err})") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
         raise SpectralError(f"refusing to load a regressor with untrusted types {refused}")
-    model = sio.loads(data, trusted=untrusted)
+    model = sio.loads(data, trusted=list(TRUSTED_TYPES))
     if not isinstance(model, PropertyRegressor):
         raise SpectralError(f"expected a PropertyRegressor, the file holds {type(model).__name__}")
     return model
