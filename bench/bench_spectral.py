@@ -48,7 +48,7 @@ def prepare(work: Path, n: int) -> None:
     torch.manual_seed(0)
     vae = SpectralVAE(VAEArch(sc.mir_axis.size, sc.vae.latent_dim, sc.vae.hidden)).eval()
     rng = np.random.default_rng(0)
-    reg = PropertyRegressor("plsr", (), 8).fit(rng.normal(size=(200, sc.vae.latent_dim)),
+    reg = PropertyRegressor("plsr", max_components=8).fit(rng.normal(size=(200, sc.vae.latent_dim)),
                                                  rng.normal(size=(200, len(sc.properties))))
     save_models(cfg, {"mir_vae.safetensors": module_to_bytes(vae, "mir_vae", arch_dict(vae.arch)),
                       "mir_regressor.skops": regressor_to_bytes(reg)},

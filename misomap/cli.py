@@ -10,15 +10,14 @@ import typer
 
 from misomap import __version__
 from misomap.config import RunConfig, config_from_dict, load_config
-from misomap.errors import MisomapError
+from misomap.errors import MisomapError, RedactingFilter, one_line
 from misomap.log import LEVELS, setup_logging
 
 app = typer.Typer(help="misomap: fine-scale soil and permafrost maps from Zarr datacubes.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 log = logging.getLogger("misomap")
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run configuration (YAML).",
-                                                   exists=True, dir_okay=False)]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run configuration (YAML).")]
 
 
 def _version_callback(value: bool) -> None:
@@ -37,6 +36,8 @@ def main(
     if log_level.upper() not in LEVELS:
         raise typer.BadParameter(f"--log-level must be one of {LEVELS}, got {log_level!r}")
     setup_logging(log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def _config(path: Path | None) -> RunConfig:
@@ -44,11 +45,17 @@ def _config(path: Path | None) -> RunConfig:
 
 
 def run_cli() -> None:
-    """Entry point: MisomapError becomes a one-line message and exit code 2, not a traceback."""
+    """Entry point: MisomapError becomes a one-line message and exit code 2, not a traceback; so does
+    an OSError (disk full, read-only output, refused access), named by its file."""
     try:
         app()
     except MisomapError as err:
-        log.error("%s", err)
+        log.error("%s", one_line(err))
+        raise SystemExit(2) from None
+    except OSError as err:
+        where = f"cannot access {err.filename}" if err.filename else "a read or write failed"
+        log.error("%s", one_line(OSError(f"{where}: {err.strerror or err} (check free space, permissions "
+                                         "and the paths in the config)")))
         raise SystemExit(2) from None
 
 
@@ -106,8 +113,7 @@ app.add_typer(cube_app, name="cube")
 
 
 @cube_app.command("build")
-def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run configuration (YAML).",
-                                                    exists=True, dir_okay=False)]) -> None:
+def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run configuration (YAML).")]) -> None:
     """Build (or resume) the cube described by the config's `cube:` section."""
     from misomap.jobs.build_cube import run_build_cube
 
@@ -249,3 +255,61 @@ def view(
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = None,
+    statewide: Annotated[bool, typer.Option(help="All of Alaska instead of the cube's region.")] = False,
+    resolution: Annotated[Optional[list[float]], typer.Option(help="Resolution(s) in m (repeatable); "
+                                                              "default: the cube's.")] = None,
+) -> None:
+    """Print the tile plan: tiles, chunks, pixels, bytes and cost per stage from measured rates."""
+    from misomap.jobs.regenerate import plan_report
+    from misomap.plan.plan import estimate, format_plan
+
+    cfg = _config(config)
+    for name, p in plan_report(cfg, statewide, resolution or []):
+        typer.echo(format_plan(name, p, estimate(p, cfg.plan.rates), cfg.plan.rates))
+
+
+@app.command()
+def regenerate(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the task graph and cost; read nothing.")] = False,
+    statewide: Annotated[bool, typer.Option(help="With --dry-run: all of Alaska.")] = False,
+) -> None:
+    """search -> cube -> predict -> publish over the tile plan; stale chunks only; atomic versions."""
+    from misomap.jobs import regenerate as regen
+    from misomap.plan.plan import format_plan
+
+    cfg = _config(config)
+    if dry_run:
+        d = regen.dry_run(cfg, statewide)
+        typer.echo(format_plan("dry run", d.plan, d.costs, cfg.plan.rates))
+        typer.echo(f"task graph: {len(d.graph):,} tasks, {d.n_edges:,} dependencies "
+                   f"(search, {len(d.plan.cube_chunks):,} cube, {len(d.plan.map_chunks):,} predict, publish)")
+        return
+    s = regen.run_regenerate(cfg)
+    for st in s.stages:
+        typer.echo(f"{st.name:<8} ran {st.ran:>6}  up to date {st.skipped:>6}  {st.note}")
+    typer.echo(f"published: {s.version} ({'new' if s.new_version else 'unchanged'})  {s.seconds:.1f} s")
+
+
+@app.command()
+def verify(
+    path: Annotated[str, typer.Argument(help="A cube, a map output folder (or its map.zarr), or embeddings.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Check a store against its completion records and checksums; exit 0 only when it is whole."""
+    from misomap.jobs.verify import verify as run
+
+    report = run(path, _config(config).storage)
+    for problem in report.problems:
+        typer.echo(problem)
+    state = "whole" if report.whole else "NOT whole"
+    mark = "complete mark present" if report.complete_mark else "no complete mark (unfinished)"
+    typer.echo(f"{report.kind} {report.path}: {report.chunks} chunks, {len(report.problems)} problem(s), "
+               f"{mark}: {state}")
+    if not report.whole:
+        raise typer.Exit(1)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
-from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel
+from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel, overlaps
 from misomap.cube.config import CubeConfig
 from misomap.demo.spec import DemoWorldConfig
 from misomap.errors import ConfigError
@@ -21,6 +21,8 @@ from misomap.spectra.config import SpectralConfig
 from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
 from misomap.models.baseline_config import FoldsConfig, RFConfig
 from misomap.jobs.map_config import MapConfig
+from misomap.plan.config import PlanConfig
+from misomap.publish.config import PublishConfig
 
 
 class RunConfig(StrictModel):
@@ -41,17 +43,39 @@ class RunConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     map: MapConfig | None = None
     spectral: SpectralConfig | None = None
+    plan: PlanConfig = PlanConfig()
+    publish: PublishConfig | None = None
+
+    @model_validator(mode="after")
+    def _inputs_outputs_apart(self) -> RunConfig:
+        """No output may lie in (or hold) an input: a write would change what is being read."""
+        pairs: list[tuple[str, str, str, str]] = []
+        if self.map is not None:
+            pairs.append(("map.output", self.map.output, "map.cube", self.map.cube))
+            if self.map.model_path:
+                pairs.append(("map.output", self.map.output, "map.model_path", self.map.model_path))
+        if self.cube is not None:
+            pairs.append(("cube.out", self.cube.out, "demo_world.out", self.demo_world.out))
+        if self.spectral is not None and self.spectral.library and self.spectral.embeddings:
+            pairs.append(("spectral.embeddings", self.spectral.embeddings, "spectral.library",
+                          self.spectral.library))
+        for out_name, out, in_name, inp in pairs:
+            if overlaps(out, inp):
+                raise ValueError(f"{out_name} {out!r} overlaps {in_name} {inp!r}: an output may not lie "
+                                 "in, hold or equal an input; pick a separate location")
+        return self
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid run configuration in {source}:"]
+    """One line: the source, then each bad field and why, separated by '; '."""
+    parts = []
     for e in err.errors(include_input=False, include_url=False):
         loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not a field of this section)"
-        lines.append(f"  - {loc}: {msg}")
-    return "\n".join(lines)
+        parts.append(f"{loc}: {msg}")
+    return f"invalid run configuration in {source}: " + "; ".join(parts)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
@@ -66,13 +90,17 @@ def load_config(path: str | Path) -> RunConfig:
     """Load and validate a YAML run configuration."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read run configuration {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}): save it as UTF-8 YAML") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(f"{path} is not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return config_from_dict(data, source=str(path))

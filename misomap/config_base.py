@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SECRET_FIELD_NAMES = frozenset(
     {
@@ -70,6 +70,17 @@ class StrictModel(BaseModel):
         return data
 
 
+def overlaps(a: str, b: str) -> bool:
+    """True when two locations are the same or one lies inside the other (local paths resolved)."""
+    def norm(loc: str) -> str:
+        if is_remote(loc):
+            return loc.rstrip("/")
+        return str(Path(loc.removeprefix("file://")).expanduser().resolve())
+
+    x, y = norm(a), norm(b)
+    return x == y or x.startswith(y + "/") or y.startswith(x + "/")
+
+
 def is_remote(location: str) -> bool:
     """True for object-store or http locations, False for local paths."""
     return "://" in location and not location.startswith("file://")
@@ -81,10 +92,15 @@ class StorageConfig(StrictModel):
     endpoint_url: HttpUrl | None = None
     region: str | None = None
     anon: bool = False
+    max_attempts: int = Field(10, ge=1, le=50)
+    """Attempts per S3 request (botocore 'standard' retries: exponential backoff with jitter, up to
+    20 s apart), so throttling (503 SlowDown) and an endpoint restarting are ridden out."""
 
     def storage_options(self) -> dict[str, Any]:
         """fsspec/s3fs options; botocore reads credentials from the environment itself."""
-        opts: dict[str, Any] = {"anon": self.anon}
+        opts: dict[str, Any] = {"anon": self.anon,
+                                "config_kwargs": {"retries": {"max_attempts": self.max_attempts,
+                                                              "mode": "standard"}}}
         client_kwargs: dict[str, Any] = {}
         if self.endpoint_url:
             client_kwargs["endpoint_url"] = self.endpoint_url
@@ -103,8 +119,8 @@ class StacConfig(StrictModel):
     """The STAC API to search."""
 
     url: HttpUrl | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 3
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=20)
 
 
 class GatewayConfig(StrictModel):
@@ -112,8 +128,8 @@ class GatewayConfig(StrictModel):
 
     address: HttpUrl | None = None
     username: str = "misomap"
-    password_env: str = "MISOMAP_GATEWAY_PASSWORD"
-    workers: int = 2
+    password_env: str = Field("MISOMAP_GATEWAY_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    workers: int = Field(2, ge=1)
 
     def password(self) -> str | None:
         """The gateway password, read from the environment variable named by `password_env`."""

@@ -92,6 +92,8 @@ def test_lineage_names_search_items_and_version(built):
     assert lineage["search"]["datetime"] == "2021-01-01/2021-12-31"
     assert lineage["items"]["sentinel-2-l2a"] == ["S2_A_d1", "S2_A_d2", "S2_B_d1", "S2_B_d2"]  # May item left out
     assert lineage["items"]["ak-terrain"] == ["ak-terrain-1"]
+    # acquisition span of the items used (not the static terrain): the maps' STAC dates
+    assert lineage["imagery_datetime"] == ["2021-07-01T21:00:00Z", "2021-07-20T21:00:00Z"]
     assert lineage["grid"]["crs"] == "EPSG:3338"
 
 

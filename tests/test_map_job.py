@@ -21,6 +21,7 @@ from misomap.jobs.predict import run_predict
 
 TESTS = Path(__file__).parent
 FACTORY = "map_test_predictor:factory"
+IMAGERY_PERIOD = ["2019-06-15T20:31:00Z", "2023-08-14T21:02:00Z"]
 
 
 def write_cube(path: Path, grid: Grid, chunk: int = 40) -> None:
@@ -30,7 +31,8 @@ def write_cube(path: Path, grid: Grid, chunk: int = 40) -> None:
     data[:, :35, :35] = np.nan  # an all-nodata corner spanning a whole output chunk
     ds = xr.Dataset({"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
                     coords={"band": ["b0", "b1"], "y": grid.y_coords(), "x": grid.x_coords(),
-                            "spatial_ref": ((), 0, grid.spatial_ref_attrs())})
+                            "spatial_ref": ((), 0, grid.spatial_ref_attrs())},
+                    attrs={"misomap": {"imagery_datetime": IMAGERY_PERIOD}})
     ds.chunk({"band": 2, "y": chunk, "x": chunk}).to_zarr(path, zarr_format=3, mode="w", consolidated=True)
 
 
@@ -76,7 +78,7 @@ def test_outputs_georeferenced_and_cf(reference_map):
     pf = ds["permafrost_probability"]
     assert pf.rio.crs.to_epsg() == 3338
     assert pf.rio.transform().c == 300000.0 and pf.rio.transform().f == 1710000.0 + 70 * 30
-    assert ds["soil_order_class"].attrs["flag_meanings"].split()[0] == "andisols"
+    assert ds["soil_order_class"].attrs["flag_meanings"].split()[0] == "Andisols"
     values = pf.values
     assert np.all(np.isnan(values[:35, :35])), "nodata corner must stay nodata"
     assert np.nanmin(values) >= 0 and np.nanmax(values) <= 1

@@ -44,7 +44,8 @@ def _world(tmp_path) -> dict:
     fields = np.stack([_smooth(rng) for _ in BANDS])
     fields[BANDS.index("jan_min_temp")] += np.linspace(-1.5, 1.5, SIZE)[:, None]  # colder north
     fields[:, NODATA_BOX[0], NODATA_BOX[1]] = np.nan
-    ds = template(GRID, BANDS, CHUNK, {"source": "test world"})
+    ds = template(GRID, BANDS, CHUNK, {"source": "test world",
+                                          "imagery_datetime": ["2019-06-15T00:00:00Z", "2023-08-15T00:00:00Z"]})
     ds["data"] = (("band", "y", "x"), fields, {"grid_mapping": "spatial_ref"})
     cube = tmp_path / "cube.zarr"
     ds.chunk({"band": -1, "y": CHUNK, "x": CHUNK}).to_zarr(cube, zarr_format=3, consolidated=True)

@@ -7,6 +7,7 @@ because chunk files cannot tell "done" (all-NaN chunks are never written).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
@@ -22,10 +23,13 @@ from zarr.codecs import ZstdCodec
 from misomap.config_base import StorageConfig, is_remote
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.grid import Grid
+from misomap.errors import IncompleteInputError, OwnershipError, StorageWriteError
 
 log = logging.getLogger(__name__)
 
 LINEAGE_KEY = "misomap"
+COMPLETE_KEY = "misomap_complete"
+"""Group attribute written last, once every chunk is recorded: the completion records' digest."""
 
 
 def _fs(location: str, storage: StorageConfig, fresh: bool = False) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -110,6 +114,67 @@ def stored_lineage(location: str, storage: StorageConfig) -> dict[str, Any] | No
     return dict(group.attrs).get(LINEAGE_KEY)
 
 
+def values_sha256(values: np.ndarray) -> str:
+    """Digest of a chunk's float32 values, NaNs made canonical (unwritten chunks read back as fill)."""
+    v = np.ascontiguousarray(values, dtype=np.float32)
+    return hashlib.sha256(np.where(np.isnan(v), np.float32(np.nan), v).tobytes()).hexdigest()
+
+
+def check_owned(location: str, storage: StorageConfig) -> None:
+    """Refuse, before any write, a location that holds something `misomap cube build` did not make.
+
+    Absent or empty is fine; a Zarr group carrying misomap lineage is ours (another build's inputs are
+    refused later by fingerprint); anything else - a file, a folder of other data, another product's
+    store - is refused with its path and left exactly as it was.
+    """
+    fs, path = _fs(location, storage, fresh=True)
+    try:
+        if not fs.exists(path):
+            return
+        is_file = fs.isfile(path)
+        entries = [] if is_file else fs.ls(path, detail=False)
+    except OSError as err:
+        raise CubeStorageError(f"cannot inspect cube.out {location}: {err}") from None
+    if is_file:
+        raise OwnershipError(f"cube.out {location} is an existing file, not a cube: it is left untouched; "
+                             "set cube.out to a new or empty location")
+    if not entries:
+        return
+    if stored_lineage(location, storage) is not None:
+        return
+    names = sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+    raise OwnershipError(f"cube.out {location} already holds {len(names)} entries not written by "
+                         f"`misomap cube build` (e.g. {', '.join(names[:3])}): nothing was changed; set "
+                         "cube.out to a new or empty location")
+
+
+def mark_complete(location: str, storage: StorageConfig, records_digest: str, chunks: int) -> None:
+    """Write the complete mark (group attribute) and consolidate: the last write of a build."""
+    try:
+        group = zarr.open_group(zarr_store(location, storage), mode="r+")
+        group.attrs[COMPLETE_KEY] = {"records_sha256": records_digest, "chunks": chunks}
+        consolidate(location, storage)
+    except OSError as err:
+        raise StorageWriteError(f"cannot mark cube {location} complete: {err.strerror or err}; it stays "
+                                "incomplete: free space and rerun `misomap cube build`") from None
+
+
+def require_complete(location: str, storage: StorageConfig) -> None:
+    """Refuse a cube whose build never finished; a cube made outside misomap (no lineage) passes
+    with a warning, since nothing records how it was made."""
+    try:
+        group = zarr.open_group(zarr_store(location, storage, read_only=True), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise CubeStorageError(f"no cube at {location}: run `misomap cube build` first") from None
+    attrs = dict(group.attrs)
+    if LINEAGE_KEY not in attrs:
+        log.warning("cube %s carries no misomap lineage: its completeness cannot be checked", location)
+        return
+    if COMPLETE_KEY not in attrs:
+        raise IncompleteInputError(f"cube {location} is unfinished (its build failed or was stopped): rerun "
+                                   "`misomap cube build` with the same config to finish it, then retry")
+
+
 class CompletionRecords:
     """One JSON per finished chunk (and one for the template) under `<out>.progress/`, each tagged
     with the build's fingerprint so records of another configuration never count."""
@@ -128,9 +193,29 @@ class CompletionRecords:
         self.fs.pipe_file(self._path(name), body.encode())
 
     def clear(self) -> None:
-        """Forget every record (before a fresh template is written)."""
-        if self.fs.exists(self.base):
-            self.fs.rm(self.base, recursive=True)
+        """Forget every record (before a fresh template is written); only record files are removed."""
+        try:
+            paths = self.fs.ls(self.base, detail=False, refresh=True)
+        except FileNotFoundError:
+            return
+        records = [p for p in paths if str(p).endswith(".json")]
+        if records:
+            self.fs.rm(records)
+
+    def digest(self) -> str:
+        """sha256 over this build's records (sorted by name): what the complete mark vouches for."""
+        h = hashlib.sha256()
+        for name in sorted(self.done()):
+            h.update(self.fs.cat_file(self._path(name)))
+        return h.hexdigest()
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        """One record's content, None when absent, unreadable or of another build."""
+        try:
+            rec = json.loads(self.fs.cat_file(self._path(name)))
+        except (json.JSONDecodeError, FileNotFoundError):
+            return None
+        return rec if rec.get("fingerprint") == self.fingerprint else None
 
     def done(self) -> set[str]:
         """Names recorded as finished by a build with this fingerprint."""
@@ -151,8 +236,11 @@ class CompletionRecords:
         return names
 
 
-def open_cube(location: str, storage: StorageConfig) -> xr.Dataset:
-    """Open a built cube lazily (consolidated metadata), for the model and map jobs."""
+def open_cube(location: str, storage: StorageConfig, complete: bool = True) -> xr.Dataset:
+    """Open a built cube lazily (consolidated metadata), for the model and map jobs; an unfinished
+    cube is refused unless `complete` is False (the builder's own quicklook)."""
+    if complete:
+        require_complete(location, storage)
     try:
         return xr.open_zarr(zarr_store(location, storage, read_only=True), consolidated=True)
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as err:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any
 
 import dask
@@ -21,17 +22,20 @@ from misomap.config_base import GatewayConfig, StorageConfig
 from misomap.cube.build import build_chunk, cube_grid, search_bbox
 from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.cube.config import CubeConfig
-from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError
+from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError, StacSearchError
 from misomap.cube.grid import Grid
 from misomap.cube.quicklook import quicklook_png
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import (
     CompletionRecords,
+    check_owned,
     check_writable,
     consolidate,
+    mark_complete,
     open_cube,
     stored_lineage,
+    values_sha256,
     template,
     write_region,
     write_template,
@@ -68,7 +72,23 @@ def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict:
     # the same items served by another endpoint (e.g. a demo server on a new port) are the same inputs
     inputs = {k: v for k, v in lineage.items() if k != "stac_url"}
     lineage["fingerprint"] = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    # derived from the items above (so not part of the fingerprint): the maps' STAC datetime range
+    lineage["imagery_datetime"] = _imagery_period(found)
     return lineage
+
+
+def _imagery_period(found: list[FoundItems]) -> list[str] | None:
+    """[first, last] acquisition time (ISO 8601, UTC) over the items of every non-static source."""
+    times = []
+    for f in found:
+        if f.source.kind == "static":
+            continue
+        for item in (it for items in f.groups.values() for it in items):
+            meta = item.common_metadata
+            times += [t for t in (item.datetime, meta.start_datetime, meta.end_datetime) if t is not None]
+    if not times:
+        return None
+    return [t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in (min(times), max(times))]
 
 
 def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems], grid: Grid, window: ChunkWindow,
@@ -77,7 +97,7 @@ def _run_chunk(cfg: CubeConfig, storage: StorageConfig, found: list[FoundItems],
     try:
         values = build_chunk(cfg, found, grid, window, gdal_options)
         write_region(cfg.out, storage, values, window.row0, window.col0)
-        records.mark(window.key, all_nodata=bool(np.isnan(values).all()))
+        records.mark(window.key, all_nodata=bool(np.isnan(values).all()), sha256=values_sha256(values))
         return None
     except ChunkBuildError as err:
         log.error("%s", err)
@@ -125,10 +145,15 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
         raise CubeError("stac.url is not set: the cube builder searches a STAC API")
     storage = config.storage
     grid = cube_grid(cfg)
+    check_owned(cfg.out, storage)  # before anything is searched or written
     signer = load_signer(cfg.sign) if cfg.sign else None
-    client = open_client(config.stac.url, config.stac.timeout_s, config.stac.max_retries)
     bbox = search_bbox(grid)
-    found = [search_source(client, config.stac.url, cfg, src, bbox, signer) for src in cfg.sources]
+    try:
+        client = open_client(config.stac.url, config.stac.timeout_s, config.stac.max_retries)
+        found = [search_source(client, config.stac.url, cfg, src, bbox, signer) for src in cfg.sources]
+    except ValueError as err:  # a body that is not JSON (an HTML login page, a proxy's error page)
+        raise StacSearchError(f"STAC API {config.stac.url} answered with something that is not STAC JSON "
+                              f"({type(err).__name__}: {err}): check stac.url") from None
     lineage = _lineage(cfg, config.stac.url, found, grid.to_dict())
     fingerprint = lineage["fingerprint"]
 
@@ -164,10 +189,11 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
                               "and recorded; rerun after fixing to finish):\n  " + "\n  ".join(failures))
     consolidate(cfg.out, storage)
     quicklook = cfg.out + ".quicklook.png"
-    png = quicklook_png(open_cube(cfg.out, storage), cfg.rgb_bands())
+    png = quicklook_png(open_cube(cfg.out, storage, complete=False), cfg.rgb_bands())
     fs, path = fsspec.core.url_to_fs(quicklook, **(storage.storage_options()
                                                    if quicklook.startswith("s3://") else {}))
     fs.pipe_file(path, png)
+    mark_complete(cfg.out, storage, records.digest(), len(windows))
     log.info("cube done: %s (quicklook %s)", cfg.out, quicklook)
     return CubeBuildResult(cfg.out, quicklook, (len(cfg.band_names()), *grid.shape), len(windows),
                            len(todo), len(windows) - len(todo))

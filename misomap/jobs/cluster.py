@@ -1,5 +1,5 @@
 """The dask client every chunked job runs on: a dask-gateway cluster when configured, else local
-worker processes."""
+worker processes. Everything local listens on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from misomap.config_base import GatewayConfig
-from misomap.errors import ConfigError
+from misomap.errors import ConfigError, ServiceError, one_line
 
 
 @contextlib.contextmanager
@@ -24,7 +24,14 @@ def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[
         if password is None:
             raise ConfigError(f"gateway password missing: set ${gateway.password_env}")
         gw = Gateway(gateway.address, auth=BasicAuth(gateway.username, password))
-        cluster = gw.new_cluster()
+        try:
+            cluster = gw.new_cluster()
+        except Exception as err:  # noqa: BLE001 - aiohttp/HTTP errors of many kinds: one message
+            gw.close()
+            raise ServiceError(f"dask-gateway at {gateway.address} refused a new cluster "
+                               f"({type(err).__name__}: {one_line(err)}): start the gateway, check "
+                               f"gateway.address and ${gateway.password_env}, or unset gateway.address "
+                               "to run locally") from None
         try:
             cluster.scale(workers)
             client = cluster.get_client()
@@ -35,6 +42,6 @@ def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[
             cluster.shutdown()
             gw.close()
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         yield client

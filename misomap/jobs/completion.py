@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -36,10 +37,25 @@ class CompletionLog:
     def done_keys(self) -> set[str]:
         """Keys of every finished unit."""
         try:
-            names = self.fs.ls(self.path, detail=False)
+            names = self.fs.ls(self.path, detail=False, refresh=True)
         except FileNotFoundError:
             return set()
         return {Path(n).name[:-5] for n in names if n.endswith(".json")}
+
+    def record(self, key: str) -> dict[str, Any] | None:
+        """The record of `key`, None when absent or cut short."""
+        try:
+            return json.loads(self.fs.cat_file(self._record(key)))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def digest(self) -> str:
+        """sha256 over every record, by key: what a store's complete mark vouches for."""
+        h = hashlib.sha256()
+        for key in sorted(self.done_keys()):
+            h.update(key.encode())
+            h.update(self.fs.cat_file(self._record(key)))
+        return h.hexdigest()
 
     def mark_done(self, key: str, info: dict[str, Any]) -> None:
         """Record `key` as finished, with a small JSON summary of what was written."""

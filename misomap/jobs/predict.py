@@ -23,15 +23,16 @@ from tqdm import tqdm
 from misomap import __version__
 from misomap.config import RunConfig
 from misomap.cube.grid import Grid
-from misomap.errors import ConfigError, MisomapError
+from misomap.cube.store import require_complete
+from misomap.errors import ConfigError, MisomapError, one_line
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
 from misomap.jobs.cube_window import cube_grid, read_window
 from misomap.jobs.map_config import MapConfig
 from misomap.jobs.map_layers import encode_layers
 from misomap.cube.grid import ChunkWindow, plan_chunks
-from misomap.jobs.map_store import ensure_template, write_chunk
-from misomap.jobs.predictors import MapPredictor, get_predictor, model_digest
+from misomap.jobs.map_store import check_map_owned, ensure_template, mark_map_complete, write_chunk
+from misomap.jobs.predictors import MapPredictor, PredictorError, get_predictor, model_digest
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def predict_chunk(region: ChunkWindow, config: RunConfig) -> dict[str, Any]:
     layers = encode_layers(probs)
     write_chunk(zarr_url(cfg), options, region, layers)
     valid = int(np.isfinite(probs.permafrost).sum())
-    info = {"key": region.key, "valid_pixels": valid,
+    info = {"key": region.key, "valid_pixels": valid, "layers": list(layers),
             "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
     CompletionLog(progress_url(cfg), options).mark_done(region.key, info)
     return info
@@ -139,30 +140,63 @@ def run_hash(config: RunConfig, digest: str) -> str:
     return hashlib.sha256(json.dumps([ident, digest], sort_keys=True).encode()).hexdigest()
 
 
+def check_inputs(config: RunConfig) -> str:
+    """Everything a map run needs, checked once on the client before anything is written or any
+    task submitted: the output is ours, the cube is finished and has the model's bands, the model
+    loads. Returns the model's digest."""
+    cfg = map_config(config)
+    check_map_owned(cfg.output, config.storage.options_for(cfg.output))
+    require_complete(cfg.cube, config.storage)
+    model_options = config.storage.options_for(cfg.model_path or "")
+    try:
+        digest = model_digest(cfg, model_options)
+        predictor = get_predictor(cfg, model_options)
+    except MisomapError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure to load is reported once, naming the file
+        where = cfg.model_path or cfg.model
+        raise PredictorError(f"cannot load the {cfg.model!r} model from {where}: {type(err).__name__}: "
+                             f"{one_line(err)}; retrain it or fix map.model_path") from None
+    bands = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))["band"].values.tolist()
+    missing = [b for b in predictor.bands if b not in bands]
+    if missing:
+        raise PredictorError(f"cube {cfg.cube} lacks bands the {cfg.model!r} model needs: {missing}; "
+                             f"the cube has {bands}: map with the cube the model was trained on")
+    return digest
+
+
+def _discard_map(cfg: MapConfig, options: dict[str, Any]) -> None:
+    """Remove this run's own earlier map (store, records, exports) for --overwrite; ownership was
+    checked by check_inputs, so nothing foreign is here."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
+    for part in ("viewer", "stac", "cogs", "quicklook.png", "map.zarr", "_progress"):
+        if fs.exists(f"{root}/{part}"):
+            fs.rm(f"{root}/{part}", recursive=True)
+
+
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
-    """Predict the whole map, skipping finished chunks; then export COGs, STAC and a quicklook."""
-    from misomap.jobs.map_export import export_all
+    """Predict the whole map, skipping finished chunks; then mark the store complete and export
+    COGs, a quicklook and, last, STAC."""
+    from misomap.jobs.map_export import check_exportable, export_all
     from misomap.viewer.publish import write_viewer
 
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
     start = time.perf_counter()
+    digest = check_inputs(config)
+    check_exportable(config)
     with run_lock(cfg.output):
         grid = output_grid(config)
-        digest = model_digest(cfg, config.storage.options_for(cfg.model_path or ""))
         rhash = run_hash(config, digest)
         progress = CompletionLog(progress_url(cfg), options)
-        if overwrite:
-            progress.clear()
         attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
                  "misomap_input_cube": cfg.cube, "misomap_model": cfg.model,
-                 "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest}
+                 "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest,
+                 "misomap_status": "incomplete"}
         if overwrite:
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(zarr_url(cfg), **options)
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
+            _discard_map(cfg, options)
         if ensure_template(zarr_url(cfg), options, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
             progress.clear()
         regions = plan_chunks(grid, cfg.chunk_px)
@@ -171,8 +205,14 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
         log.info("map %s: %d chunks, %d done, %d to run", cfg.output, len(regions), len(done), len(todo))
         failures = _run_chunks(todo, config, cfg.workers)
         if failures:
-            raise MapJobError(f"{len(failures)} chunk(s) failed; rerun to retry them:\n" +
-                              "\n".join(f"  {k}: {e}" for k, e in failures))
+            causes: dict[str, list[str]] = {}
+            for key, err in failures:
+                causes.setdefault(err, []).append(key)
+            raise MapJobError(f"{len(failures)} of {len(regions)} map chunks failed (map {zarr_url(cfg)} stays "
+                              "marked incomplete; rerun to retry them): " +
+                              "; ".join(f"{err} (chunks {', '.join(sorted(keys)[:5])}"
+                                        f"{' ...' if len(keys) > 5 else ''})" for err, keys in causes.items()))
+        mark_map_complete(zarr_url(cfg), options, progress.digest())
         export_all(config, grid)
         write_viewer(config, grid)
     seconds = time.perf_counter() - start
@@ -194,5 +234,6 @@ def _run_chunks(todo: list[ChunkWindow], config: RunConfig, workers: int) -> lis
                    for r in todo}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="map chunks", unit="chunk"):
             if fut.status == "error":
-                failures.append((futures[fut].key, repr(fut.exception())))
+                err = fut.exception()
+                failures.append((futures[fut].key, f"{type(err).__name__}: {one_line(err)}"))
     return failures

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import sys
 import urllib.request
@@ -34,7 +36,7 @@ c.LocalBackend.inherited_environment = ["PATH", "PYTHONPATH", "VIRTUAL_ENV", "LA
 
 @dataclass(frozen=True)
 class GatewayServer:
-    """A running gateway: its public (proxy) URL and the password it accepts."""
+    """A running gateway: its public (proxy) URL and the password it accepts (never logged)."""
 
     address: str
     password: str
@@ -54,21 +56,26 @@ def _health_ok(url: str) -> bool:
 
 
 @contextmanager
-def dask_gateway_server(workdir: Path, password: str = "misomap-gateway", timeout: float = 60.0,
+def dask_gateway_server(workdir: Path, password: str | None = None, timeout: float = 60.0,
                         env: dict[str, str] | None = None) -> Iterator[tuple[GatewayServer, ManagedProcess]]:
     """Start dask-gateway-server (UnsafeLocalBackend, SimpleAuthenticator); always stopped.
 
     Workers inherit PATH/PYTHONPATH and the AWS credential variables of the server's environment
-    (`env` adds to it), so they read the same object store as the client.
+    (`env` adds to it), so they read the same object store as the client. The password is
+    $MISOMAP_GATEWAY_PASSWORD, else generated for this run; the config file holding it is 0600.
     """
+    password = password or os.environ.get("MISOMAP_GATEWAY_PASSWORD") or secrets.token_urlsafe(24)
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, proxy_port = free_port(), free_port()
     while proxy_port == api_port:
         proxy_port = free_port()
     config = workdir / "dask_gateway_config.py"
-    config.write_text(_CONFIG_TEMPLATE.format(
-        api_port=api_port, proxy_port=proxy_port, password=password, dask=_binary("dask"),
-        clusters_dir=str(workdir / "clusters")))
+    text = _CONFIG_TEMPLATE.format(api_port=api_port, proxy_port=proxy_port, password=password,
+                                   dask=_binary("dask"), clusters_dir=str(workdir / "clusters"))
+    config.unlink(missing_ok=True)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
     proc = ManagedProcess("dask-gateway", [_binary("dask-gateway-server"), "-f", str(config)],
                           workdir / "gateway.log", cwd=workdir, env=env)
     # ready only once the proxy routes /api to the gateway (its routing table arrives late)

@@ -164,7 +164,7 @@ def regressor_from_bytes(data: bytes, source: str = "<bytes>") -> PropertyRegres
         raise SpectralError(f"{source} is not a readable skops regressor file: {err}") from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
-        raise SpectralError(f"refusing to load {source}: it carries untrusted type(s) {refused}; only "
+        raise SpectralError(f"refusing to load {source}: it carries untrusted types {refused}; only "
                             f"{list(TRUSTED_TYPES)} beyond skops' defaults are allowed. Retrain with misomap "
                             "rather than loading a foreign file.")
     try:
