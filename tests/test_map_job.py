@@ -16,6 +16,7 @@ import yaml
 
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
+from misomap.cube.store import COMPLETE_KEY
 from misomap.jobs.map_store import MapStoreError
 from misomap.jobs.predict import run_predict
 
@@ -32,7 +33,9 @@ def write_cube(path: Path, grid: Grid, chunk: int = 40) -> None:
     ds = xr.Dataset({"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
                     coords={"band": ["b0", "b1"], "y": grid.y_coords(), "x": grid.x_coords(),
                             "spatial_ref": ((), 0, grid.spatial_ref_attrs())},
-                    attrs={"misomap": {"imagery_datetime": IMAGERY_PERIOD}})
+                    # written whole in one go, so it carries the complete mark a finished build writes last
+                    attrs={"misomap": {"imagery_datetime": IMAGERY_PERIOD},
+                           COMPLETE_KEY: {"records_sha256": "written-whole", "chunks": 0}})
     ds.chunk({"band": 2, "y": chunk, "x": chunk}).to_zarr(path, zarr_format=3, mode="w", consolidated=True)
 
 
