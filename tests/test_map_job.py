@@ -31,7 +31,8 @@ def write_cube(path: Path, grid: Grid, chunk: int = 40) -> None:
     data = rng.normal(size=(2, h, w)).astype("float32")
     data[:, :35, :35] = np.nan  # an all-nodata corner spanning a whole output chunk
     ds = xr.Dataset({"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
-                    coords={"band": ["b0", "b1"], "y": grid.y_coords(), "x": grid.x_coords(),
+                    coords={"band": np.array(["b0", "b1"], dtype=object),  # vlen-utf8, as the real cube
+                            "y": grid.y_coords(), "x": grid.x_coords(),
                             "spatial_ref": ((), 0, grid.spatial_ref_attrs())},
                     # written whole in one go, so it carries the complete mark a finished build writes last
                     attrs={"misomap": {"imagery_datetime": IMAGERY_PERIOD},
