@@ -82,7 +82,8 @@ def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndar
     known = np.isin(y, classes)
     codes = np.array([classes.index(v) for v in y[known]], dtype=int)
     if model.target == "permafrost":
-        b = fit_permafrost_offset(codes == classes.index("1"), prob[known, classes.index("1")]) if "1" in classes else 0.0
+        pos = classes.index("1")
+        b = fit_permafrost_offset(codes == pos, prob[known, pos])
         return tuple(b if c == "1" else 0.0 for c in classes)
     priors = class_priors(np.array([classes.index(v) for v in y_train]), len(classes))
     return fit_soil_offsets(codes, prob[known], priors) or (0.0,) * len(classes)
