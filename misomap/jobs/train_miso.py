@@ -218,6 +218,20 @@ def _fit(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint], poin
     return model, sampler, result
 
 
+def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
+    """The config of an ablation: `miso`, `no_contrastive`, `no_location` or `no_pretraining`."""
+    data = cfg.model_dump()
+    if variant == "no_contrastive":
+        data["contrastive"]["enabled"] = False
+    elif variant == "no_location":
+        data["location"]["enabled"] = False
+    elif variant == "no_pretraining":
+        for which in ENCODERS:
+            if data[which] is not None:
+                data[which]["weights"] = None
+    return MisoConfig.model_validate(data)
+
+
 def weighted_config(cfg: MisoConfig, weighting: str) -> MisoConfig:
     """The MISO config under the run's class-weighting rule (balanced losses only for `balanced`)."""
     loss = cfg.loss.model_copy(update={"class_weights": "balanced" if weighting == "balanced" else "none"})

@@ -72,7 +72,8 @@ def _fit_fold(X: np.ndarray, y: np.ndarray, xy: np.ndarray, f_arr: np.ndarray, f
         return model
     fit, val = carve_validation(f_arr, fold, ev.val_fraction, config.seed, xy)
     inner = fit_rf(X[fit], y[fit], features, target, rf, config.seed)
-    return replace(model, offsets=class_offsets(inner, X[val], y[val], y[fit]))
+    fitted = dict(zip(inner.classes, class_offsets(inner, X[val], y[val], y[fit])))
+    return replace(model, offsets=tuple(fitted.get(c, 0.0) for c in model.classes))
 
 
 def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndarray) -> tuple[float, ...]:
@@ -90,9 +91,9 @@ def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndar
 
 
 def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, features: list[str],
-                   config: RunConfig) -> tuple[pd.DataFrame, list[tuple[float, ...]]]:
+                   config: RunConfig) -> tuple[pd.DataFrame, list[dict[str, float]]]:
     """Out-of-fold predictions of `target` for every scheme in `folds` (predictions layout of
-    misomap.jobs.evaluate) and each fold's decision offsets; a fold whose training part has one
+    misomap.jobs.evaluate) and each fold's decision offsets by class; a fold whose training part has one
     class is skipped with a warning."""
     classes = list(TARGETS[target])
     fold_of = folds.set_index("pedon_id").loc[rows["pedon_id"]]
@@ -112,7 +113,7 @@ def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, feature
         except (RFModelError, FoldsError) as err:
             log.warning("%s %s fold %d skipped: %s", target, scheme, fold, err)
             continue
-        offsets.append(model.offsets)
+        offsets.append(dict(zip(model.classes, model.offsets)))
         prob = predict_proba(model, X[test], classes)
         pred = pd.DataFrame({"pedon_id": rows["pedon_id"].to_numpy()[test], "target": target,
                              "scheme": scheme, "fold": fold, "y_true": y[test],
@@ -139,8 +140,9 @@ def train_rf(config: RunConfig) -> RFOutputs:
         preds.append(frame)
         model = fit_rf(rows[features].to_numpy(), rows["label"].to_numpy(), features, target,
                        config.rf, config.seed, config.evaluation.class_weighting == "balanced")
-        if offsets and any(any(o) for o in offsets):
-            model = replace(model, offsets=tuple(float(v) for v in np.median(np.array(offsets), axis=0)))
+        if any(any(o.values()) for o in offsets):  # per class, the median over every CV fold
+            model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
+                                                 for c in model.classes))
         models[target] = f"{mdir}/{target}.skops"
         write_bytes(models[target], dumps_model(model), config.storage)
     preds_loc = f"{mdir}/predictions.parquet"
