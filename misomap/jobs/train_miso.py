@@ -349,7 +349,11 @@ def compare(config: RunConfig, models: list[str]) -> str:
         common = _common_folds(preds, all_preds)
         if "train_seconds" in common.columns:
             per_fold = fold_seconds(common, name)
-            cost.append({"model": name, "seconds": per_fold.mean(), "folds": len(per_fold)})
+            params = "–"
+            if name != "rf":
+                st = json.loads(read_bytes(f"{model_dir(config.workdir, name)}/training.json", config.storage))
+                params = f"{st['parameters']:,}"
+            cost.append({"model": name, "seconds": per_fold.mean(), "folds": len(per_fold), "parameters": params})
         for target, ev in evaluate(common, table, config.evaluation, source=loc).items():
             s = ev.summary[ev.summary["metric"].isin(COMPARED[target])]
             for _, r in s.iterrows():
@@ -373,9 +377,9 @@ def compare(config: RunConfig, models: list[str]) -> str:
                 index="model", columns="scheme", values="v").fillna("—")
             lines += ["| model | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
             lines += [f"| {n} | " + " | ".join(str(v) for v in wide.loc[n]) + " |" for n in wide.index] + [""]
-    lines += ["## Training time per fold (this machine)", "", "| model | mean seconds per fold | folds |",
-              "|---|---|---|"]
-    lines += [f"| {c['model']} | {c['seconds']:.1f} | {c['folds']} |" for c in cost]
+    lines += ["## Training cost (this machine)", "",
+              "| model | parameters | mean training seconds per fold | folds |", "|---|---|---|---|"]
+    lines += [f"| {c['model']} | {c['parameters']} | {c['seconds']:.1f} | {c['folds']} |" for c in cost]
     write_bytes(f"{out}.md", ("\n".join(lines) + "\n").encode(), config.storage)
     write_bytes(f"{out}.png", _comparison_png(df[df["metric"].isin([v[0] for v in COMPARED.values()])]),
                 config.storage)

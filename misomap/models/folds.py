@@ -144,7 +144,7 @@ def carve_validation(fold_col: np.ndarray, test_fold: int | None, fraction: floa
     next_id = 0
     for f in np.unique(fold_col[used]):
         idx = np.flatnonzero(used & (fold_col == f))
-        k = max(1, round(len(idx) / size))
+        k = min(max(1, round(len(idx) / size)), len(np.unique(xy[idx], axis=0)))
         labels = (KMeans(k, n_init=1, random_state=seed).fit_predict(xy[idx]) if k > 1
                   else np.zeros(len(idx), dtype=np.int64))
         patch[idx] = next_id + labels
