@@ -81,10 +81,7 @@ def demo(
     from misomap.jobs.demo import run_demo
 
     result = run_demo(out, seed=seed, size=size)
-    for name, where in result.outputs.items():
-        typer.echo(f"{name:<14} {where}")
-    typer.echo(f"total {sum(result.seconds.values()):.0f} s: " +
-               ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()))
+    typer.echo(result.summary())
 
 
 @app.command("demo-world")
@@ -228,3 +225,23 @@ def embed_spectra(config: ConfigOpt = None) -> None:
 
     s = run(_config(config))
     typer.echo(f"embeddings: {s.output}  rows {s.rows}  chunks run {s.chunks_run}/{s.chunks_total}")
+
+
+@app.command()
+def view(
+    path: Annotated[Path, typer.Argument(help="A map folder, a folder of maps, or a run's workdir.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (another is taken if it is in use).")] = 8765,
+) -> None:
+    """Serve maps on loopback for their viewer page and print its URLs; Ctrl-C stops."""
+    from misomap.viewer.server import HOST, find_maps, make_server, page_urls
+
+    maps = find_maps(path)
+    server = make_server(maps.root, port)
+    for url in page_urls(f"http://{HOST}:{server.server_address[1]}", maps):
+        typer.echo(f"viewer: {url}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -84,7 +84,7 @@ def _outside(x: np.ndarray, y: np.ndarray, area: tuple[float, float, float, floa
 
 def _centres_3338(epsg: int, transform, shape) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
-    xs, ys = transform * (cols + 0.5, rows + 0.5)
+    xs, ys = transform @ (cols + 0.5, rows + 0.5)
     return _to_3338(epsg).transform(xs, ys)
 
 
@@ -98,8 +98,8 @@ def write_cog(path: Path, data: np.ndarray, epsg: int, transform, nodata: float)
 
 def _footprint(epsg: int, transform, shape) -> tuple[dict[str, Any], list[float]]:
     h, w = shape
-    xmin, ymax = transform * (0, 0)
-    xmax, ymin = transform * (w, h)
+    xmin, ymax = transform @ (0, 0)
+    xmax, ymin = transform @ (w, h)
     tr = Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True)
     bbox = list(tr.transform_bounds(xmin, ymin, xmax, ymax, densify_pts=21))
     w_, s_, e_, n_ = bbox

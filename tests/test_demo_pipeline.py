@@ -28,3 +28,9 @@ def test_demo_pipeline_on_the_tiny_world(tmp_path):
     # MISO is scored on test folds that the RF's predictions on the same scheme also hold
     assert set(preds["pedon_id"]) <= set(rf_preds.loc[rf_preds["scheme"] == scheme, "pedon_id"])
     assert "MISO vs Random Forest" in (out / "models" / "miso" / "comparison.md").read_text()
+    # the last screen: both models' held-out figures on the same folds, and where to look
+    assert [f.model for f in result.figures] == ["rf", "miso"]
+    for f in result.figures:
+        assert f.folds >= 1 and all(0 <= v <= 1 for v in f.values.values()), f
+    screen = result.summary()
+    assert result.scheme in screen and "PF recall" in screen and str(out / "maps" / "miso") in screen

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from misomap.config import RunConfig, config_from_dict
+from misomap.jobs.demo_summary import ModelFigures, cv_figures, format_table
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,20 @@ class DemoResult:
 
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    scheme: str = ""
+    figures: list[ModelFigures] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The demo's last screen: the figures that matter, where to look, and the time it took."""
+        total = sum(self.seconds.values())
+        folds = self.figures[0].folds if self.figures else 0
+        lines = ["", f"misomap demo finished in {int(total // 60)} min {total % 60:.0f} s.", "",
+                 f"Held-out figures on the spatial scheme {self.scheme} ({folds} test folds, the same "
+                 "pedons for every model; PF = permafrost present, SO = soil order):", "",
+                 format_table(self.figures), "", "Where to look:"]
+        lines += [f"  {name:<14} {where}" for name, where in self.outputs.items()]
+        lines += ["", "Stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())]
+        return "\n".join(lines)
 
 
 def _stage(result: DemoResult, name: str, fn: Callable[[], Any]) -> Any:
@@ -175,7 +190,7 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
         summary = _stage(result, f"{model} map",
                          lambda m=model, p=path: run_predict(with_map(config, m, p), overwrite=True))
         result.outputs[f"{model} map"] = summary.output
-    for name, where in result.outputs.items():
-        log.info("demo output %-12s %s", name, where)
-    log.info("demo stage times (s): %s", result.seconds)
+    result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
+    result.scheme = demo_scheme(world)
+    result.figures = cv_figures(config, ("rf", "miso"), result.scheme)
     return result

@@ -142,6 +142,7 @@ def run_hash(config: RunConfig, digest: str) -> str:
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then export COGs, STAC and a quicklook."""
     from misomap.jobs.map_export import export_all
+    from misomap.viewer.publish import write_viewer
 
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
@@ -173,6 +174,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
             raise MapJobError(f"{len(failures)} chunk(s) failed; rerun to retry them:\n" +
                               "\n".join(f"  {k}: {e}" for k, e in failures))
         export_all(config, grid)
+        write_viewer(config, grid)
     seconds = time.perf_counter() - start
     pixels = sum(r.height * r.width for r in todo)
     summary = PredictSummary(cfg.output, len(regions), len(todo), pixels, seconds)

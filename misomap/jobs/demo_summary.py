@@ -1,0 +1,80 @@
+"""The demo's last screen: what the run found (cross-validated figures of every model on the same
+held-out folds of the demo's spatial scheme) and where to look next."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from misomap.config import RunConfig
+from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
+from misomap.jobs.labels import LabelsError
+from misomap.jobs.training_table import read_training
+
+log = logging.getLogger(__name__)
+
+FIGURES = (  # (target, metric in the evaluation summary, column title)
+    ("permafrost", "recall_1", "PF recall"),
+    ("permafrost", "f1_1", "PF F1"),
+    ("permafrost", "accuracy", "PF acc"),
+    ("soil_order", "recall_macro", "SO macro recall"),
+    ("soil_order", "accuracy", "SO acc"),
+)
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    """One model's mean figures over the shared test folds of one scheme."""
+
+    model: str
+    folds: int
+    values: dict[str, float]  # column title -> mean over folds
+
+
+def cv_figures(config: RunConfig, models: tuple[str, ...], scheme: str) -> list[ModelFigures]:
+    """Every model's figures on `scheme`, each scored on the test folds all the models were run on
+    (the demo runs MISO on fewer folds than the RF; a fair table uses the same held-out pedons)."""
+    table, _ = read_training(config)
+    preds: dict[str, pd.DataFrame] = {}
+    for name in models:
+        try:
+            p = read_predictions(f"{model_dir(config.workdir, name)}/predictions.parquet", config)
+        except LabelsError:
+            log.info("no predictions of %s: left out of the summary", name)
+            continue
+        preds[name] = p[p["scheme"] == scheme]
+    common: set[int] | None = None
+    for p in preds.values():
+        common = set(p["fold"]) if common is None else common & set(p["fold"])
+    out = []
+    for name, p in preds.items():
+        p = p[p["fold"].isin(common or set())]
+        metrics_log = logging.getLogger("misomap.models.metrics")
+        level = metrics_log.level
+        metrics_log.setLevel(logging.ERROR)  # absent classes were reported when the model was scored
+        try:
+            scores = evaluate(p, table, config.evaluation, source=name) if len(p) else {}
+        finally:
+            metrics_log.setLevel(level)
+        values = {}
+        for target, metric, title in FIGURES:
+            ev = scores.get(target)
+            row = ev.summary[(ev.summary["metric"] == metric)] if ev is not None else pd.DataFrame()
+            values[title] = float(row["mean"].iloc[0]) if len(row) else float("nan")
+        out.append(ModelFigures(name, len(common or ()), values))
+    return out
+
+
+def format_table(figures: list[ModelFigures], extra: dict[str, dict[str, float]] | None = None) -> str:
+    """A fixed-width table, one row per model; `extra` adds columns per model (e.g. map vs truth)."""
+    extra = extra or {}
+    titles = [t for _, _, t in FIGURES] + sorted({k for v in extra.values() for k in v})
+    lines = ["model".ljust(8) + "".join(t.rjust(len(t) + 3) for t in titles)]
+    for f in figures:
+        vals = {**f.values, **extra.get(f.model, {})}
+        lines.append(f.model.ljust(8) + "".join(
+            (f"{vals[t]:.3f}" if t in vals and vals[t] == vals[t] else "—").rjust(len(t) + 3)
+            for t in titles))
+    return "\n".join(lines)
