@@ -146,3 +146,24 @@ def test_experiment_over_two_seeds_writes_one_table(tmp_path) -> None:
         assert needle in text
     truth = pd.read_csv(tmp_path / "exp" / "experiment_truth.csv")
     assert set(truth["model"]) == {"rf", "miso"} and truth["accuracy"].between(0, 1).all()
+
+
+def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
+    """The final map model carries the decision offsets in its head biases, so the map applies the
+    same rule the cross-validation scores were adjusted with."""
+    from misomap.jobs.train_miso import apply_offsets, bake_offsets
+    from misomap.models.miso.config import EncoderConfig, MisoConfig
+    from misomap.models.miso.model import MisoModel
+
+    torch.manual_seed(0)
+    cfg = MisoConfig(imagery=EncoderConfig(bands=["a", "b"], embed_dim=16), feature_dim=16)
+    model = MisoModel(cfg, (0.0, 0.0, 3200.0, 3200.0))
+    img, pix = torch.randn(3, 2, 64, 64), torch.rand(3, 1, 2) * 64
+    xy = pix.double() * 50
+    before = {k: v[:, 0].numpy() for k, v in model.predict_points(img, None, pix, xy).items()}
+    offsets = DecisionOffsets(0.7, tuple(np.linspace(-1, 1, 7)))
+    bake_offsets(model, offsets)
+    after = {k: v[:, 0].numpy() for k, v in model.predict_points(img, None, pix, xy).items()}
+    expected = apply_offsets(before, offsets)
+    for key in ("permafrost", "soil_order", "soil_order_entropy"):
+        assert np.allclose(after[key], expected[key], atol=1e-5), key
