@@ -245,3 +245,42 @@ def view(
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = None,
+    statewide: Annotated[bool, typer.Option(help="All of Alaska instead of the cube's region.")] = False,
+    resolution: Annotated[Optional[list[float]], typer.Option(help="Resolution(s) in m (repeatable); "
+                                                              "default: the cube's.")] = None,
+) -> None:
+    """Print the tile plan: tiles, chunks, pixels, bytes and cost per stage from measured rates."""
+    from misomap.jobs.regenerate import plan_report
+    from misomap.plan.plan import estimate, format_plan
+
+    cfg = _config(config)
+    for name, p in plan_report(cfg, statewide, resolution or []):
+        typer.echo(format_plan(name, p, estimate(p, cfg.plan.rates), cfg.plan.rates))
+
+
+@app.command()
+def regenerate(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the task graph and cost; read nothing.")] = False,
+    statewide: Annotated[bool, typer.Option(help="With --dry-run: all of Alaska.")] = False,
+) -> None:
+    """search -> cube -> predict -> publish over the tile plan; stale chunks only; atomic versions."""
+    from misomap.jobs import regenerate as regen
+    from misomap.plan.plan import format_plan
+
+    cfg = _config(config)
+    if dry_run:
+        d = regen.dry_run(cfg, statewide)
+        typer.echo(format_plan("dry run", d.plan, d.costs, cfg.plan.rates))
+        typer.echo(f"task graph: {len(d.graph):,} tasks, {d.n_edges:,} dependencies "
+                   f"(search, {len(d.plan.cube_chunks):,} cube, {len(d.plan.map_chunks):,} predict, publish)")
+        return
+    s = regen.run_regenerate(cfg)
+    for st in s.stages:
+        typer.echo(f"{st.name:<8} ran {st.ran:>6}  up to date {st.skipped:>6}  {st.note}")
+    typer.echo(f"published: {s.version} ({'new' if s.new_version else 'unchanged'})  {s.seconds:.1f} s")

@@ -21,6 +21,8 @@ from misomap.spectra.config import SpectralConfig
 from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
 from misomap.models.baseline_config import FoldsConfig, RFConfig
 from misomap.jobs.map_config import MapConfig
+from misomap.plan.config import PlanConfig
+from misomap.publish.config import PublishConfig
 
 
 class RunConfig(StrictModel):
@@ -41,6 +43,8 @@ class RunConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     map: MapConfig | None = None
     spectral: SpectralConfig | None = None
+    plan: PlanConfig = PlanConfig()
+    publish: PublishConfig | None = None
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -66,3 +66,48 @@ def test_cube_from_demo_cogs_on_s3_onto_s3(demo_world, s3_server, s3fs_filesyste
                             "cube": demo_cube_section(demo_world, out)})
     run_build_cube(cfg)
     _check_demo_cube(open_cube(out, StorageConfig(endpoint_url=s3_server.endpoint_url)).load(), demo_world)
+
+
+def test_demo_world_publishes_sentinel2_both_sides_of_baseline_04(demo_world):
+    """Earth Search v1 as it is: pre-04.00 items, post-04.00 items with the offset still in the
+    pixels and post-04.00 items where Element 84 removed it, all with raster:bands offset -0.1."""
+    import json
+
+    kinds = set()
+    for path in (demo_world / "stac" / "sentinel-2-l2a").glob("*/*.json"):
+        item = json.loads(path.read_text())
+        props = item["properties"]
+        kinds.add((props["s2:processing_baseline"] >= "04.00", props["earthsearch:boa_offset_applied"]))
+        assert item["assets"]["red"]["raster:bands"][0]["offset"] == -0.1
+    assert kinds == {(False, False), (True, False), (True, True)}
+
+
+@pytest.mark.parametrize("when", ["2021-07-08T21:30:00", "2022-05-08T21:30:00", "2022-07-06T21:30:00"])
+def test_demo_encoding_decodes_to_the_reflectance_under_the_earth_search_rule(tmp_path, when):
+    """The demo's DN encoding for each kind of item, read back by the cube reader's `auto` rule,
+    gives the reflectance it was written from (to DN rounding)."""
+    from datetime import datetime
+
+    import pystac
+    from rasterio.transform import from_origin
+
+    from misomap.cube.grid import Grid
+    from misomap.cube.stack import read_window
+    from misomap.demo import stac
+    from misomap.demo.publish import cog_bytes
+    from misomap.demo.scenes import Acquisition, _dn, processing
+
+    acq = Acquisition("summer", datetime.fromisoformat(when), "a", 72)
+    baseline, applied = processing(acq)
+    refl = np.linspace(0.0003, 0.6, 64 * 64, dtype=np.float32).reshape(64, 64)
+    dn = _dn(refl, baseline >= "04.00" and not applied)
+    path = tmp_path / "red.tif"
+    path.write_bytes(cog_bytes(dn, "EPSG:32606", from_origin(400_000.0, 7_500_000.0, 20.0, 20.0), 0, 256))
+    item = pystac.Item("S2A_06WCP", None, None, acq.when, {
+        "platform": "sentinel-2a", "s2:processing_baseline": baseline,
+        "earthsearch:boa_offset_applied": applied, "proj:epsg": 32606})
+    item.add_asset("red", pystac.Asset(path.as_uri(), extra_fields={"raster:bands": [
+        {"nodata": 0, "scale": stac.S2_SCALE, "offset": stac.S2_OFFSET}]}))
+    grid = Grid("EPSG:32606", 20.0, 400_000.0, 7_500_000.0 - 64 * 20, 400_000.0 + 64 * 20, 7_500_000.0)
+    got = read_window([item], ["red"], grid, scaling="auto")[0, 0]
+    np.testing.assert_allclose(got, refl, atol=5e-5 + 1e-6)

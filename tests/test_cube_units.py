@@ -81,6 +81,7 @@ def test_band_names_follow_the_contract_and_rgb_default():
     ({"sources": [S2, {**S2, "prefix": "s2"}]}, "duplicate cube band names"),
     ({"sources": [{**S1, "prefix": ""}]}, "need a `prefix`"),
     ({"sources": [{**S1, "mask_asset": "scl"}]}, "optical sources only"),
+    ({"sources": [{**S2, "scaling": "guess"}]}, "scaling"),
     ({"datetime": "2021"}, "start/end"),
     ({"sign": "planetary_computer.sign"}, "module:function"),
     ({"quicklook_bands": ["a", "b", "c"]}, "not cube bands"),

@@ -132,7 +132,14 @@ def test_every_cog_is_valid_and_typed(demo_world: Path) -> None:
     for item_dir in s2:
         with rasterio.open(item_dir / "red.tif") as red, rasterio.open(item_dir / "swir16.tif") as sw:
             assert red.dtypes[0] == "uint16" and red.nodata == 0
-            assert red.scales[0] == pytest.approx(1e-4) and red.offsets[0] == pytest.approx(-0.1)
+            props = json.loads((demo_world / "stac" / "sentinel-2-l2a" / item_dir.name
+                                / f"{item_dir.name}.json").read_text())["properties"]
+            carries = (props["s2:processing_baseline"] >= "04.00"
+                       and not props["earthsearch:boa_offset_applied"])
+            # the file's own tags say what its pixels hold (the item's raster:bands says -0.1, as
+            # Earth Search's do, docs/contracts.md §1)
+            assert red.scales[0] == pytest.approx(1e-4)
+            assert red.offsets[0] == pytest.approx(-0.1 if carries else 0.0)
             assert sw.res[0] == 2 * red.res[0]  # 10 m-class vs 20 m-class bands
             crss.add(red.crs.to_epsg())
     assert crss == {32605, 32606}  # tiles in two UTM zones

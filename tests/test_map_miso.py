@@ -63,11 +63,15 @@ def setup(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
     return cube, ckpt, data
 
 
-def _map(cube: Path, ckpt: Path, out: Path, chunk: int) -> np.ndarray:
+def _run(cube: Path, ckpt: Path, out: Path, chunk: int) -> Path:
     cfg = config_from_dict({"map": {"cube": str(cube), "output": str(out), "model": "miso",
                                     "model_path": str(ckpt), "chunk_px": chunk, "workers": 1, "cogs": False}})
     run_predict(cfg)
-    return xr.open_zarr(out / "map.zarr")["permafrost_probability"].values
+    return out
+
+
+def _map(cube: Path, ckpt: Path, out: Path, chunk: int) -> np.ndarray:
+    return xr.open_zarr(_run(cube, ckpt, out, chunk) / "map.zarr")["permafrost_probability"].values
 
 
 def test_two_chunkings_agree_and_match_single_crops(setup, tmp_path):
@@ -92,3 +96,53 @@ def test_two_chunkings_agree_and_match_single_crops(setup, tmp_path):
         xy = torch.tensor([[[GRID.x_coords()[c], GRID.y_coords()[r]]]], dtype=torch.float32)
         p = model.predict_points(crop[:, :len(IMG)], crop[:, len(IMG):], pix, xy)["permafrost"].item()
         assert abs(p - a[r, c]) <= TOL, (r, c, p, a[r, c])
+
+
+def test_dense_queries_equal_the_model_on_each_tile():
+    """The factored LIIF and flat batches answer like `MisoModel` on each point's own tile,
+    whatever the batch size, with nodata in a tile and points on tile edges."""
+    from misomap.models.miso.dense import DenseMiso
+
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(len(IMG + COV), 96, 96)).astype("float32")
+    model = _model(data)
+    tiles = rng.normal(size=(5, len(IMG + COV), 32, 32)).astype("float32")
+    tiles[1, :, :6] = np.nan
+    tile = rng.integers(0, 5, 300)
+    pix = rng.uniform(0, 32, (300, 2))
+    pix[:4] = [[0, 0], [31.99, 31.99], [0, 31.5], [16, 16]]
+    xy = np.stack([rng.uniform(GRID.xmin, GRID.xmax, 300), rng.uniform(GRID.ymin, GRID.ymax, 300)], -1)
+    with torch.no_grad():
+        t = torch.from_numpy(tiles)[tile]
+        ref = model.predict_points(t[:, :len(IMG)], t[:, len(IMG):], torch.from_numpy(pix).float()[:, None],
+                                   torch.from_numpy(xy)[:, None])
+    for batch in (7, 8192):
+        out = DenseMiso(model, torch.device("cpu"), point_batch=batch).predict(tiles, tile, pix, xy)
+        assert np.abs(out["permafrost"] - ref["permafrost"][:, 0].numpy()).max() < 1e-5
+        assert np.abs(out["soil_order"] - ref["soil_order"][:, 0].numpy()).max() < 1e-5
+    assert ref["permafrost"].std() > 0.05
+
+
+def test_scored_pedon_predictions_are_the_map(setup, tmp_path):
+    """`predict_pedons` (what cross-validation scores) gives the map's values at the pedons."""
+    from misomap.models.miso.dense import DenseMiso, predict_pedons
+
+    cube, ckpt, data = setup
+    ds = xr.open_zarr(_run(cube, ckpt, tmp_path / "m", 32) / "map.zarr")
+    pf = ds["permafrost_probability"].values
+    so = ds["soil_order_probability"].values
+    rng = np.random.default_rng(2)
+    n = 2000
+    r, c = rng.integers(0, 96, n), rng.integers(0, 96, n)
+    x = GRID.xmin + (c + rng.uniform(0.01, 0.99, n)) * GRID.resolution  # anywhere inside the pixel
+    y = GRID.ymax - (r + rng.uniform(0.01, 0.99, n)) * GRID.resolution
+    pred = predict_pedons(DenseMiso(_model(data), torch.device("cpu")), data[:len(IMG)], data[len(IMG):],
+                          GRID, x, y)
+    assert pred["valid"].all() and pred["permafrost"].std() > 0.05
+    diff = np.abs(pred["permafrost"] - pf[r, c])
+    assert diff.mean() <= 0.005 and diff.max() <= TOL, (diff.mean(), diff.max())
+    flips = np.mean((pred["permafrost"] >= 0.5) != ds["permafrost_class"].values[r, c])
+    so_flips = np.mean(pred["soil_order"].argmax(-1) != ds["soil_order_class"].values[r, c])
+    assert flips <= 0.002 and so_flips <= 0.002, (flips, so_flips)
+    assert np.abs(pred["soil_order"] - np.moveaxis(so[:, r, c], 0, -1)).max() <= TOL
+    assert set(pred) >= {"permafrost_entropy", "soil_order_entropy"}

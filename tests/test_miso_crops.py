@@ -91,3 +91,26 @@ def test_mismatched_arrays_and_points_are_refused() -> None:
         CropSampler(np.zeros((3, 10, 10), np.float32), None, GRID, pts([], [], [], []), CFG)
     with pytest.raises(CropError, match="'permafrost'"):
         pts([1.0, 2.0], [1.0, 2.0], [1], [0, 1])
+
+
+def test_pedons_scored_through_map_tiles_flag_nodata_and_outside_points() -> None:
+    """predict_pedons (the map's tiles) on an imagery-only model: points on nodata pixels or
+    outside the grid are invalid but answered; a point equals the model on its own map tile."""
+    from misomap.models.miso.dense import DenseMiso, predict_pedons
+
+    torch.manual_seed(0)
+    model = MisoModel(MisoConfig(imagery=EncoderConfig(bands=["a", "b", "c"], embed_dim=16),
+                                 location=LocationConfig(num_scales=4, hidden=16), feature_dim=16,
+                                 liif=LiifConfig(hidden=16), crops=CFG), GRID.bounds).eval()
+    a = arrays(nodata_cols=10) / 30000.0
+    x = np.array([GRID.xmin + 100, GRID.xmin + 1515, GRID.xmax + 50, GRID.xmin + 2990])
+    y = np.array([GRID.ymax - 100, GRID.ymax - 1515, GRID.ymax - 50, GRID.ymin + 10])
+    out = predict_pedons(DenseMiso(model, torch.device("cpu")), a, None, GRID, x, y)
+    assert list(out["valid"]) == [False, True, False, True]
+    assert all(np.isfinite(v).all() for v in out.values())
+    # pedon 1 sits in pixel (50, 50): tile (3, 3) of the 16 px core grid, whose crop starts at 40
+    crop = torch.from_numpy(read_window(a, 40, 40, 32))[None]
+    xy = torch.tensor([[[GRID.xmin + 50.5 * 30, GRID.ymax - 50.5 * 30]]], dtype=torch.float64)
+    ref = model.predict_points(crop, None, torch.tensor([[[10.5, 10.5]]]), xy)
+    assert abs(float(ref["permafrost"][0, 0]) - out["permafrost"][1]) < 1e-5
+    assert np.allclose(ref["soil_order"][0, 0].numpy(), out["soil_order"][1], atol=1e-5)

@@ -13,7 +13,7 @@ from misomap.cube import composite
 from misomap.cube.config import AREAS, CubeConfig, SourceConfig
 from misomap.cube.errors import AssetReadError, ChunkBuildError
 from misomap.cube.grid import ChunkWindow, Grid
-from misomap.cube.search import FoundItems
+from misomap.cube.search import FoundItems, datatake
 from misomap.cube.stack import read_window
 
 
@@ -44,13 +44,18 @@ def _composite_group(src: SourceConfig, items: Sequence[pystac.Item], grid: Grid
     if src.mask_asset:
         keys.append(src.mask_asset)
     stack = read_window(items, keys, grid, src.resampling, gdal_options,
-                        unscaled=[src.mask_asset] if src.mask_asset else ())
+                        unscaled=[src.mask_asset] if src.mask_asset else (), scaling=src.scaling,
+                        source=src.collection)
     if stack.shape[0] == 0:
         return np.full((len(src.bands), *grid.shape), np.nan, np.float32)
     if src.mask_asset:
         stack = composite.scl_mask(stack[:, :-1], stack[:, -1], src.mask_classes)
     if src.kind == "static":
         return composite.mosaic(stack)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(datatake(item), []).append(i)
+    stack = composite.merge_duplicates(stack, list(groups.values()))
     if src.kind == "radar":
         return composite.mean_db(stack)
     return composite.geomedian(stack) if src.method == "geomedian" else composite.median(stack)

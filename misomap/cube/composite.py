@@ -6,7 +6,7 @@ nodata into a pixel another scene sees clearly; a pixel no scene sees stays NaN.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -15,6 +15,24 @@ def scl_mask(stack: np.ndarray, scl: np.ndarray, classes: Iterable[int]) -> np.n
     """Set to NaN every observation whose scene class is in `classes` or unknown (NaN)."""
     bad = np.isnan(scl) | np.isin(scl, np.asarray(list(classes), dtype=np.float32))
     return np.where(bad[:, None], np.float32(np.nan), stack)
+
+
+def merge_duplicates(stack: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """One observation per acquisition: items of one datatake on overlapping tiles (`groups` of
+    indices along time) become one layer taking, per pixel and band, the first item's valid value,
+    so an overlap never counts one acquisition twice. Tiles of one datatake are one sensing of the
+    same ground (resampled to different UTM grids), so filling a band from the next tile where the
+    first has none (e.g. at a 10 m/20 m tile edge) keeps one real observation."""
+    if all(len(g) == 1 for g in groups):
+        return stack
+    out = np.empty((len(groups), *stack.shape[1:]), np.float32)
+    for k, group in enumerate(groups):
+        layer = stack[group[0]].copy()
+        for i in group[1:]:
+            hole = np.isnan(layer)
+            layer[hole] = stack[i][hole]
+        out[k] = layer
+    return out
 
 
 def _nan_reduce(func, stack: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from misomap.config_base import Location, StrictModel
+from misomap.cube.scaling import ScalingRule
 
 AREAS: dict[str, tuple[float, float, float, float]] = {
     "alaska": (-170.0, 51.0, -129.0, 71.5),
@@ -67,6 +68,10 @@ class SourceConfig(StrictModel):
     """Optical compositing; radar always averages in dB, static sources are mosaicked."""
     max_cloud_cover: float | None = None
     resampling: Literal["nearest", "bilinear"] = "nearest"
+    scaling: ScalingRule = "auto"
+    """How digital numbers become values (misomap/cube/scaling.py, docs/contracts.md §1):
+    `earth-search-v1`, `planetary-computer-s2`, `raster-bands`, or `auto` (per item, from its
+    metadata; items whose convention cannot be told are refused by name)."""
 
     @field_validator("bands")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,8 +21,10 @@ from urllib3 import Retry
 
 from misomap.cube.config import CubeConfig, SourceConfig
 from misomap.cube.errors import CubeError, SourceItemError, StacSearchError
+from misomap.cube.scaling import item_scaling
 
 log = logging.getLogger(__name__)
+_BASELINE_SUFFIX = re.compile(r"_N\d\d\.\d\d$")
 
 Signer = Callable[[pystac.Item], "pystac.Item | None"]
 
@@ -73,7 +76,8 @@ def _epsg_of(item: pystac.Item, asset_key: str) -> int | None:
 
 
 def check_item(item: pystac.Item, source: SourceConfig) -> pystac.Item:
-    """Verify every needed asset exists and has an EPSG code; set `proj:epsg`, which stackstac reads."""
+    """Verify every needed asset exists and has an EPSG code, and that the source's scale/offset rule
+    can tell this item's convention; set `proj:epsg`, which stackstac reads."""
     needed = dict(source.bands)
     if source.mask_asset:
         needed["<mask>"] = source.mask_asset
@@ -92,7 +96,21 @@ def check_item(item: pystac.Item, source: SourceConfig) -> pystac.Item:
         item.assets[key].extra_fields["proj:epsg"] = epsg
     if len(epsgs) == 1:
         item.properties["proj:epsg"] = epsgs.pop()
+    item_scaling(item, list(source.bands.values()), source.scaling, source.collection)
     return item
+
+
+def datatake(item: pystac.Item) -> tuple[str, str]:
+    """One acquisition's identity: platform and datatake (`s2:datatake_id` without its baseline
+    suffix, or `s1:datatake_id`), else platform and sensing time. Overlapping tiles (MGRS granules,
+    S1 slices) of one datatake share it."""
+    props = item.properties
+    platform = str(props.get("platform", "")).lower()
+    for key in ("s2:datatake_id", "s1:datatake_id"):
+        if props.get(key):
+            return platform, _BASELINE_SUFFIX.sub("", str(props[key]))
+    when = item.datetime or pystac.utils.str_to_datetime(props["start_datetime"])
+    return platform, when.isoformat()
 
 
 def _mmdd(item: pystac.Item) -> str:

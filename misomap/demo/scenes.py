@@ -54,9 +54,25 @@ def schedule(seed: int, size: WorldSize) -> list[Acquisition]:
     return out
 
 
-def _dn(refl: np.ndarray) -> np.ndarray:
-    """Reflectance to L2A digital numbers (offset -0.1, scale 1e-4); 0 is kept for nodata."""
-    return np.clip(np.round((refl - stac.S2_OFFSET) / stac.S2_SCALE), 1, 65535).astype(np.uint16)
+BASELINE_04_START = date(2022, 1, 25)
+"""ESA processing baseline 04.00: from this date L2A pixels carry a +1000 DN offset."""
+
+
+def processing(acq: Acquisition) -> tuple[str, bool | None]:
+    """The item's `s2:processing_baseline` and `earthsearch:boa_offset_applied`, as Earth Search v1
+    publishes them: 03.01 before 2022-01-25 (flag false: there is no offset), 04.00 after, where
+    Element 84 removed the offset from some scenes (flag true) and not from others (alternating by
+    date here, so the demo exercises both)."""
+    if acq.when.date() < BASELINE_04_START:
+        return "03.01", False
+    return "04.00", acq.when.toordinal() % 2 == 0
+
+
+def _dn(refl: np.ndarray, carries_offset: bool) -> np.ndarray:
+    """Reflectance to L2A digital numbers, scale 1e-4, +1000 when the pixels carry the baseline-04.00
+    offset; 0 is kept for nodata. Without the offset, DN = (that with it) - 1000 exactly."""
+    dn = np.clip(np.round((refl - stac.S2_OFFSET) / stac.S2_SCALE), 1, 65535)
+    return (dn if carries_offset else np.maximum(dn - 1000, 1)).astype(np.uint16)
 
 
 def write_s2_items(seed: int, acq: Acquisition, surface: Surface, surface_grid: Grid,
@@ -68,6 +84,8 @@ def write_s2_items(seed: int, acq: Acquisition, surface: Surface, surface_grid: 
     res_of = {"fine": size.s2_fine_m, "coarse": size.s2_coarse_m}
     bands = [average_to(refl[b], surface_grid.resolution, res_of[cls])
              for b, (*_, cls) in enumerate(S2_BANDS)]
+    baseline, applied = processing(acq)
+    carries = baseline >= "04.00" and not applied
     items = []
     for tile, fine, coarse in tiles:
         samplers = {"fine": fine, "coarse": coarse}
@@ -82,10 +100,10 @@ def write_s2_items(seed: int, acq: Acquisition, surface: Surface, surface_grid: 
         assets = {}
         for b, (key, esa, wl, fwhm, cls) in enumerate(S2_BANDS):
             s = samplers[cls]
-            dn = np.where(valid[cls], _dn(s.values(bands[b])), 0).astype(np.uint16)
+            dn = np.where(valid[cls], _dn(s.values(bands[b]), carries), 0).astype(np.uint16)
             sink.write_bytes(f"{rel_dir}/{key}.tif", cog_bytes(
                 dn, f"EPSG:{tile.epsg}", tile.transform(s.res), 0, size.cog_blocksize,
-                stac.S2_SCALE, stac.S2_OFFSET))
+                stac.S2_SCALE, stac.S2_OFFSET if carries else 0.0))
             assets[key] = stac.raster_asset(
                 sink.url(f"{rel_dir}/{key}.tif"), f"{key} ({esa}) - {s.res:g}m",
                 ["data", "reflectance"], tile.shape(s.res), tile.transform(s.res),
@@ -104,7 +122,8 @@ def write_s2_items(seed: int, acq: Acquisition, surface: Surface, surface_grid: 
         props = {"platform": f"sentinel-2{acq.platform}", "constellation": "sentinel-2",
                  "instruments": ["msi"], "eo:cloud_cover": round(100 * float(cloudy), 3),
                  "sat:orbit_state": "descending", "sat:relative_orbit": acq.orbit,
-                 "gsd": size.s2_fine_m}
+                 "gsd": size.s2_fine_m, "s2:processing_baseline": baseline,
+                 "earthsearch:boa_offset_applied": applied}
         items.append(stac.item(stac.S2_COLLECTION, item_id, acq.when, tile.footprint_lonlat(),
                                f"EPSG:{tile.epsg}", props, assets, ["eo", "proj", "raster", "sat"]))
     return items

@@ -38,9 +38,15 @@ COLLECTIONS = (stac.S2_COLLECTION, stac.S1_COLLECTION, stac.TERRAIN_COLLECTION,
                stac.CLIMATE_COLLECTION)
 
 
+GENERATOR = 2
+"""Version of what the generator writes; bumped when a world made before would differ (2: Sentinel-2
+items before and after processing baseline 04.00, with Earth Search's offset flag)."""
+
+
 class WorldManifest(StrictModel):
     """What world.json says: how the world was made, where everything is, and its class balance."""
 
+    generator: int = GENERATOR
     seed: int
     size: str
     crs: str

@@ -150,8 +150,10 @@ def _same_world(world: Path, seed: int, size: str) -> bool:
     manifest = world / "world.json"
     if not manifest.exists():
         return False
+    from misomap.demo.world import GENERATOR
+
     meta = json.loads(manifest.read_text())
-    return meta.get("seed") == seed and meta.get("size") == size
+    return meta.get("seed") == seed and meta.get("size") == size and meta.get("generator") == GENERATOR
 
 
 def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:

@@ -30,6 +30,7 @@ from misomap.cube.grid import Grid
 from misomap.errors import ConfigError, MisomapError
 from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
 from misomap.jobs.labels import LabelsError, read_bytes, write_bytes, write_parquet
+from misomap.cube.crops import LazyBands, band_mean_std, open_bands
 from misomap.cube.store import open_cube
 from misomap.jobs.training_table import cube_grid, cube_location, read_training
 from misomap.models.folds import carve_validation, scheme_columns
@@ -78,10 +79,11 @@ class FsCheckpointStore:
 
 @dataclass(frozen=True)
 class CubeArrays:
-    """The encoders' bands of the whole cube in memory (band, y, x), NaN = nodata."""
+    """The encoders' bands of the cube (band, y, x), NaN = nodata: lazy chunk-cached readers, so
+    training memory does not grow with the cube (in-memory arrays work too)."""
 
-    imagery: np.ndarray
-    covariates: np.ndarray | None
+    imagery: LazyBands | np.ndarray
+    covariates: LazyBands | np.ndarray | None
     grid: Grid
 
 
@@ -104,7 +106,7 @@ def miso_section(config: RunConfig) -> MisoConfig:
 
 
 def load_arrays(config: RunConfig, cfg: MisoConfig) -> CubeArrays:
-    """Read the imagery and covariate bands of the cube into memory."""
+    """Open the imagery and covariate bands of the cube lazily (crops read chunk by chunk, cached)."""
     location = cube_location(config)
     ds = open_cube(location, config.storage)
     if "data" not in ds or ds["data"].dims != ("band", "y", "x"):
@@ -112,14 +114,14 @@ def load_arrays(config: RunConfig, cfg: MisoConfig) -> CubeArrays:
     data = ds["data"]
     names = [str(b) for b in data["band"].values]
 
-    def read(enc: EncoderConfig | None, which: str) -> np.ndarray | None:
+    def read(enc: EncoderConfig | None, which: str) -> LazyBands | None:
         if enc is None:
             return None
         missing = [b for b in enc.bands if b not in names]
         if missing:
             raise MisoJobError(f"cube {location} lacks the {which} band(s) {missing}; it has {names}")
-        log.info("reading %d %s bands of %s", len(enc.bands), which, location)
-        return np.ascontiguousarray(data.sel(band=enc.bands).values.astype(np.float32))
+        log.info("opening %d %s bands of %s lazily", len(enc.bands), which, location)
+        return open_bands(location, config.storage, list(enc.bands))
 
     return CubeArrays(read(cfg.imagery, "imagery"), read(cfg.covariates, "covariates"), cube_grid(data))
 
@@ -147,8 +149,7 @@ def resolve_config(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpo
             mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
         else:
             arr = arrays.imagery if which == "imagery" else arrays.covariates
-            mean = np.nanmean(arr, axis=(1, 2)).astype(float)
-            std = np.nanstd(arr, axis=(1, 2)).astype(float)
+            mean, std = (v.astype(float) for v in band_mean_std(arr))
             bad = [b for b, m in zip(enc.bands, mean) if not np.isfinite(m)]
             if bad:
                 raise MisoJobError(f"{which} band(s) {bad} are nodata everywhere in the cube")

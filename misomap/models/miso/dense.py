@@ -1,0 +1,271 @@
+"""Dense MISO inference: many crop-sized tiles encoded once, then every query point answered in
+large flat batches — the path that makes maps and, through `predict_pedons`, scores pedons.
+
+Tiles sit on one global grid of the cube (origin = the cube's top-left pixel corner): tile (i, j)
+covers cube pixels [i·core − margin, i·core − margin + tile) in rows (likewise columns) and answers
+the queries whose pixel falls in its central `core` × `core` block. The map and pedon scoring both
+use this grid, so the model that makes the map is the model that was scored, pixel for pixel.
+
+The LIIF head is evaluated in an algebraically equal but cheaper order than `LiifQuery`:
+- the first layer of each stage MLP is linear in [feature, offset, cell], so its feature part is
+  one matmul per feature cell (not per query and neighbour) and the rest is a 2-column product;
+- the last layer is linear and the 4 neighbour weights sum to 1, so the weighted sum is taken of
+  the hidden activations and the last layers of all stages become one matmul per query.
+Only the middle layer and the two GELUs remain per query and neighbour. Results equal `MisoModel`'s
+to float rounding (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from misomap.classes import SOIL_ORDERS
+from misomap.cube.grid import Grid
+from misomap.models.miso.heads import entropy, probabilities
+from misomap.models.miso.liif import LiifQuery, _neighbours
+from misomap.models.miso.model import MisoModel
+
+CPU_POINT_BATCH = 8192
+"""Queries per batch on the CPU: the hidden activations of a batch stay in the L2/L3 cache."""
+GPU_MEMORY_FRACTION = 0.25
+"""Share of the GPU's total memory one query batch may use (total, not free, so that a rerun on
+the same kind of GPU picks the same batch size and writes the same bytes)."""
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Crop-sized tiles on the cube's pixel grid; each keeps its central `core` px."""
+
+    tile: int
+    core: int
+
+    @property
+    def margin(self) -> int:
+        return (self.tile - self.core) // 2
+
+    @classmethod
+    def for_model(cls, model: MisoModel) -> TileGrid:
+        """Tiles of the training crop size keeping their central half: a kept pixel has at least a
+        quarter crop of context on every side, like the jittered centre pedons in training."""
+        tile = int(model.cfg.crops.size_px)
+        return cls(tile, tile // 2)
+
+    def assign(self, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tiles holding points at continuous pixel coordinates (col, row) from a core-aligned
+        origin: each used tile's top-left pixel (row0, col0) in row-major order, and each point's
+        position in that list. Linear in the points (no sort)."""
+        tr, tc = np.floor(row / self.core).astype(np.int64), np.floor(col / self.core).astype(np.int64)
+        if not len(tr):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        r_min, c_min = tr.min(), tc.min()
+        n_cols = int(tc.max() - c_min + 1)
+        key = (tr - r_min) * n_cols + (tc - c_min)
+        used = np.flatnonzero(np.bincount(key))
+        lookup = np.zeros(used[-1] + 1, np.int64)
+        lookup[used] = np.arange(len(used))
+        row0 = (used // n_cols + r_min) * self.core - self.margin
+        col0 = (used % n_cols + c_min) * self.core - self.margin
+        return row0, col0, lookup[key]
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """Per stage of one modality: the first LIIF layer's feature and cell-size part for every
+    feature cell of every tile, flattened to (tiles·h·w, hidden), and the stage map's (h, w)."""
+
+    projections: list[Tensor]
+    shapes: list[tuple[int, int]]
+
+
+def _project(query: LiifQuery, feats: list[Tensor], height: int, width: int) -> _Encoded:
+    """Apply each stage MLP's first layer to every cell: its features, its bias, the query cell
+    size term (the same for every query of tiles of height × width px) and the cell-centre part of
+    the offset term (the offset is query − centre, and the layer is linear in it)."""
+    projs, shapes = [], []
+    for stage, feat in zip(query.stages, feats):
+        b, c, h, w = feat.shape
+        lin1 = stage.mlp[0]
+        w_rel, w_cell = lin1.weight[:, c:c + 2], lin1.weight[:, c + 2:c + 4]
+        cell = torch.tensor([2 * w / width, 2 * h / height], device=feat.device)  # cell size × scale
+        cy, cx = torch.meshgrid(torch.arange(h, device=feat.device), torch.arange(w, device=feat.device),
+                                indexing="ij")
+        centre = torch.stack([2 * cx + 1 - w, 2 * cy + 1 - h], -1).reshape(-1, 2).float()  # × scale
+        per_cell = (lin1.bias + w_cell @ cell) - centre @ w_rel.t()  # (h·w, hidden)
+        cells = feat.permute(0, 2, 3, 1).reshape(b, h * w, c)  # NHWC view of Swin's tokens: no copy
+        weight = lin1.weight[:, :c].t().expand(b, -1, -1)
+        projs.append(torch.baddbmm(per_cell.expand(b, -1, -1), cells, weight).reshape(b * h * w, -1))
+        shapes.append((h, w))
+    return _Encoded(projs, shapes)
+
+
+def _liif(query: LiifQuery, enc: _Encoded, tile: Tensor, coords: Tensor) -> Tensor:
+    """`query(feats, coords, cell)` for flat queries (N,) of tiles `tile`, from the projections:
+    the 4 neighbours go through the middle layer as one (4N, hidden) batch."""
+    n = len(tile)
+    hidden_sums = []
+    for stage, proj, (h, w) in zip(query.stages, enc.projections, enc.shapes):
+        lin1, _, lin2, _, _ = stage.mlp
+        scale = torch.tensor([w, h], device=coords.device, dtype=coords.dtype)
+        xs, ys = _neighbours(coords[:, 0], w), _neighbours(coords[:, 1], h)
+        cx = torch.cat([xi for _ in ys for xi in xs])
+        cy = torch.cat([yi for yi in ys for _ in xs])
+        centre = torch.stack([(2 * cx + 1) / w - 1, (2 * cy + 1) / h - 1], dim=-1).to(coords.dtype)
+        rel = (coords.repeat(4, 1) - centre) * scale
+        z = proj[tile.repeat(4) * (h * w) + cy * w + cx].view(4, n, -1)
+        z.add_((coords * scale) @ lin1.weight[:, -4:-2].t())  # the query part of the offset term
+        z = z.view(4 * n, -1)
+        torch.ops.aten.gelu_(z)
+        z = torch.nn.functional.linear(z, lin2.weight, lin2.bias)
+        torch.ops.aten.gelu_(z)
+        area = ((rel[:, 0] * rel[:, 1]).abs() + 1e-9).view(4, n)
+        weight = (area.flip(0) / area.sum(0)).unsqueeze(-1)  # each corner weighs by its opposite area
+        z = z.view(4, n, -1)
+        acc = z[0] * weight[0]
+        for k in range(1, 4):
+            acc.addcmul_(z[k], weight[k])
+        hidden_sums.append(acc)
+    w_out = torch.cat([s.mlp[4].weight for s in query.stages], dim=1)
+    b_out = sum(s.mlp[4].bias for s in query.stages)
+    h = torch.cat(hidden_sums, dim=-1)
+    return query.norm(torch.addmm(b_out, h, w_out.t()))
+
+
+class DenseMiso:
+    """A MISO model ready for dense inference on a device (bf16 autocast on CUDA)."""
+
+    def __init__(self, model: MisoModel, device: torch.device, point_batch: int | None = None,
+                 tile_batch: int | None = None, compile: bool = False) -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+        self.grid = TileGrid.for_model(model)
+        self.n_img = len(model.cfg.imagery.bands)
+        self.point_batch = point_batch or auto_point_batch(model, device)
+        # tiles per encoder batch: 64 of 32 px on the CPU, 2048 on a GPU, fewer for larger tiles
+        self.tile_batch = tile_batch or max(1, int((2048 if device.type == "cuda" else 64)
+                                                   * (32 / self.grid.tile) ** 2))
+        self._query = torch.compile(self._query_batch, dynamic=True) if compile else self._query_batch
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, a: np.ndarray) -> Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def _encode(self, tiles: np.ndarray) -> tuple[_Encoded, _Encoded | None, Tensor | None, int, int]:
+        """Encode tiles (T, bands, s, s) in batches; keep only the first-layer projections."""
+        m = self.model
+        img_parts: list[_Encoded] = []
+        cov_parts: list[_Encoded] = []
+        pixels: list[Tensor] = []
+        height = width = 0
+        for s in range(0, len(tiles), self.tile_batch):
+            t = self._to_device(tiles[s:s + self.tile_batch])
+            if self.device.type == "cuda":
+                t = t.contiguous(memory_format=torch.channels_last)
+            cov = t[:, self.n_img:] if m.cfg.covariates is not None else None
+            enc = m.encode(t[:, :self.n_img], cov)
+            height, width = enc.height, enc.width
+            img_parts.append(_project(m.img_query, enc.imagery, height, width))
+            if enc.covariates is not None:
+                cov_parts.append(_project(m.cov_query, enc.covariates, height, width))
+            if enc.pixels is not None:
+                pixels.append(enc.pixels)
+
+        def cat(parts: list[_Encoded]) -> _Encoded:
+            return _Encoded([torch.cat(p) for p in zip(*(e.projections for e in parts))], parts[0].shapes)
+
+        return (cat(img_parts), cat(cov_parts) if cov_parts else None,
+                torch.cat(pixels) if pixels else None, height, width)
+
+    def _query_batch(self, img: _Encoded, cov: _Encoded | None, pixels: Tensor | None, size: Tensor,
+                     tile: Tensor, pix: Tensor, xy: Tensor) -> dict[str, Tensor]:
+        """`MisoModel.query` for flat queries: tile (N,), pix (N, 2) in tile pixels, xy (N, 2) metres."""
+        m = self.model
+        coords = pix.float() / size * 2 - 1
+        visual = _liif(m.img_query, img, tile, coords)
+        if cov is not None:
+            visual = m.fuse(torch.cat([visual, _liif(m.cov_query, cov, tile, coords)], dim=-1))
+        if m.pixel is not None and pixels is not None:
+            _, c, h, w = pixels.shape
+            col = pix[:, 0].floor().long().clamp(0, w - 1)
+            row = pix[:, 1].floor().long().clamp(0, h - 1)
+            values = pixels.permute(0, 2, 3, 1)[tile, row, col]
+            visual = m.pixel_fuse(torch.cat([visual, m.pixel(values)], dim=-1))
+        z = visual + m.location(xy) if m.location is not None else visual
+        return m.heads(z)
+
+    @torch.no_grad()
+    def predict(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray
+                ) -> dict[str, np.ndarray]:
+        """Probabilities at N points: tiles (T, bands, s, s) raw cube values (NaN = nodata, imagery
+        bands then covariates), tile (N,) each point's tile, pix (N, 2) its (col, row) in that
+        tile's pixels (centres at +0.5), xy (N, 2) EPSG:3338 metres. Returns `permafrost` (N,) and
+        `soil_order` (N, classes) float32."""
+        if not len(tile):
+            shapes = {"permafrost": (0,), "soil_order": (0, len(SOIL_ORDERS))}
+            return {t: np.zeros(shapes[t], np.float32) for t in self.model.cfg.loss.tasks}
+        with self.autocast():
+            img, cov, pixels, height, width = self._encode(tiles)
+            size = torch.tensor([width, height], device=self.device, dtype=torch.float32)
+            out: dict[str, list[np.ndarray]] = {}
+            for s in range(0, len(tile), self.point_batch):
+                sl = slice(s, s + self.point_batch)
+                logits = self._query(img, cov, pixels, size, self._to_device(tile[sl]),
+                                     self._to_device(pix[sl].astype(np.float32)),
+                                     self._to_device(xy[sl].astype(np.float64)))
+                for k, v in probabilities(logits).items():
+                    out.setdefault(k, []).append(v.float().cpu().numpy())
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def auto_point_batch(model: MisoModel, device: torch.device) -> int:
+    """Queries per batch: fixed on the CPU; on a GPU from its total memory and the bytes a query's
+    activations take (4 neighbours × stages × hidden, ×4 for temporaries), a power of two."""
+    if device.type != "cuda":
+        return CPU_POINT_BATCH
+    cfg = model.cfg
+    stages = len(model.img_query.stages) + (len(model.cov_query.stages) if cfg.covariates is not None else 0)
+    per_query = 4 * 4 * 4 * stages * max(cfg.liif.hidden, cfg.feature_dim) + 64 * cfg.feature_dim
+    total = torch.cuda.get_device_properties(device).total_memory
+    n = int(GPU_MEMORY_FRACTION * total / per_query)
+    return int(2 ** np.clip(np.floor(np.log2(max(n, 1))), 10, 22))
+
+
+def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray | None, grid: Grid,
+                   x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """What the map shows at points (x, y in the grid's CRS): in-memory cube arrays (band, y, x) on
+    `grid` (the cube's grid), each point answered at its pixel's centre by the global tile the map
+    uses for that pixel — so scoring these scores the map (up to its uint8 percent rounding).
+
+    Returns per point `permafrost`, `soil_order` (N, classes), their `<task>_entropy`, and `valid`
+    (inside the grid and every band has data at the point's pixel, as the map requires)."""
+    from misomap.models.miso.crops import read_window
+
+    arrays = imagery if covariates is None else np.concatenate([imagery, covariates])
+    res = grid.resolution
+    col = np.floor((np.asarray(x, float) - grid.xmin) / res) + 0.5
+    row = np.floor((grid.ymax - np.asarray(y, float)) / res) + 0.5
+    g = dense.grid
+    r0, c0, inverse = g.assign(col, row)
+    tiles = np.stack([read_window(arrays, int(r), int(c), g.tile) for r, c in zip(r0, c0)]) if len(r0) \
+        else np.zeros((0, len(arrays), g.tile, g.tile), np.float32)
+    pix = np.stack([col - c0[inverse], row - r0[inverse]], -1)
+    xy = np.stack([grid.xmin + col * res, grid.ymax - row * res], -1)
+    probs = {k: torch.from_numpy(v) for k, v in dense.predict(tiles, inverse, pix, xy).items()}
+    result = {k: v.numpy() for k, v in probs.items()}
+    result.update({f"{k}_entropy": e.numpy() for k, e in entropy(probs).items()})
+    h, w = grid.shape
+    rr, cc = np.clip(row.astype(int), 0, h - 1), np.clip(col.astype(int), 0, w - 1)
+    inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
+    result["valid"] = inside & np.isfinite(arrays[:, rr, cc]).all(axis=0)
+    return result

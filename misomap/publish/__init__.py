@@ -1,0 +1,1 @@
+"""Publishing map products as whole, versioned snapshots behind a `latest` pointer."""
