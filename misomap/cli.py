@@ -195,6 +195,26 @@ def train_miso(config: ConfigOpt = None) -> None:
         typer.echo(f"final model: {out.final_model}")
 
 
+@app.command()
+def experiment(
+    seeds: Annotated[list[int], typer.Option("--seeds", help="World seeds, e.g. --seeds 0 1 2.")],
+    more_seeds: Annotated[Optional[list[int]], typer.Argument(help="Further seeds after --seeds.",
+                                                              show_default=False)] = None,
+    out: Annotated[Path, typer.Option(help="Folder for every world, run and table.")] = Path("experiment-out"),
+    size: Annotated[str, typer.Option(help="Demo world size: tiny, demo or bench.")] = "tiny",
+    scheme: Annotated[Optional[list[str]], typer.Option(help="MISO fold scheme(s): random, dbscan, blocks, "
+                                                        "region (default all; the RF runs all).")] = None,
+    max_folds: Annotated[Optional[int], typer.Option(help="MISO: first N test folds per scheme.")] = None,
+    ablations: Annotated[bool, typer.Option(help="Also cross-validate MISO's ablations.")] = True,
+    max_steps: Annotated[Optional[int], typer.Option(help="Cap MISO's training steps (CPU-bound runs).")] = None,
+) -> None:
+    """MISO vs RF over several demo worlds: every scheme, ablations, maps against the truth; one table."""
+    from misomap.jobs.experiment import run_experiment
+
+    md = run_experiment(out, list(seeds) + list(more_seeds or []), size, scheme, max_folds, ablations, max_steps)
+    typer.echo(f"experiment: {md}")
+
+
 @app.command("train-spectral")
 def train_spectral(config: ConfigOpt = None) -> None:
     """Spectral models: MIR VAE, NIR->MIR encoder, property regressors; saved with a report."""

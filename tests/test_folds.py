@@ -130,3 +130,29 @@ def test_dominant_cluster_marks_scheme_unused(caplog):
         folds = make_folds(p, FoldsConfig(), seed=0)
     assert (folds["dbscan_1km"] == -1).all()
     assert "largest holding 90% of the pedons, cannot split" in caplog.text
+
+
+def test_validation_fraction_on_every_scheme_of_the_demo_folds(demo_world):
+    """carve_validation on the demo's own folds (every scheme, every test fold): validation holds
+    val_fraction ± 2 points of the training pedons, never a whole training fold, never the test."""
+    from misomap.config_base import StorageConfig
+    from misomap.jobs.demo import fold_scales
+    from misomap.jobs.evaluation_config import LabelsConfig
+    from misomap.jobs.labels import read_labels
+    from misomap.models.folds import carve_validation, scheme_columns
+
+    pedons = read_labels(LabelsConfig(world=str(demo_world)), StorageConfig())
+    pedons = pedons.assign(x=pedons.geometry.x, y=pedons.geometry.y)
+    eps, block = fold_scales(demo_world)
+    folds = make_folds(pedons, FoldsConfig(k=5, dbscan_eps_m=(eps,), block_size_m=block), seed=0)
+    xy = pedons.set_index("pedon_id").loc[folds["pedon_id"], ["x", "y"]].to_numpy()
+    assert {"random", "blocks", "region"} <= set(scheme_columns(folds))
+    for scheme in scheme_columns(folds):
+        col = folds[scheme].to_numpy()
+        for fold in sorted(set(col) - {-1}):
+            train, val = carve_validation(col, fold, 0.15, 0, xy)
+            part = (col >= 0) & (col != fold)
+            assert abs(val.sum() / part.sum() - 0.15) <= 0.02, (scheme, fold, val.sum() / part.sum())
+            assert not (val & ~part).any() and ((train | val) == part).all()
+            for f in set(col[part]):
+                assert train[col == f].any(), f"{scheme} fold {fold}: training fold {f} all in validation"

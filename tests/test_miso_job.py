@@ -79,7 +79,7 @@ def miso_section(pretrained: str | None = None) -> dict:
             "crops": {"size_px": 32, "jitter_px": 4, "label_slots": 3, "pseudo_points": 4, "grid": 3},
             "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8, "lr": 3e-3, "device": "cpu"},
             "pretrain": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
-            "schemes": ["blocks"], "ablations": ["no_location"], "max_folds": 2, "final_max_steps": 1}
+            "schemes": ["blocks"], "ablations": ["no_location"], "max_folds": 2}
 
 
 def run_config(world: dict, workdir, miso: dict | None):
@@ -120,8 +120,15 @@ def test_pretrain_then_train_miso_end_to_end(world, tmp_path) -> None:
     assert resolved.imagery.mean is not None and resolved.location.bounds == GRID.bounds
     model = MisoModel(resolved, GRID.bounds)
     load_model_state(model, open(out.final_model, "rb").read(), out.final_model)
+    stats = json.loads((workdir / "models" / "miso" / "training.json").read_text())
+    assert stats["selected_steps"] == int(np.median([f["best_step"] for f in stats["folds"]]))
+    for f in stats["folds"]:  # validation: 15% ± 2 points of the training part, never the test fold
+        assert abs(f["val_pedons"] / (f["train_pedons"] + f["val_pedons"]) - 0.15) <= 0.02
     last = safetensors_metadata((workdir / "models" / "miso" / "final" / "last.safetensors").read_bytes())
-    assert len(json.loads(last["progress"])["history"]) == 1, "final_max_steps=1: one step, one epoch"
+    progress = json.loads(last["progress"])
+    assert progress["epoch"] * 2 >= stats["selected_steps"] > (progress["epoch"] - 1) * 2, \
+        "the final model trains for the step count cross-validation selected (2 steps per epoch)"
+    assert all(np.isnan(h["val_loss"]) for h in progress["history"]), "nothing held out for the final model"
 
     # a second run finds every fold's checkpoints and resumes instead of retraining
     (tmp_path / "run.yaml").write_text(cfg.model_dump_json())

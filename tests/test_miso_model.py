@@ -115,8 +115,8 @@ def test_info_nce_symmetric_and_rewards_alignment() -> None:
 def test_losses_ignore_missing_labels_and_focal_downweights_easy_points() -> None:
     logits = {"permafrost": torch.tensor([4.0, -4.0, 0.0]), "soil_order": torch.zeros(3, 7)}
     pf, so = torch.tensor([1, 0, -1]), torch.tensor([-1, -1, -1])
-    bce = TaskLoss(LossConfig(permafrost_pos_weight=1.0))(logits, pf, so)
-    focal = TaskLoss(LossConfig(permafrost_loss="focal", permafrost_pos_weight=1.0))(logits, pf, so)
+    bce = TaskLoss(LossConfig())(logits, pf, so)
+    focal = TaskLoss(LossConfig(permafrost_loss="focal"))(logits, pf, so)
     assert bce["soil_order"] == 0
     assert 0 < focal["permafrost"] < bce["permafrost"]
     both_missing = TaskLoss(LossConfig())(logits, torch.full((3,), -1), so)
@@ -124,10 +124,13 @@ def test_losses_ignore_missing_labels_and_focal_downweights_easy_points() -> Non
 
 
 def test_balanced_class_weights_favour_rare_classes() -> None:
-    loss = TaskLoss(LossConfig())
+    loss = TaskLoss(LossConfig(class_weights="balanced"))
     loss.fit_weights(torch.tensor([1, 0, 0, 0, -1]), torch.tensor([2, 2, 2, 4, -1]))
     assert loss.pos_weight == 3.0
     assert loss.soil_weight[4] > loss.soil_weight[2] > 0 and loss.soil_weight[0] == 0
+    plain = TaskLoss(LossConfig(class_weights="none"))
+    plain.fit_weights(torch.tensor([1, 0, 0, 0, -1]), torch.tensor([2, 2, 2, 4, -1]))
+    assert plain.pos_weight == 1.0 and (plain.soil_weight == 1).all()
 
 
 def test_entropy_bounds() -> None:

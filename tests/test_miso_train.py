@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from misomap.cube.grid import Grid
-from misomap.jobs.train_miso import carve_validation, MisoJobError
+from misomap.models.folds import FoldsError, carve_validation
 from misomap.models.miso.config import (CropConfig, EncoderConfig, LiifConfig, LocationConfig, MisoConfig,
                                         TrainConfig)
 from misomap.models.miso.crops import CropSampler, Points
@@ -155,22 +155,28 @@ def test_no_training_points_is_an_error() -> None:
 
 
 def test_validation_comes_from_training_folds_only() -> None:
-    folds = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, -1, -1])
+    rng = np.random.default_rng(0)
+    folds = np.repeat([0, 1, 2, 3, 4, -1], 60)
+    xy = rng.uniform(0, 10_000, (len(folds), 2))
     for test in range(5):
-        train, val = carve_validation(folds, test, 0.25, seed=0)
+        train, val = carve_validation(folds, test, 0.25, 0, xy)
         assert not (train & val).any()
         assert not val[folds == test].any() and not train[folds == test].any()
         assert not (train | val)[folds == -1].any()
-        assert len(set(folds[val])) == 1 and (train | val).sum() == 8
-    with pytest.raises(MisoJobError, match="need 2"):
-        carve_validation(np.array([0, 0, 1, 1]), 1, 0.2, seed=0)
+        assert (train | val).sum() == 240 and abs(val.sum() / 240 - 0.25) <= 0.02
+        for f in set(range(5)) - {test}:
+            assert train[folds == f].any(), "a whole training fold went to validation"
+    with pytest.raises(FoldsError, match="need 2"):
+        carve_validation(np.array([0, 0, 1]), 0, 0.2, 0, xy[:3])
 
 
 def test_validation_holds_its_fraction_of_pedons_even_with_a_tiny_fold() -> None:
+    rng = np.random.default_rng(1)
     folds = np.array([0] * 50 + [1] * 2 + [2] * 50 + [3] * 40)  # fold 1: a tiny region
+    xy = rng.uniform(0, 5_000, (len(folds), 2))
     for seed in range(10):
-        train, val = carve_validation(folds, 3, 0.15, seed=seed)
-        assert val.sum() >= 0.15 * 102 and train.sum() >= 2
+        train, val = carve_validation(folds, 3, 0.15, seed, xy)
+        assert abs(val.sum() / 102 - 0.15) <= 0.02 and train[folds == 1].any()
         assert not (train | val)[folds == 3].any()
 
 

@@ -124,40 +124,46 @@ PRITHVI_BANDS = ["blue", "green", "red", "nir08", "swir16", "swir22"]
 
 
 def prithvi_checkpoint(frames: int = 3, v2: bool = False) -> tuple[dict[str, torch.Tensor], nn.Module]:
-    """Prithvi ViT-MAE layout: Conv3d patch embed with tubelets, pos_embed over frames × grid,
-    encoder blocks, mask token and decoder_* keys (v1: top level; v2: under `encoder.`/`decoder.`),
-    built from a small timm ViT (32 px, patch 8)."""
+    """The real Prithvi ViT-MAE layouts, scaled down (32 px, patch 8, width 32): v1 (Prithvi-100M:
+    3 frames) keys at the top level, v2 (Prithvi-EO-2.0: 4 frames) under `encoder.`/`decoder.`;
+    both tubelet 1, i.e. patch_embed.proj.weight (D, C, 1, p, p), and a pos_embed (1, 1 + frames ×
+    grid, D) whose temporal slice t is the 2-D embedding + t (so slices are told apart). Returns it
+    and the 2-D timm ViT whose pos_embed is slice 0."""
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(2)
     vit = VisionTransformer(img_size=32, patch_size=8, in_chans=6, embed_dim=32, depth=4, num_heads=2,
                             num_classes=0, global_pool="")
     state = dict(vit.state_dict())
-    w = state.pop("patch_embed.proj.weight")
-    state["patch_embed.proj.weight"] = torch.stack([w / frames] * frames, dim=2)  # (D, C, T, p, p)
+    state["patch_embed.proj.weight"] = state["patch_embed.proj.weight"][:, :, None]  # tubelet 1
     pos = state.pop("pos_embed")
-    state["pos_embed"] = torch.cat([pos[:, :1]] + [pos[:, 1:]] * frames, dim=1)
-    state["mask_token"] = torch.zeros(1, 1, 16)
+    state["pos_embed"] = torch.cat([pos[:, :1]] + [pos[:, 1:] + t for t in range(frames)], dim=1)
+    state["mask_token"] = torch.zeros(1, 1, 32)
     state["decoder_embed.weight"] = torch.zeros(16, 32)
     state["decoder_pos_embed"] = torch.zeros(1, 1 + frames * 16, 16)
     state["decoder_blocks.0.attn.qkv.weight"] = torch.zeros(48, 16)
-    state["decoder_pred.weight"] = torch.zeros(6 * 64 * frames, 16)
+    state["decoder_pred.weight"] = torch.zeros(6 * 64, 16)
     if v2:
         state = {(f"decoder.{k}" if k.startswith(("decoder", "mask")) else f"encoder.{k}"): v
                  for k, v in state.items()}
     return state, vit
 
 
-def vit_cfg(bands: list[str]) -> EncoderConfig:
+def vit_cfg(bands: list[str], frames: int = 3, frame: int | str = 0) -> EncoderConfig:
     return EncoderConfig(arch="vit", bands=bands, embed_dim=32, patch_size=8, vit_depth=4, vit_heads=2,
-                         weights=WeightsConfig(path="prithvi.pt", layout="prithvi", bands=PRITHVI_BANDS))
+                         weights=WeightsConfig(path="prithvi.pt", layout="prithvi", bands=PRITHVI_BANDS,
+                                               frames=frames, frame=frame))
 
 
 @pytest.mark.parametrize("v2", [False, True])
 def test_prithvi_layout_loads_and_matches_the_original_on_selected_bands(v2: bool) -> None:
-    state, vit = prithvi_checkpoint(v2=v2)
+    frames = 4 if v2 else 3
+    state, vit = prithvi_checkpoint(frames, v2=v2)
+    key = "encoder.patch_embed.proj.weight" if v2 else "patch_embed.proj.weight"
+    assert state[key].shape == (32, 6, 1, 8, 8)
+    assert state[key.replace("patch_embed.proj.weight", "pos_embed")].shape == (1, 1 + frames * 16, 32)
     bands = ["s2_summer_red", "s2_summer_nir08", "s2_summer_blue"]
-    enc, _ = load(state, vit_cfg(bands), "pth")
+    enc, _ = load(state, vit_cfg(bands, frames, 0), "pth")
     vit.eval()
     enc.eval()
     x = torch.randn(2, 3, 32, 32)
@@ -169,9 +175,35 @@ def test_prithvi_layout_loads_and_matches_the_original_on_selected_bands(v2: boo
         assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("frames", [3, 4])
+def test_prithvi_frames_are_chosen_or_averaged_by_config(frames: int) -> None:
+    state, vit = prithvi_checkpoint(frames, v2=frames == 4)
+    base = vit.state_dict()["pos_embed"]
+    for frame, shift in [(frames - 1, frames - 1), ("mean", (frames - 1) / 2)]:
+        enc, _ = load(state, vit_cfg(PRITHVI_BANDS, frames, frame), "pth")
+        pos = enc.backbone.pos_embed
+        assert pos.shape == (1, 17, 32)
+        assert torch.allclose(pos[:, 1:], base[:, 1:] + shift, atol=1e-6)
+        assert torch.allclose(pos[:, :1], base[:, :1])
+
+
+@pytest.mark.parametrize("ckpt_frames,cfg_frames", [(3, 4), (4, 3), (3, 1)])
+def test_prithvi_frame_count_the_config_does_not_allow_names_the_shapes(ckpt_frames, cfg_frames) -> None:
+    state, _ = prithvi_checkpoint(ckpt_frames, v2=ckpt_frames == 4)
+    with pytest.raises(WeightsError, match=rf"pos_embed \(1, {1 + ckpt_frames * 16}, 32\) holds "
+                                           rf"{ckpt_frames * 16} patch tokens.*weights.frames={cfg_frames}"
+                                           r".*\(32, 6, 1, 8, 8\)"):
+        load(state, vit_cfg(PRITHVI_BANDS, cfg_frames, 0), "pth")
+
+
+def test_prithvi_frame_outside_the_checkpoint_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="frame 3 is not one of the checkpoint's 3 frame"):
+        WeightsConfig(path="p.pt", layout="prithvi", frames=3, frame=3)
+
+
 def test_prithvi_pos_embed_is_resampled_for_another_crop_size() -> None:
-    state, _ = prithvi_checkpoint(frames=1)
-    cfg = vit_cfg(PRITHVI_BANDS)
+    state, _ = prithvi_checkpoint(frames=3)
+    cfg = vit_cfg(PRITHVI_BANDS, 3, "mean")
     enc = build_encoder(cfg, 64)
     load_encoder_weights(enc, read_checkpoint(save_safetensors(state), "p"), cfg.weights, cfg.bands)
     assert enc.backbone.pos_embed.shape == (1, 1 + 64, 32)

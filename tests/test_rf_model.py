@@ -56,7 +56,7 @@ def test_same_seed_same_forest_and_class_weight_option():
     a = predict_proba(fit_rf(X, y, feats, "t", CFG, seed=1), X)
     b = predict_proba(fit_rf(X, y, feats, "t", CFG, seed=1), X)
     assert np.array_equal(a, b)
-    weighted = fit_rf(X, y, feats, "t", RFConfig(n_estimators=15, class_weight="balanced"), seed=1)
+    weighted = fit_rf(X, y, feats, "t", CFG, seed=1, balanced=True)
     assert weighted.forest.class_weight == "balanced"
 
 
@@ -64,8 +64,8 @@ def test_class_weighting_with_permafrost_labels():
     """Digit-like labels ('0', '1') with class weighting (scikit-learn alone fails on these)."""
     X, _ = _data()
     y = np.where(X[:, 0] > 0.8, "1", "0")
-    cfg = RFConfig(n_estimators=15, class_weight="balanced")
-    model = fit_rf(X, y, select_features(BANDS, cfg), "permafrost", cfg, seed=0)
+    cfg = RFConfig(n_estimators=15)
+    model = fit_rf(X, y, select_features(BANDS, cfg), "permafrost", cfg, seed=0, balanced=True)
     assert model.classes == ("0", "1")
     assert predict_proba(model, X, ["0", "1"])[y == "1", 1].mean() > 0.5
 
@@ -142,7 +142,7 @@ def test_foreign_estimator_and_garbage_refused():
     ({"labels": {"window": 2}}, r"labels: .*window must be odd"),
     ({"folds": {"dbscan_eps_m": [-1]}}, r"folds.dbscan_eps_m: .*must be > 0"),
     ({"folds": {"k": 1}}, r"folds.k"),
-    ({"rf": {"class_weight": "heavy"}}, r"rf.class_weight"),
+    ({"evaluation": {"class_weighting": "heavy"}}, r"evaluation.class_weighting"),
     ({"rf": {"n_trees": 5}}, r"rf.n_trees: unknown key"),
     ({"evaluation": {"distance_bins_km": [10, 1]}}, r"evaluation.distance_bins_km: .*increasing"),
 ])

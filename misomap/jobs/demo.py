@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 S2_BANDS = ("blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "swir16", "swir22")
 TERRAIN = ("elevation", "aspect", "slope", "max_curvature", "spi", "twi", "tpi")
 CLIMATE = ("precip_annual", "summer_warmth", "jan_min_temp")
+S1_BANDS = ("s1_summer_vv_db", "s1_summer_vh_db")
+"""The radar bands the RF sees; MISO sees them too (stacked with the optical bands)."""
 DBSCAN_FRACTION = 1 / 75
 """DBSCAN radius as a fraction of the world's width. The demo world is a compressed Alaska (19 km
 across, ~8 pedons/km²) where the reference's 1 km and 10 km radii yield one cluster; 1/75 of the
@@ -66,13 +68,34 @@ def cube_section(world: Path, out: str, chunk: int = 256) -> dict[str, Any]:
     }
 
 
+def demo_miso_section(imagery: dict[str, Any], covariates: dict[str, Any], schemes: list[str] | None,
+                      max_folds: int | None = 2, ablations: list[str] | None = None) -> dict[str, Any]:
+    """The full, CPU-sized MISO of the demo: the RF's inputs (S2 + S1 stacked in the imagery
+    encoder, terrain + climate in the covariate encoder), two Swin stages on 32 px crops with up to
+    12 pedons each, the pixel skip, coarse location scales (shortest 1/8 of the region), InfoNCE
+    with half of each batch unlabelled crops, SimMIM pretraining long enough for its loss to fall."""
+    return {
+        "imagery": {**imagery, "depths": [1, 1], "num_heads": [1, 2]},
+        "covariates": {**covariates, "depths": [1, 1], "num_heads": [1, 2]},
+        "liif": {"pixel_skip": True},
+        "location": {"num_scales": 16, "min_wavelength": 0.125},
+        "contrastive": {"enabled": True, "weight": 0.1, "temperature": 0.1},
+        "crops": {"size_px": 32, "jitter_px": 8, "label_slots": 12, "pseudo_points": 2, "grid": 2,
+                  "unlabelled_fraction": 0.5},
+        "train": {"epochs": 10, "steps_per_epoch": 40, "max_steps": 400, "batch_size": 32,
+                  "lr": 2e-3, "patience": 3, "warmup_epochs": 1},
+        "schemes": schemes, "max_folds": max_folds, "final_model": True, "ablations": ablations or [],
+        "pretrain": {"epochs": 3, "steps_per_epoch": 15},
+    }
+
+
 def demo_run_config(world: Path, out: Path, stac_url: str, seed: int = 0,
                     pretrained: dict[str, str] | None = None) -> RunConfig:
     """The run configuration the demo uses (also written to `<out>/run.yaml`); `pretrained` names
     the self-supervised encoder checkpoints once `misomap pretrain` has made them."""
     pretrained = pretrained or {}
     eps, block = fold_scales(world)
-    imagery: dict[str, Any] = {"bands": [f"s2_summer_{b}" for b in S2_BANDS]}
+    imagery: dict[str, Any] = {"bands": [f"s2_summer_{b}" for b in S2_BANDS] + list(S1_BANDS)}
     covariates: dict[str, Any] = {"bands": list(TERRAIN + CLIMATE)}
     for name, enc in (("imagery", imagery), ("covariates", covariates)):
         if name in pretrained:
@@ -84,21 +107,8 @@ def demo_run_config(world: Path, out: Path, stac_url: str, seed: int = 0,
         "labels": {"world": str(world), "cube": str(out / "cube.zarr")},
         "folds": {"k": 5, "dbscan_eps_m": [eps], "block_size_m": block, "regions": True, "zones": False},
         "rf": {"n_estimators": 100},
-        "miso": {
-            # CPU-sized MISO, chosen on validation folds carved from training folds: two Swin
-            # stages on 32 px crops with up to 12 pedons each, the pixel skip, coarse location
-            # scales (shortest 1/8 of the region), no contrastive batch; ~40 s per fold on 2 cores
-            "imagery": {**imagery, "depths": [1, 1], "num_heads": [1, 2]},
-            "covariates": {**covariates, "depths": [1, 1], "num_heads": [1, 2]},
-            "liif": {"pixel_skip": True},
-            "location": {"num_scales": 16, "min_wavelength": 0.125},
-            "contrastive": {"enabled": False},
-            "crops": {"size_px": 32, "jitter_px": 8, "label_slots": 12, "pseudo_points": 2, "grid": 2},
-            "train": {"epochs": 10, "steps_per_epoch": 40, "max_steps": 400, "batch_size": 32,
-                      "lr": 2e-3, "patience": 3, "warmup_epochs": 1},
-            "schemes": [demo_scheme(world)], "max_folds": 2, "final_model": True, "final_max_steps": 200,
-            "pretrain": {"epochs": 2, "steps_per_epoch": 10},
-        },
+        "evaluation": {"class_weighting": "threshold", "val_fraction": 0.15},
+        "miso": demo_miso_section(imagery, covariates, [demo_scheme(world)]),
         "map": {"cube": str(out / "cube.zarr"), "output": str(out / "maps" / "rf"), "model": "rf",
                 "model_path": str(out / "models" / "rf"), "chunk_px": 256, "workers": 2},
     }

@@ -23,7 +23,8 @@ from misomap.jobs.evaluation_config import EvaluationConfig
 from misomap.jobs.labels import TARGETS, read_bytes
 from misomap.jobs.training_table import read_training
 from misomap.models.folds import distance_to_training, scheme_columns
-from misomap.models.metrics import binary_metrics, confusion, mean_sd, multiclass_metrics
+from misomap.models.metrics import (binary_metrics, confusion, mean_sd, multiclass_calibration,
+                                    multiclass_metrics, reliability)
 
 if TYPE_CHECKING:
     from misomap.config import RunConfig
@@ -49,6 +50,7 @@ class TargetEvaluation:
     by_zone: pd.DataFrame
     by_distance: pd.DataFrame  # scheme, distance, metrics...
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # scheme -> counts
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)  # scheme, bin_low, n, confidence, observed
 
 
 def model_dir(workdir: str, model: str) -> str:
@@ -109,6 +111,10 @@ def _score(target: str, classes: tuple[str, ...], rows: pd.DataFrame, cfg: Evalu
                               threshold=cfg.threshold, where=where, warn=warn)
     out = multiclass_metrics(rows["y_true"].to_numpy(), rows["y_pred"].to_numpy(), list(classes),
                              where=where, warn=warn)
+    cols = [f"p_{c}" for c in TARGETS[target]]
+    if all(c in rows.columns for c in cols):
+        out |= multiclass_calibration(rows["y_true"].to_numpy(), rows[cols].to_numpy(np.float64),
+                                      list(TARGETS[target]))
     return out | {f"recall_{c}": np.nan for c in TARGETS[target] if c not in classes}
 
 
@@ -144,7 +150,7 @@ def evaluate_target(target: str, preds: pd.DataFrame, table: pd.DataFrame,
     if len(labelled) < len(classes):
         log.warning("%s: no pedon labelled %s; those classes are left out of every average",
                     target, [c for c in classes if c not in labelled])
-    per_fold, regions, zones, dists, cms = [], [], [], [], {}
+    per_fold, regions, zones, dists, cms, rel = [], [], [], [], {}, []
     edges = np.array(cfg.distance_bins_km) * 1000.0
     names = distance_labels(cfg.distance_bins_km)
     for scheme, srows in rows.groupby("scheme", sort=False):
@@ -160,6 +166,7 @@ def evaluate_target(target: str, preds: pd.DataFrame, table: pd.DataFrame,
         zones += _grouped(target, labelled, srows, "zone", cfg, scheme)
         dists += _grouped(target, labelled, srows, "distance", cfg, scheme)
         cms[scheme] = confusion(srows["y_true"], srows["y_pred"], list(classes))
+        rel.append(_reliability(target, srows, cfg).assign(scheme=scheme))
     per_fold_df = pd.DataFrame(per_fold)
     summary = pd.concat(
         {s: mean_sd(g.drop(columns=["scheme", "fold", "n"])) for s, g in per_fold_df.groupby(
@@ -169,7 +176,20 @@ def evaluate_target(target: str, preds: pd.DataFrame, table: pd.DataFrame,
         by_distance["distance"] = pd.Categorical(by_distance["distance"], categories=names,
                                                  ordered=True)
     return TargetEvaluation(target, classes, per_fold_df, summary, pd.DataFrame(regions),
-                            pd.DataFrame(zones), by_distance, cms)
+                            pd.DataFrame(zones), by_distance, cms, pd.concat(rel, ignore_index=True))
+
+
+def _reliability(target: str, rows: pd.DataFrame, cfg: EvaluationConfig) -> pd.DataFrame:
+    """Reliability table of one scheme: P(permafrost) against the observed permafrost share; for
+    soil order the top-class confidence against how often the top class is right."""
+    if target == "permafrost":
+        return reliability(rows["y_true"].to_numpy() == "1", rows["p_1"].to_numpy(), cfg.reliability_bins)
+    cols = [f"p_{c}" for c in TARGETS[target]]
+    if not all(c in rows.columns for c in cols):
+        return pd.DataFrame(columns=["n", "confidence", "observed", "bin_low"])
+    prob = rows[cols].to_numpy(np.float64)
+    top = np.asarray(TARGETS[target])[prob.argmax(1)]
+    return reliability(top == rows["y_true"].to_numpy(), prob.max(1), cfg.reliability_bins)
 
 
 def evaluate(preds: pd.DataFrame, table: pd.DataFrame, cfg: EvaluationConfig,

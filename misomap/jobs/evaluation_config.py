@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from misomap.config_base import Location, StrictModel
@@ -35,11 +37,17 @@ class LabelsConfig(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    """How predictions are broken down in the report."""
+    """The rules every model is trained and judged under, and how the report breaks figures down."""
 
     distance_bins_km: tuple[float, ...] = Field((1.0, 10.0), description="near/remote edges (km)")
     threshold: float = Field(0.5, gt=0, lt=1, description="P(permafrost) above which it is called")
     min_group: int = Field(5, ge=1, description="smallest region/zone/distance group reported")
+    class_weighting: Literal["none", "balanced", "threshold"] = Field(
+        "threshold", description="one class-weighting rule for every model: none, balanced (class-"
+        "weighted training) or threshold (decision offsets fitted on validation; misomap.models.weighting)")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of each fold's training pedons "
+                                "carved (as whole spatial patches) into validation, for every model")
+    reliability_bins: int = Field(10, ge=2, description="probability bins of the reliability diagrams")
 
     @field_validator("distance_bins_km")
     @classmethod

@@ -24,14 +24,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEY_METRICS = {
-    "permafrost": ("accuracy", "precision_0", "recall_0", "f1_0", "precision_1", "recall_1", "f1_1",
-                   "roc_auc", "pr_auc", "brier"),
-    "soil_order": ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
-                   "recall_weighted", "f1_weighted"),
+    "permafrost": ("accuracy", "balanced_accuracy", "precision_1", "recall_1", "f1_1", "recall_0", "f1_0",
+                   "f1_macro", "roc_auc", "pr_auc", "brier", "ece"),
+    "soil_order": ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+                   "precision_weighted", "recall_weighted", "f1_weighted", "brier", "ece"),
 }
 RECALL_METRIC = {"permafrost": "recall_1", "soil_order": "recall_macro"}
-GROUP_METRICS = {"permafrost": ("n", "accuracy", "recall_1", "f1_1", "roc_auc"),
-                 "soil_order": ("n", "accuracy", "recall_macro", "f1_macro")}
+GROUP_METRICS = {"permafrost": ("n", "accuracy", "balanced_accuracy", "recall_1", "f1_1", "roc_auc", "brier"),
+                 "soil_order": ("n", "accuracy", "balanced_accuracy", "recall_macro", "f1_macro", "brier")}
 
 
 def _fmt(v: float) -> str:
@@ -123,6 +123,22 @@ def plot_region_bars(ev: TargetEvaluation) -> bytes:
     return _png(fig)
 
 
+def plot_reliability(ev: TargetEvaluation) -> bytes:
+    """Reliability diagram: observed frequency against mean predicted probability, per scheme."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    for scheme, grp in ev.reliability.groupby("scheme", sort=False):
+        ax.plot(grp["confidence"], grp["observed"], marker="o", ms=3, label=scheme)
+    what = "P(permafrost)" if ev.target == "permafrost" else "top-class probability"
+    ax.set_xlabel(f"mean {what}")
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=6)
+    ax.set_title(f"{ev.target}: reliability", fontsize=9)
+    return _png(fig)
+
+
 def _group_section(title: str, df: pd.DataFrame, by: str, target: str) -> list[str]:
     if df.empty:
         return [f"### {title}", "", "_no group large enough to report_", ""]
@@ -152,6 +168,7 @@ def render_markdown(results: dict[str, TargetEvaluation], model: str,
         lines += _group_section("By distance to the nearest training pedon", ev.by_distance,
                                 "distance", target)
         lines += [f"![confusion]({target}_confusion.png)", "",
+                  f"![reliability]({target}_reliability.png)", "",
                   f"![recall vs distance]({target}_recall_distance.png)", "",
                   f"![by region]({target}_regions.png)", ""]
     return "\n".join(lines)
@@ -166,10 +183,15 @@ def write_report(results: dict[str, TargetEvaluation], model: str, out: str,
         write_bytes(f"{out}/{target}_confusion.png", plot_confusions(ev), storage)
         write_bytes(f"{out}/{target}_recall_distance.png", plot_recall_distance(ev), storage)
         write_bytes(f"{out}/{target}_regions.png", plot_region_bars(ev), storage)
-        for name in ("per_fold", "summary", "by_region", "by_zone", "by_distance"):
+        write_bytes(f"{out}/{target}_reliability.png", plot_reliability(ev), storage)
+        for name in ("per_fold", "summary", "by_region", "by_zone", "by_distance", "reliability"):
             csv = getattr(ev, name).to_csv(index=False).encode()
             write_bytes(f"{out}/{target}_{name}.csv", csv, storage)
+    ev = config.evaluation
+    rule = (f"Class weighting (one rule for every model): `{ev.class_weighting}`; validation for it and "
+            f"for early stopping: {ev.val_fraction:.0%} of each fold's training pedons, carved as whole "
+            "spatial patches from the training part only.")
     loc = f"{out}/report.md"
-    write_bytes(loc, render_markdown(results, model, notes).encode(), storage)
+    write_bytes(loc, render_markdown(results, model, [rule, *(notes or [])]).encode(), storage)
     log.info("report of %s written to %s", model, loc)
     return loc

@@ -33,13 +33,16 @@ from misomap.jobs.labels import LabelsError, read_bytes, write_bytes, write_parq
 from misomap.cube.crops import LazyBands, band_mean_std, open_bands
 from misomap.cube.store import open_cube
 from misomap.jobs.training_table import cube_grid, cube_location, read_training
-from misomap.models.folds import scheme_columns
+from misomap.models.folds import carve_validation, scheme_columns
 from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points
 from misomap.models.miso.model import MisoModel, parameter_count
 from misomap.models.miso.pretrain import pretrain_encoder
-from misomap.models.miso.train import predict_at, select_device, train_miso
+from misomap.models.miso.train import (TrainResult, model_checkpoint_bytes, predict_at, select_device,
+                                       train_miso)
 from misomap.models.miso.weights import Checkpoint, load_encoder_weights, read_checkpoint
+from misomap.models.weighting import (DecisionOffsets, class_priors, fit_permafrost_offset, fit_soil_offsets,
+                                      median_offsets)
 
 if TYPE_CHECKING:
     from misomap.config import RunConfig
@@ -47,7 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MODEL = "miso"
 ENCODERS = ("imagery", "covariates")
-COMPARED = {"permafrost": "recall_1", "soil_order": "recall_macro"}
+COMPARED = {"permafrost": ("recall_1", "f1_1", "accuracy", "balanced_accuracy", "brier"),
+            "soil_order": ("recall_macro", "f1_macro", "accuracy", "brier")}
+"""Recall beside F1, accuracy and calibration, so a recall gain bought with accuracy shows."""
 ABLATIONS = ("no_contrastive", "no_location", "no_pretraining")
 
 
@@ -174,29 +179,6 @@ def label_points(table: pd.DataFrame) -> Points:
     return Points(table["x"].to_numpy(np.float64), table["y"].to_numpy(np.float64), pf, so)
 
 
-def carve_validation(fold_col: np.ndarray, test_fold: int | None, fraction: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split the training folds (not `test_fold`, not -1) into train and validation masks by whole
-    folds, so validation is as spatially separate as the test; never touches the test fold.
-    Validation takes folds in a seeded random order until it holds `fraction` of the training
-    pedons (a tiny fold, e.g. a small region, never serves alone), leaving at least one to train."""
-    train_folds = np.array(sorted(set(fold_col[fold_col >= 0].tolist()) - {test_fold}))
-    if len(train_folds) < 2:
-        raise MisoJobError(f"fold {test_fold} leaves {len(train_folds)} training fold(s): need 2 to carve "
-                           "a validation split")
-    order = np.random.default_rng([seed, 0 if test_fold is None else test_fold + 1]).permutation(train_folds)
-    need = fraction * np.isin(fold_col, train_folds).sum()
-    val_folds, held = [], 0
-    for f in order[:-1]:
-        val_folds.append(f)
-        held += int((fold_col == f).sum())
-        if held >= need:
-            break
-    val = np.isin(fold_col, val_folds)
-    train = np.isin(fold_col, train_folds) & ~val
-    return train, val
-
-
 def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points, scheme: str,
                     fold: int, tasks: list[str]) -> pd.DataFrame:
     """Test-fold predictions in the layout of misomap.jobs.evaluate (nodata pedons left out)."""
@@ -225,16 +207,16 @@ def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points
 
 def _fit(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint], points: Points,
          train: np.ndarray, val: np.ndarray, store: FsCheckpointStore, seed: int,
-         max_steps: int | None = None) -> tuple[MisoModel, CropSampler, float]:
+         max_steps: int | None = None) -> tuple[MisoModel, CropSampler, TrainResult]:
     torch.manual_seed(seed)  # the initial weights are part of the run's determinism
     model = build_model(cfg, arrays.grid, ckpts)
     sampler = CropSampler(arrays.imagery, arrays.covariates, arrays.grid, points.subset(np.flatnonzero(train)),
                           cfg.crops)
     result = train_miso(model, sampler, np.arange(int(train.sum())), points.subset(np.flatnonzero(val)),
                         cfg, store, seed, max_steps)
-    log.info("trained in %.0f s, best epoch %d (val score %.3f)", result.seconds, result.best_epoch,
-             result.best_score)
-    return model, sampler, result.seconds
+    log.info("trained in %.0f s, best epoch %d (step %d, val score %.3f)", result.seconds,
+             result.best_epoch, result.best_step, result.best_score)
+    return model, sampler, result
 
 
 def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
@@ -251,32 +233,90 @@ def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
     return MisoConfig.model_validate(data)
 
 
+def weighted_config(cfg: MisoConfig, weighting: str) -> MisoConfig:
+    """The MISO config under the run's class-weighting rule (balanced losses only for `balanced`)."""
+    loss = cfg.loss.model_copy(update={"class_weights": "balanced" if weighting == "balanced" else "none"})
+    return cfg.model_copy(update={"loss": loss})
+
+
+def fit_offsets(pred: dict[str, np.ndarray], points: Points, train_points: Points) -> DecisionOffsets:
+    """Decision offsets fitted on validation predictions `pred` at `points` (the `threshold` rule)."""
+    ok = pred["valid"]
+    pf = so = None
+    if "permafrost" in pred:
+        m = ok & (points.permafrost >= 0)
+        pf = fit_permafrost_offset(points.permafrost[m], pred["permafrost"][m])
+    if "soil_order" in pred:
+        m = ok & (points.soil >= 0)
+        so = fit_soil_offsets(points.soil[m], pred["soil_order"][m],
+                              class_priors(train_points.soil, len(SOIL_ORDERS)))
+    return DecisionOffsets(pf or 0.0, so or ())
+
+
+def apply_offsets(pred: dict[str, np.ndarray], offsets: DecisionOffsets) -> dict[str, np.ndarray]:
+    """Predictions with the decision offsets applied (entropies recomputed from them)."""
+    out = dict(pred)
+    if "permafrost" in pred:
+        p = offsets.apply_permafrost(pred["permafrost"])
+        q = np.clip(p, 1e-7, 1 - 1e-7)
+        out["permafrost"], out["permafrost_entropy"] = p, -(q * np.log(q) + (1 - q) * np.log(1 - q))
+    if "soil_order" in pred:
+        p = offsets.apply_soil_order(pred["soil_order"])
+        out["soil_order"] = p
+        out["soil_order_entropy"] = -(p * np.log(np.clip(p, 1e-9, None))).sum(-1)
+    return out
+
+
+def bake_offsets(model: MisoModel, offsets: DecisionOffsets) -> None:
+    """Add the decision offsets to the heads' biases, so every inference path applies them."""
+    with torch.no_grad():
+        heads = model.heads.heads
+        if "permafrost" in heads:
+            heads["permafrost"].bias += offsets.permafrost
+        if "soil_order" in heads and offsets.soil_order:
+            heads["soil_order"].bias += torch.tensor(offsets.soil_order, dtype=heads["soil_order"].bias.dtype)
+
+
 def cross_validate(config: RunConfig, cfg: MisoConfig, name: str, arrays: CubeArrays,
                    table: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Out-of-fold MISO predictions on every configured scheme; returns them and run statistics."""
+    """Out-of-fold MISO predictions on every configured scheme; returns them and run statistics
+    (per fold: training seconds, the step count validation selected, the decision offsets)."""
     ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(cfg, arrays, ckpts)
+    cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
     points, ids = label_points(table), table["pedon_id"].astype(str).to_numpy()
+    xy = table[["x", "y"]].to_numpy(np.float64)
     schemes = cfg.schemes or scheme_columns(folds)
     unknown = sorted(set(schemes) - set(folds.columns))
     if unknown:
         raise MisoJobError(f"fold scheme(s) {unknown} not in the folds table; it has {scheme_columns(folds)}")
     mdir = model_dir(config.workdir, name)
     write_bytes(f"{mdir}/config.json", cfg.model_dump_json(indent=2).encode(), config.storage)
-    out, seconds, device = [], [], select_device(cfg.train)
+    out, per_fold, device = [], [], select_device(cfg.train)
     for scheme in schemes:
         col = folds[scheme].to_numpy()
         for fold in sorted(set(col.tolist()) - {-1})[:cfg.max_folds]:
             log.info("%s: %s fold %d", name, scheme, fold)
-            train, val = carve_validation(col, fold, cfg.train.val_fraction, config.seed)
+            train, val = carve_validation(col, fold, config.evaluation.val_fraction, config.seed, xy)
             store = FsCheckpointStore(f"{mdir}/checkpoints/{scheme}/fold{fold}", config.storage)
-            model, sampler, secs = _fit(cfg, arrays, ckpts, points, train, val, store, config.seed)
+            model, sampler, res = _fit(cfg, arrays, ckpts, points, train, val, store, config.seed)
+            offsets = DecisionOffsets()
+            if config.evaluation.class_weighting == "threshold":
+                vpts = points.subset(np.flatnonzero(val))
+                vpred = predict_at(model, sampler, vpts, cfg.train.batch_size * 2, device)
+                offsets = fit_offsets(vpred, vpts, points.subset(np.flatnonzero(train)))
             test = np.flatnonzero(col == fold)
-            pred = predict_at(model, sampler, points.subset(test), cfg.train.batch_size * 2, device)
-            out.append(prediction_rows(pred, ids[test], points.subset(test), scheme, fold, cfg.loss.tasks))
-            seconds.append(secs)
+            pred = apply_offsets(predict_at(model, sampler, points.subset(test), cfg.train.batch_size * 2,
+                                            device), offsets)
+            out.append(prediction_rows(pred, ids[test], points.subset(test), scheme, fold, cfg.loss.tasks)
+                       .assign(train_seconds=res.seconds))
+            per_fold.append({"scheme": scheme, "fold": int(fold), "seconds": res.seconds,
+                             "best_step": res.best_step, "train_pedons": int(train.sum()),
+                             "val_pedons": int(val.sum()), "offsets": offsets.as_dict()})
+    seconds = [f["seconds"] for f in per_fold]
     stats = {"model": name, "parameters": parameter_count(build_model(cfg, arrays.grid, {})),
-             "train_seconds_per_fold_mean": float(np.mean(seconds)), "folds_trained": len(seconds)}
+             "train_seconds_per_fold_mean": float(np.mean(seconds)), "folds_trained": len(seconds),
+             "class_weighting": config.evaluation.class_weighting, "folds": per_fold,
+             "selected_steps": int(np.median([f["best_step"] for f in per_fold]))}
     return pd.concat(out, ignore_index=True), stats
 
 
@@ -295,49 +335,64 @@ def _common_folds(preds: pd.DataFrame, all_preds: dict[str, tuple[pd.DataFrame, 
 
 
 def compare(config: RunConfig, models: list[str]) -> str:
-    """The MISO vs RF table (permafrost recall, soil-order macro recall; mean ± sd over folds per
-    scheme) of every model in `models` with predictions in the run, as markdown, CSV and a bar
-    chart, with each MISO model's training cost. Returns the markdown's location."""
+    """The MISO vs RF table (COMPARED metrics; mean ± sd over folds per scheme) of every model in
+    `models` with predictions in the run, as markdown, CSV and a bar chart of recall, with each
+    model's training time per fold. Returns the markdown's location."""
     table, _ = read_training(config)
-    rows, stats, all_preds = [], [], {}
+    rows, cost, all_preds = [], [], {}
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
             all_preds[name] = (read_predictions(loc, config), loc)
         except LabelsError:
             log.info("no predictions of %s at %s: left out of the comparison", name, loc)
-            continue
-        if name != "rf":
-            stats.append(json.loads(read_bytes(f"{model_dir(config.workdir, name)}/training.json",
-                                               config.storage)))
     for name, (preds, loc) in all_preds.items():
-        for target, ev in evaluate(_common_folds(preds, all_preds), table, config.evaluation,
-                                   source=loc).items():
-            s = ev.summary[ev.summary["metric"] == COMPARED[target]]
+        common = _common_folds(preds, all_preds)
+        if "train_seconds" in common.columns:
+            per_fold = fold_seconds(common, name)
+            params = "–"
+            if name != "rf":
+                st = json.loads(read_bytes(f"{model_dir(config.workdir, name)}/training.json", config.storage))
+                params = f"{st['parameters']:,}"
+            cost.append({"model": name, "seconds": per_fold.mean(), "folds": len(per_fold), "parameters": params})
+        for target, ev in evaluate(common, table, config.evaluation, source=loc).items():
+            s = ev.summary[ev.summary["metric"].isin(COMPARED[target])]
             for _, r in s.iterrows():
-                rows.append({"model": name, "target": target, "metric": COMPARED[target],
+                rows.append({"model": name, "target": target, "metric": r["metric"],
                              "scheme": r["scheme"], "mean": r["mean"], "sd": r["sd"]})
     df = pd.DataFrame(rows)
     out = f"{model_dir(config.workdir, MODEL)}/comparison"
     write_bytes(f"{out}.csv", df.to_csv(index=False).encode(), config.storage)
     lines = ["# MISO vs Random Forest", "",
              "Mean ± sd over the test folds of each scheme (models never see their test fold); on each "
-             "scheme every model is scored on the same folds (those all models were run on).", ""]
+             "scheme every model is scored on the same folds (those all models were run on). Class "
+             f"weighting for every model: `{config.evaluation.class_weighting}`.", ""]
     df = df.dropna(subset=["mean"])  # schemes a model was not run on
     for target, sub in df.groupby("target", sort=False):
-        lines += [f"## {target}: {COMPARED[target]}", ""]
-        wide = sub.assign(v=[f"{m:.3f} ± {s:.3f}" for m, s in zip(sub["mean"], sub["sd"])]).pivot(
-            index="model", columns="scheme", values="v").fillna("—")
-        lines += ["| model | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
-        lines += [f"| {m} | " + " | ".join(str(v) for v in wide.loc[m]) + " |" for m in wide.index] + [""]
-    lines += ["## Training cost", "", "| model | parameters | mean training time per fold (s) | folds |",
-              "|---|---|---|---|"]
-    lines += [f"| {s['model']} | {s['parameters']:,} | {s['train_seconds_per_fold_mean']:.0f} | "
-              f"{s['folds_trained']} |" for s in stats]
+        for metric in COMPARED[target]:
+            m = sub[sub["metric"] == metric]
+            if m.empty:
+                continue
+            lines += [f"## {target}: {metric}", ""]
+            wide = m.assign(v=[f"{a:.3f} ± {b:.3f}" for a, b in zip(m["mean"], m["sd"].fillna(0))]).pivot(
+                index="model", columns="scheme", values="v").fillna("—")
+            lines += ["| model | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
+            lines += [f"| {n} | " + " | ".join(str(v) for v in wide.loc[n]) + " |" for n in wide.index] + [""]
+    lines += ["## Training cost (this machine)", "",
+              "| model | parameters | mean training seconds per fold | folds |", "|---|---|---|---|"]
+    lines += [f"| {c['model']} | {c['parameters']} | {c['seconds']:.1f} | {c['folds']} |" for c in cost]
     write_bytes(f"{out}.md", ("\n".join(lines) + "\n").encode(), config.storage)
-    write_bytes(f"{out}.png", _comparison_png(df), config.storage)
+    write_bytes(f"{out}.png", _comparison_png(df[df["metric"].isin([v[0] for v in COMPARED.values()])]),
+                config.storage)
     log.info("comparison written to %s.md", out)
     return f"{out}.md"
+
+
+def fold_seconds(preds: pd.DataFrame, model: str) -> pd.Series:
+    """Training seconds per (scheme, fold): the RF fits one forest per target (summed), a MISO
+    model serves both targets (its rows repeat one figure)."""
+    per_target = preds.groupby(["scheme", "fold", "target"])["train_seconds"].first().groupby(["scheme", "fold"])
+    return per_target.sum() if model == "rf" else per_target.max()
 
 
 def _comparison_png(df: pd.DataFrame) -> bytes:
@@ -348,7 +403,7 @@ def _comparison_png(df: pd.DataFrame) -> bytes:
         wide_m = sub.pivot(index="scheme", columns="model", values="mean")
         wide_s = sub.pivot(index="scheme", columns="model", values="sd")
         wide_m.plot.bar(yerr=wide_s, ax=ax, rot=0, capsize=2)
-        ax.set_title(f"{target}: {COMPARED[target]}")
+        ax.set_title(f"{target}: {COMPARED[target][0]}")
         ax.set_ylim(0, 1)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -382,19 +437,29 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
 
 
 def train_final(config: RunConfig, cfg: MisoConfig, arrays: CubeArrays, table: pd.DataFrame) -> str:
-    """One model on every labelled pedon; validation = a random `val_fraction` of them (groups of
-    one), used only for early stopping; `final_max_steps` caps its budget. Returns the best
-    checkpoint's location."""
+    """One model on every labelled pedon, nothing held out, for the median step count the full
+    model's cross-validation selected, with the median of its folds' decision offsets baked into
+    the heads. Returns the map model's location (`final/model.safetensors`)."""
+    try:
+        stats = json.loads(read_bytes(f"{model_dir(config.workdir, MODEL)}/training.json", config.storage))
+    except LabelsError:
+        raise MisoJobError(f"no cross-validation of the full model under {model_dir(config.workdir, MODEL)}: "
+                           "the final model's step count comes from it; run with miso.include_full "
+                           "true") from None
     ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(cfg, arrays, ckpts)
+    cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
     points = label_points(table)
-    k = max(2, round(1 / cfg.train.val_fraction))
-    groups = np.random.default_rng(config.seed).integers(0, k, len(points))
-    train, val = carve_validation(groups, None, 1 / k, config.seed)
+    labelled = (points.permafrost >= 0) | (points.soil >= 0)
     root = f"{model_dir(config.workdir, MODEL)}/final"
-    _fit(cfg, arrays, ckpts, points, train, val, FsCheckpointStore(root, config.storage), config.seed,
-         cfg.final_max_steps)
-    return f"{root}/best.safetensors"
+    model, _, res = _fit(cfg, arrays, ckpts, points, labelled, np.zeros(len(points), bool),
+                         FsCheckpointStore(root, config.storage), config.seed, stats["selected_steps"])
+    offsets = median_offsets([DecisionOffsets.from_dict(f["offsets"]) for f in stats["folds"]])
+    bake_offsets(model, offsets)
+    loc = f"{root}/model.safetensors"
+    write_bytes(loc, model_checkpoint_bytes(model), config.storage)
+    log.info("final model: %d pedons, %d steps (selected by CV), offsets %s -> %s", int(labelled.sum()),
+             stats["selected_steps"], offsets.as_dict(), loc)
+    return loc
 
 
 def run_pretrain(config: RunConfig) -> dict[str, str]:

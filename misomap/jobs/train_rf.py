@@ -6,14 +6,15 @@ A run configuration for it (every key optional but the label location)::
     workdir: runs/demo                     # training/, models/rf/{*.skops,predictions.parquet,report/}
     labels: {world: demo-out/world, cube: runs/demo/cube.zarr, window: 1}
     folds: {k: 5, dbscan_eps_m: [1000, 10000], block_size_m: 20000}
-    rf: {n_estimators: 100, class_weight: null, radar: true, use_xy: false}
-    evaluation: {distance_bins_km: [1, 10]}
+    rf: {n_estimators: 100, radar: true, use_xy: false}
+    evaluation: {distance_bins_km: [1, 10], class_weighting: threshold, val_fraction: 0.15}
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,15 +24,9 @@ from tqdm import tqdm
 from misomap.jobs.evaluate import model_dir, run_evaluation
 from misomap.jobs.labels import TARGETS, write_bytes, write_parquet
 from misomap.jobs.training_table import build_training_table, feature_bands, read_training
-from misomap.models.folds import scheme_columns
-from misomap.models.rf import (
-    RFConfig,
-    RFModelError,
-    dumps_model,
-    fit_rf,
-    predict_proba,
-    select_features,
-)
+from misomap.models.folds import FoldsError, carve_validation, scheme_columns
+from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
+from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
 
 if TYPE_CHECKING:
     from misomap.config import RunConfig
@@ -65,37 +60,73 @@ def target_rows(table: pd.DataFrame, target: str, features: list[str]) -> pd.Dat
     return rows.assign(label=rows[target].astype(str))
 
 
+def _fit_fold(X: np.ndarray, y: np.ndarray, xy: np.ndarray, f_arr: np.ndarray, fold: int,
+              features: list[str], target: str, config: RunConfig) -> RFModel:
+    """The forest of one test fold under the shared class-weighting rule: `threshold` first fits
+    on the training part less a carved validation split, fits the decision offsets there, then
+    refits on the whole training part and keeps the offsets."""
+    ev, rf = config.evaluation, config.rf
+    train = (f_arr >= 0) & (f_arr != fold)
+    model = fit_rf(X[train], y[train], features, target, rf, config.seed, ev.class_weighting == "balanced")
+    if ev.class_weighting != "threshold":
+        return model
+    fit, val = carve_validation(f_arr, fold, ev.val_fraction, config.seed, xy)
+    inner = fit_rf(X[fit], y[fit], features, target, rf, config.seed)
+    fitted = dict(zip(inner.classes, class_offsets(inner, X[val], y[val], y[fit])))
+    return replace(model, offsets=tuple(fitted.get(c, 0.0) for c in model.classes))
+
+
+def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndarray) -> tuple[float, ...]:
+    """Per-class decision offsets (model.classes order) fitted on validation rows X, y."""
+    prob = model.proba(X)
+    classes = list(model.classes)
+    known = np.isin(y, classes)
+    codes = np.array([classes.index(v) for v in y[known]], dtype=int)
+    if model.target == "permafrost":
+        pos = classes.index("1")
+        b = fit_permafrost_offset(codes == pos, prob[known, pos])
+        return tuple(b if c == "1" else 0.0 for c in classes)
+    priors = class_priors(np.array([classes.index(v) for v in y_train]), len(classes))
+    return fit_soil_offsets(codes, prob[known], priors) or (0.0,) * len(classes)
+
+
 def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, features: list[str],
-                   config: RFConfig, seed: int) -> pd.DataFrame:
+                   config: RunConfig) -> tuple[pd.DataFrame, list[dict[str, float]]]:
     """Out-of-fold predictions of `target` for every scheme in `folds` (predictions layout of
-    misomap.jobs.evaluate); a fold whose training part has one class is skipped with a warning."""
+    misomap.jobs.evaluate) and each fold's decision offsets by class; a fold whose training part has one
+    class is skipped with a warning."""
     classes = list(TARGETS[target])
     fold_of = folds.set_index("pedon_id").loc[rows["pedon_id"]]
     X = rows[features].to_numpy(dtype=np.float32)
     y = rows["label"].to_numpy()
-    out = []
+    xy = rows[["x", "y"]].to_numpy(dtype=np.float64)
+    out, offsets = [], []
     jobs = [(s, f) for s in scheme_columns(folds) for f in sorted(set(fold_of[s]) - {-1})]
     for scheme, fold in tqdm(jobs, desc=f"RF CV {target}", leave=False):
         f_arr = fold_of[scheme].to_numpy()
-        test, train = f_arr == fold, (f_arr >= 0) & (f_arr != fold)
+        test = f_arr == fold
         if not test.any():
             continue
+        t0 = time.perf_counter()
         try:
-            model = fit_rf(X[train], y[train], features, target, config, seed)
-        except RFModelError as err:
+            model = _fit_fold(X, y, xy, f_arr, fold, features, target, config)
+        except (RFModelError, FoldsError) as err:
             log.warning("%s %s fold %d skipped: %s", target, scheme, fold, err)
             continue
+        offsets.append(dict(zip(model.classes, model.offsets)))
         prob = predict_proba(model, X[test], classes)
         pred = pd.DataFrame({"pedon_id": rows["pedon_id"].to_numpy()[test], "target": target,
                              "scheme": scheme, "fold": fold, "y_true": y[test],
-                             "y_pred": np.asarray(classes)[prob.argmax(axis=1)]})
+                             "y_pred": np.asarray(classes)[prob.argmax(axis=1)],
+                             "train_seconds": time.perf_counter() - t0})
         out.append(pd.concat([pred, pd.DataFrame(prob, columns=[f"p_{c}" for c in classes])], axis=1))
-    return pd.concat(out, ignore_index=True)
+    return pd.concat(out, ignore_index=True), offsets
 
 
 def train_rf(config: RunConfig) -> RFOutputs:
     """The whole RF baseline of a run: table, folds (rebuilt; the same seed gives the same
-    folds), CV predictions, final models, report."""
+    folds), CV predictions, final models (every labelled pedon; under `threshold`, the median of
+    the folds' decision offsets), report."""
     build_training_table(config)
     table, folds = read_training(config)
     mdir = model_dir(config.workdir, MODEL)
@@ -103,14 +134,18 @@ def train_rf(config: RunConfig) -> RFOutputs:
     preds, models = [], {}
     for target in TARGETS:
         rows = target_rows(table, target, features)
-        log.info("%s: %d pedons, %d features", target, len(rows), len(features))
-        preds.append(cross_validate(rows, folds, target, features, config.rf, config.seed))
+        log.info("%s: %d pedons, %d features, class weighting %s", target, len(rows), len(features),
+                 config.evaluation.class_weighting)
+        frame, offsets = cross_validate(rows, folds, target, features, config)
+        preds.append(frame)
         model = fit_rf(rows[features].to_numpy(), rows["label"].to_numpy(), features, target,
-                       config.rf, config.seed)
+                       config.rf, config.seed, config.evaluation.class_weighting == "balanced")
+        if any(any(o.values()) for o in offsets):  # per class, the median over every CV fold
+            model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
+                                                 for c in model.classes))
         models[target] = f"{mdir}/{target}.skops"
         write_bytes(models[target], dumps_model(model), config.storage)
     preds_loc = f"{mdir}/predictions.parquet"
     write_parquet(preds_loc, pd.concat(preds, ignore_index=True), config.storage)
     log.info("RF predictions -> %s, models -> %s", preds_loc, list(models.values()))
     return RFOutputs(preds_loc, models, run_evaluation(config, MODEL))
-

@@ -34,7 +34,6 @@ class RFConfig(StrictModel):
     max_depth: int | None = Field(None, ge=1)
     min_samples_leaf: int = Field(1, ge=1)
     max_features: Literal["sqrt", "log2"] | float = "sqrt"
-    class_weight: Literal["balanced", "balanced_subsample"] | None = None
     radar: bool = Field(True, description="use s1_* bands when the cube has them")
     use_xy: bool = Field(False, description="add the EPSG:3338 x/y coordinates as features")
     n_jobs: int = Field(1, description="trees fitted/applied in parallel (-1 = every core)")

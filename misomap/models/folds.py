@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from sklearn.cluster import DBSCAN
+from sklearn.cluster import DBSCAN, KMeans
 from sklearn.model_selection import GroupKFold, KFold
 
 from misomap.models.baseline_config import FoldsConfig
@@ -117,3 +117,56 @@ def distance_to_training(xy: np.ndarray, fold: np.ndarray) -> np.ndarray:
         if train.any():
             out[test] = cKDTree(xy[train]).query(xy[test], k=1)[0]
     return out
+
+
+VAL_TOLERANCE = 0.02
+"""Validation holds `val_fraction` ± this share of the training pedons."""
+VAL_CLUSTER_SHARE = 0.01
+"""Target size of a validation cluster as a share of the training pedons: small enough to hit the
+fraction within the tolerance, large enough to be a spatial patch rather than scattered pedons."""
+
+
+def carve_validation(fold_col: np.ndarray, test_fold: int | None, fraction: float, seed: int,
+                     xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split the training part (fold not `test_fold`, not -1) into train and validation masks.
+
+    Validation is `fraction` ± VAL_TOLERANCE of the training pedons, made of whole spatial
+    clusters: each training fold is cut by k-means on `xy` (EPSG:3338 m) into patches of about
+    VAL_CLUSTER_SHARE of the training pedons, and patches are taken in a seeded random order, so
+    validation pedons sit in compact groups away from most training pedons. It never holds a whole
+    training fold (the model still learns from every region) and never touches the test fold."""
+    used = fold_col >= 0 if test_fold is None else (fold_col >= 0) & (fold_col != test_fold)
+    n = int(used.sum())
+    if n < 2:
+        raise FoldsError(f"fold {test_fold} leaves {n} training pedon(s): need 2 to carve a validation split")
+    size = max(1, int(VAL_CLUSTER_SHARE * n))
+    patch = np.full(len(fold_col), -1, dtype=np.int64)
+    next_id = 0
+    for f in np.unique(fold_col[used]):
+        idx = np.flatnonzero(used & (fold_col == f))
+        k = min(max(1, round(len(idx) / size)), len(np.unique(xy[idx], axis=0)))
+        labels = (KMeans(k, n_init=1, random_state=seed).fit_predict(xy[idx]) if k > 1
+                  else np.zeros(len(idx), dtype=np.int64))
+        patch[idx] = next_id + labels
+        next_id += k
+    ids, counts = np.unique(patch[used], return_counts=True)
+    fold_of = {int(p): int(fold_col[np.flatnonzero(patch == p)[0]]) for p in ids}
+    fold_size = {int(f): int((fold_col[used] == f).sum()) for f in np.unique(fold_col[used])}
+    need, tol = fraction * n, VAL_TOLERANCE * n
+    held, taken, per_fold = 0, [], dict.fromkeys(fold_size, 0)
+    rng = np.random.default_rng([seed, 0 if test_fold is None else test_fold + 1])
+    for i in rng.permutation(len(ids)):
+        p, c = int(ids[i]), int(counts[i])
+        if held + c > need + tol or per_fold[fold_of[p]] + c >= fold_size[fold_of[p]]:
+            continue  # overshoots, or would hand validation a whole training fold
+        taken.append(p)
+        held += c
+        per_fold[fold_of[p]] += c
+        if held >= need - tol:
+            break
+    if held < need - tol:
+        raise FoldsError(f"fold {test_fold}: could only carve {held} of {n} training pedons "
+                           f"({held / n:.0%}) into validation, not {fraction:.0%}: lower "
+                           "train.val_fraction or use more pedons")
+    val = np.isin(patch, taken) & used
+    return used & ~val, val

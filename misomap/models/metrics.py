@@ -29,10 +29,34 @@ def _quiet_prf(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str],
                                                zero_division=0)
 
 
+def calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the count-weighted mean |observed frequency − mean confidence|
+    over equal-width confidence bins."""
+    confidence = np.asarray(confidence, np.float64)
+    idx = np.clip((confidence * bins).astype(int), 0, bins - 1)
+    err = 0.0
+    for b in np.unique(idx):
+        m = idx == b
+        err += m.sum() * abs(np.mean(correct[m]) - np.mean(confidence[m]))
+    return float(err / max(len(confidence), 1))
+
+
+def reliability(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Reliability-diagram table: per equal-width confidence bin, n, mean confidence, observed."""
+    confidence = np.asarray(confidence, np.float64)
+    idx = np.clip((confidence * bins).astype(int), 0, bins - 1)
+    df = pd.DataFrame({"bin": idx, "confidence": confidence, "observed": np.asarray(correct, np.float64)})
+    out = df.groupby("bin").agg(n=("bin", "size"), confidence=("confidence", "mean"),
+                                observed=("observed", "mean")).reset_index()
+    out["bin_low"] = out["bin"] / bins
+    return out.drop(columns="bin")
+
+
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray, positive: str = "1",
                    negative: str = "0", threshold: float = 0.5, where: str = "",
                    warn: bool = True) -> dict[str, float]:
-    """Accuracy, per-class precision/recall/F1, ROC-AUC, PR-AUC and Brier score of P(positive).
+    """Accuracy, balanced accuracy, per-class and macro precision/recall/F1, ROC-AUC, PR-AUC, Brier
+    score and expected calibration error (ECE) of P(positive).
 
     `y_true` holds class labels as strings; ROC/PR-AUC and per-class recall are NaN (with a
     warning naming `where` unless `warn` is False) when a class is absent from `y_true`."""
@@ -43,8 +67,12 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray, positive: str = "1",
     pos = y_true == positive
     y_pred = np.where(prob >= threshold, positive, negative)
     out: dict[str, float] = {"n": float(len(y_true)), "accuracy": accuracy_score(y_true, y_pred),
-                             "brier": float(np.mean((prob - pos) ** 2))}
+                             "brier": float(np.mean((prob - pos) ** 2)),
+                             "ece": calibration_error(pos, prob)}
     prec, rec, f1, support = _quiet_prf(y_true, y_pred, [negative, positive], None)
+    present = [c for c, n in zip((negative, positive), support) if n > 0]
+    _, r, f, _ = _quiet_prf(y_true, y_pred, present, "macro")
+    out["balanced_accuracy"], out["f1_macro"] = float(r), float(f)
     for i, cls in enumerate((negative, positive)):
         present = support[i] > 0
         out[f"precision_{cls}"] = float(prec[i]) if (y_pred == cls).any() else np.nan
@@ -64,7 +92,8 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray, positive: str = "1",
 
 def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
                        where: str = "", warn: bool = True) -> dict[str, float]:
-    """Accuracy, macro and weighted precision/recall/F1 and per-class recall.
+    """Accuracy, balanced accuracy (= macro recall), macro and weighted precision/recall/F1 and
+    per-class recall.
 
     Macro averages run over the classes present in `y_true` (a class absent from a fold has no
     recall to average); absent classes get NaN recall and, if `warn`, a warning naming `where`."""
@@ -81,10 +110,21 @@ def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str
     for avg in ("macro", "weighted"):
         p, r, f, _ = _quiet_prf(y_true, y_pred, present, avg)
         out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p), float(r), float(f)
+    out["balanced_accuracy"] = out["recall_macro"]
     _, rec, _, _ = _quiet_prf(y_true, y_pred, classes, None)
     for cls, r in zip(classes, rec):
         out[f"recall_{cls}"] = float(r) if cls in present else np.nan
     return out
+
+
+def multiclass_calibration(y_true: np.ndarray, prob: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Multi-class Brier score (sum over every class of the target, 0 best, 2 worst) and the ECE
+    of the top-class confidence; `prob` (n, len(classes))."""
+    y_true = np.asarray(y_true).astype(str)
+    onehot = (y_true[:, None] == np.asarray(classes)[None, :]).astype(np.float64)
+    top = np.asarray(classes)[prob.argmax(1)]
+    return {"brier": float(np.mean(np.sum((prob - onehot) ** 2, axis=1))),
+            "ece": calibration_error(top == y_true, prob.max(1))}
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> np.ndarray:

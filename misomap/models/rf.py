@@ -35,6 +35,16 @@ class RFModel:
     target: str
     features: tuple[str, ...]
     classes: tuple[str, ...]
+    offsets: tuple[float, ...] = ()
+    """Log-probability offsets per class (misomap.models.weighting), () = none."""
+
+    def proba(self, X: np.ndarray) -> np.ndarray:
+        """The forest's class probabilities with the decision offsets applied."""
+        prob = self.forest.predict_proba(np.asarray(X, dtype=np.float32))
+        if not self.offsets or not any(self.offsets):
+            return prob
+        q = prob * np.exp(np.asarray(self.offsets))[None]
+        return q / q.sum(axis=1, keepdims=True)
 
 
 def select_features(bands: list[str], config: RFConfig) -> list[str]:
@@ -47,8 +57,9 @@ def select_features(bands: list[str], config: RFConfig) -> list[str]:
 
 
 def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, config: RFConfig,
-           seed: int) -> RFModel:
-    """Fit one forest; `y` holds class labels (cast to str so every model shares one encoding)."""
+           seed: int, balanced: bool = False) -> RFModel:
+    """Fit one forest; `y` holds class labels (cast to str so every model shares one encoding);
+    `balanced` weights classes by inverse frequency (evaluation.class_weighting = balanced)."""
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(str)
     if X.shape != (len(y), len(features)):
@@ -62,7 +73,7 @@ def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, confi
     forest = RandomForestClassifier(
         n_estimators=config.n_estimators, max_depth=config.max_depth,
         min_samples_leaf=config.min_samples_leaf, max_features=config.max_features,
-        class_weight=config.class_weight, n_jobs=config.n_jobs, random_state=seed)
+        class_weight="balanced" if balanced else None, n_jobs=config.n_jobs, random_state=seed)
     # Fit on integer codes: scikit-learn's class weighting fails on digit-like string labels.
     classes, codes = np.unique(y, return_inverse=True)
     forest.fit(X, codes)
@@ -71,7 +82,7 @@ def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, confi
 
 def predict_proba(model: RFModel, X: np.ndarray, classes: list[str] | None = None) -> np.ndarray:
     """Class probabilities (n, len(classes)); classes unseen in training get probability 0."""
-    prob = model.forest.predict_proba(np.asarray(X, dtype=np.float32))
+    prob = model.proba(X)
     if classes is None:
         return prob
     out = np.zeros((len(prob), len(classes)), dtype=np.float64)
@@ -101,14 +112,14 @@ def predict_chunk(model: RFModel, block: np.ndarray, bands: list[str], x: np.nda
     out = np.full((len(model.classes), ny * nx), np.nan, dtype=np.float32)
     valid = np.isfinite(X).all(axis=1)
     if valid.any():
-        out[:, valid] = model.forest.predict_proba(X[valid]).T
+        out[:, valid] = model.proba(X[valid]).T
     return out.reshape(len(model.classes), ny, nx)
 
 
 def dumps_model(model: RFModel) -> bytes:
     """Serialise with skops (no pickle)."""
-    return sio.dumps({"forest": model.forest, "target": model.target,
-                      "features": list(model.features), "classes": list(model.classes)})
+    return sio.dumps({"forest": model.forest, "target": model.target, "features": list(model.features),
+                      "classes": list(model.classes), "offsets": [float(v) for v in model.offsets]})
 
 
 def loads_model(data: bytes, source: str = "<bytes>") -> RFModel:
@@ -128,4 +139,5 @@ def loads_model(data: bytes, source: str = "<bytes>") -> RFModel:
         raise RFModelError(f"refusing to load {source}: {err}") from None
     if not (isinstance(obj, dict) and isinstance(obj.get("forest"), RandomForestClassifier)):
         raise RFModelError(f"{source} is a skops file but not a misomap Random Forest")
-    return RFModel(obj["forest"], obj["target"], tuple(obj["features"]), tuple(obj["classes"]))
+    return RFModel(obj["forest"], obj["target"], tuple(obj["features"]), tuple(obj["classes"]),
+                   tuple(float(v) for v in obj.get("offsets", ())))

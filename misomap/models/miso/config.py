@@ -31,6 +31,18 @@ class WeightsConfig(StrictModel):
     layout: Literal["satlas", "prithvi"] = "satlas"
     bands: list[str] | None = None
     strict: bool = True
+    frames: int = Field(1, ge=1)
+    """Prithvi: the frames the checkpoint was trained on (v1 Prithvi-100M: 3, Prithvi-EO-2.0: 4;
+    both tubelet 1). Its position embedding holds frames/tubelet temporal slices of the patch grid."""
+    frame: int | Literal["mean"] = "mean"
+    """Prithvi: which temporal slice of the position embedding the single input image takes (an
+    index), or their mean."""
+
+    @model_validator(mode="after")
+    def _frame(self) -> WeightsConfig:
+        if isinstance(self.frame, int) and not 0 <= self.frame < self.frames:
+            raise ValueError(f"frame {self.frame} is not one of the checkpoint's {self.frames} frame(s)")
+        return self
 
 
 class EncoderConfig(StrictModel):
@@ -117,9 +129,9 @@ class LossConfig(StrictModel):
         default_factory=lambda: ["permafrost", "soil_order"])
     permafrost_loss: Literal["bce", "focal"] = "bce"
     focal_gamma: float = 2.0
-    permafrost_pos_weight: float | None = None
-    """BCE weight of the positive class; None = balanced from the training labels."""
-    soil_class_weights: Literal["none", "balanced"] = "balanced"
+    class_weights: Literal["none", "balanced"] = "none"
+    """Balanced = losses weighted by inverse class frequency of the training labels. The job sets
+    it from `evaluation.class_weighting`, the one rule the RF follows too."""
 
 
 class CropConfig(StrictModel):
@@ -147,7 +159,6 @@ class TrainConfig(StrictModel):
     weight_decay: float = 0.01
     warmup_epochs: int = 1
     patience: int = 6
-    val_fraction: float = 0.15
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True
     threads: int | None = None
@@ -184,12 +195,11 @@ class MisoConfig(StrictModel):
     """Fold schemes (columns of folds.parquet) to evaluate; None = all."""
     max_folds: int | None = Field(default=None, ge=1)
     """Cross-validate only the first N test folds of each scheme (a quick demo); None = all."""
-    final_max_steps: int | None = Field(default=None, ge=1)
-    """Step budget of the final model for the map job; None = the same as `train.max_steps`."""
     ablations: list[Literal["no_contrastive", "no_location", "no_pretraining"]] = Field(
         default_factory=list)
     include_full: bool = True
     """Cross-validate the full model; false runs only the ablations (e.g. in a second process
     beside a run of the full model: each model has its own folder, the comparison takes all)."""
     final_model: bool = True
-    """After cross-validation, train one model on every labelled pedon for the map job."""
+    """After cross-validation, train one model on every labelled pedon (nothing held out) for the
+    map job, for the median step count the full model's cross-validation selected."""

@@ -54,17 +54,19 @@ class TaskLoss(nn.Module):
     def __init__(self, cfg: LossConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("pos_weight", torch.tensor(cfg.permafrost_pos_weight or 1.0))
+        self.register_buffer("pos_weight", torch.tensor(1.0))
         self.register_buffer("soil_weight", torch.ones(len(SOIL_ORDERS)))
 
     def fit_weights(self, permafrost: Tensor, soil: Tensor) -> None:
-        """Balanced weights from the training labels (-1 ignored)."""
+        """Balanced weights from the training labels (-1 ignored) if the config asks for them."""
+        if self.cfg.class_weights != "balanced":
+            return
         pf = permafrost[permafrost >= 0]
-        if self.cfg.permafrost_pos_weight is None and pf.numel():
+        if pf.numel():
             pos = pf.sum().clamp_min(1)
             self.pos_weight.fill_(float((pf.numel() - pos) / pos))
         so = soil[soil >= 0]
-        if self.cfg.soil_class_weights == "balanced" and so.numel():
+        if so.numel():
             counts = torch.bincount(so, minlength=len(SOIL_ORDERS)).float()
             w = torch.where(counts > 0, so.numel() / (len(SOIL_ORDERS) * counts.clamp_min(1)), 0.0)
             self.soil_weight.copy_(w)

@@ -62,6 +62,12 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     history: list[EpochLog]
+    steps_per_epoch: int
+
+    @property
+    def best_step(self) -> int:
+        """Optimiser steps up to the end of the best epoch: the budget cross-validation selects."""
+        return (self.best_epoch + 1) * self.steps_per_epoch
 
 
 def select_device(cfg: TrainConfig) -> torch.device:
@@ -187,8 +193,7 @@ def model_checkpoint_bytes(model: MisoModel, task_loss: TaskLoss | None = None) 
     return _pack(model, task_loss or TaskLoss(model.cfg.loss), None, {"format": "misomap-miso"})
 
 
-RUN_ONLY_FIELDS = ("schemes", "ablations", "include_full", "final_model", "pretrain", "max_folds",
-                   "final_max_steps")
+RUN_ONLY_FIELDS = ("schemes", "ablations", "include_full", "final_model", "pretrain", "max_folds")
 """Config fields that choose what a run does, not what a model or its training is."""
 
 
@@ -230,7 +235,9 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
                cfg: MisoConfig, store: CheckpointStore, seed: int, max_steps: int | None = None) -> TrainResult:
     """Train on the sampler's points `train_idx`; validate on `val_points` (carved from the training
     folds by the caller, never the test fold). Resumes from `last` in the store if present.
-    `max_steps` overrides `train.max_steps` (e.g. the final model's budget)."""
+    `max_steps` overrides `train.max_steps` (e.g. the final model's budget, selected by
+    cross-validation). Without validation points it trains the whole budget and keeps the last
+    weights (the final model, trained on every labelled pedon)."""
     tc = cfg.train
     if len(train_idx) == 0:
         raise TrainingError("no labelled training points: check the folds and the label columns")
@@ -277,10 +284,13 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             losses.append(float(loss.detach()))
-        pred = predict_at(model, sampler, val_points, tc.batch_size * 2, device)
-        score, vloss = validation_score(pred, val_points), _validation_loss(pred, val_points)
-        if math.isnan(score):
-            score = -vloss
+        if len(val_points):
+            pred = predict_at(model, sampler, val_points, tc.batch_size * 2, device)
+            score, vloss = validation_score(pred, val_points), _validation_loss(pred, val_points)
+            if math.isnan(score):
+                score = -vloss
+        else:  # no validation: every epoch is the newest, hence the best
+            score, vloss = float(epoch), float("nan")
         rec = EpochLog(epoch, float(np.mean(losses)), vloss, score, lr, time.perf_counter() - t0)
         progress["history"].append(asdict(rec))
         progress["seconds"] += rec.seconds
@@ -299,4 +309,4 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
     if best is not None:
         load_model_state(model, best, BEST)
     return TrainResult(progress["best_epoch"], progress["best_score"], progress["epoch"], stopped,
-                       progress["seconds"], [EpochLog(**h) for h in progress["history"]])
+                       progress["seconds"], [EpochLog(**h) for h in progress["history"]], steps)

@@ -103,7 +103,7 @@ def load_encoder_weights(encoder: Encoder, ckpt: Checkpoint, wcfg: WeightsConfig
     else:
         if wcfg.layout != "prithvi":
             raise WeightsError(f"{ckpt.source}: a vit encoder reads the 'prithvi' layout, not {wcfg.layout!r}")
-        state = _prithvi_state(ckpt, encoder)
+        state = _prithvi_state(ckpt, encoder, wcfg)
         stem_key = "patch_embed.proj.weight"
     if stem_key not in state:
         raise WeightsError(f"{ckpt.source}: missing first-layer key {stem_key!r} "
@@ -162,27 +162,49 @@ def _satlas_state(ckpt: Checkpoint) -> dict[str, Tensor]:
     return kept
 
 
-def _prithvi_state(ckpt: Checkpoint, encoder: ViTEncoder) -> dict[str, Tensor]:
+def _prithvi_state(ckpt: Checkpoint, encoder: ViTEncoder, wcfg: WeightsConfig) -> dict[str, Tensor]:
+    """Prithvi (v1 top-level keys, v2 under `encoder.`) to a 2-D timm ViT: the Conv3d patch kernel
+    (D, C, tubelet, p, p) summed over its tubelet (one image repeated across it), and the position
+    embedding (1, prefix + frames/tubelet × grid, D) cut to one temporal slice (`wcfg.frame`) or
+    their mean, then resampled to the encoder's patch grid."""
     from timm.layers import resample_abs_pos_embed
 
     state = _strip(ckpt.tensors, PRITHVI_PREFIXES)
     state = {k: v for k, v in state.items() if not k.startswith(PRITHVI_IGNORED)}
     w = state.get("patch_embed.proj.weight")
-    frames = 1
-    if w is not None and w.ndim == 5:   # Conv3d over (time, y, x): one frame = the sum over time
-        frames = w.shape[2]
+    tubelet = 1
+    if w is not None and w.ndim == 5:
+        tubelet = w.shape[2]
         state["patch_embed.proj.weight"] = w.sum(dim=2)
+    if wcfg.frames % tubelet:
+        raise WeightsError(f"{ckpt.source}: patch_embed.proj.weight {tuple(w.shape)} has tubelet {tubelet}, "
+                           f"which does not divide weights.frames={wcfg.frames}")
+    slices = wcfg.frames // tubelet
     pos = state.get("pos_embed")
     target = encoder.backbone.pos_embed
     if pos is not None and pos.ndim == 3 and pos.shape[-1] == target.shape[-1]:
         n_prefix = encoder.backbone.num_prefix_tokens
-        grid_tokens = (pos.shape[1] - n_prefix) // frames
+        tokens = pos.shape[1] - n_prefix
+        grid_tokens = tokens // slices
         side = round(grid_tokens ** 0.5)
-        pos = pos[:, : n_prefix + grid_tokens]
-        if side * side == grid_tokens and pos.shape[1] != target.shape[1]:
-            new = encoder.backbone.patch_embed.grid_size
-            pos = resample_abs_pos_embed(pos, new_size=list(new), old_size=[side, side],
-                                         num_prefix_tokens=n_prefix)
+        if tokens % slices or side * side != grid_tokens:
+            raise WeightsError(
+                f"{ckpt.source}: pos_embed {tuple(pos.shape)} holds {tokens} patch tokens, not "
+                f"{slices} frame(s) × a square grid (weights.frames={wcfg.frames}, tubelet {tubelet}"
+                f"{', patch_embed.proj.weight ' + str(tuple(w.shape)) if w is not None else ''}): set "
+                "weights.frames to the checkpoint's (Prithvi v1: 3, Prithvi-EO-2.0: 4)")
+        grid = pos[:, n_prefix:].reshape(1, slices, grid_tokens, pos.shape[-1])
+        if wcfg.frame == "mean":
+            grid = grid.mean(dim=1)
+        else:
+            if wcfg.frame >= slices:
+                raise WeightsError(f"{ckpt.source}: weights.frame={wcfg.frame} but pos_embed "
+                                   f"{tuple(pos.shape)} holds {slices} temporal slice(s)")
+            grid = grid[:, wcfg.frame]
+        pos = torch.cat([pos[:, :n_prefix], grid], dim=1)
+        if pos.shape[1] != target.shape[1]:
+            pos = resample_abs_pos_embed(pos, new_size=list(encoder.backbone.patch_embed.grid_size),
+                                         old_size=[side, side], num_prefix_tokens=n_prefix)
         state["pos_embed"] = pos
     return state
 
