@@ -32,5 +32,8 @@ def test_demo_pipeline_on_the_tiny_world(tmp_path):
     assert [f.model for f in result.figures] == ["rf", "miso"]
     for f in result.figures:
         assert f.folds >= 1 and all(0 <= v <= 1 for v in f.values.values()), f
+    assert set(result.map_scores) == {"rf", "miso"}
+    assert all(0 < v <= 1 for scores in result.map_scores.values() for v in scores.values())
     screen = result.summary()
-    assert result.scheme in screen and "PF recall" in screen and str(out / "maps" / "miso") in screen
+    assert result.scheme in screen and "PF recall" in screen and "map SO acc" in screen
+    assert str(out / "maps" / "miso") in screen

@@ -87,7 +87,7 @@ def test_training_learns_a_signal_on_unseen_pedons() -> None:
     c = c.model_copy(update={"train": c.train.model_copy(update={"lr": 5e-3})})
     model, sampler, res, p = run(c, MemoryStore())
     test = p.subset(np.arange(200, 240))  # neither trained on nor used for validation
-    score = validation_score(predict_at(model, sampler, test, 16, torch.device("cpu")), test)
+    score = validation_score(predict_at(model, sampler, test, torch.device("cpu")), test)
     assert res.epochs_run == 10 and len(res.history) == 10
     assert score > 0.7, f"mean macro recall on unseen pedons {score:.3f} (chance 0.42)"
 
@@ -130,8 +130,8 @@ def test_best_checkpoint_holds_the_best_epoch_and_its_config() -> None:
     meta = load_model_state(fresh, store[BEST], BEST)
     assert MisoConfig.model_validate_json(meta["miso_config"]) == cfg(epochs=3)
     val = p.subset(np.arange(160, 200))
-    a = predict_at(model, sampler, val, 16, torch.device("cpu"))
-    b = predict_at(fresh, sampler, val, 16, torch.device("cpu"))
+    a = predict_at(model, sampler, val, torch.device("cpu"))
+    b = predict_at(fresh, sampler, val, torch.device("cpu"))
     assert np.allclose(a["permafrost"], b["permafrost"], atol=1e-6)
     assert validation_score(a, val) == pytest.approx(res.best_score)
     with pytest.raises(TrainingError, match="different MISO config"):

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from misomap.config import RunConfig, config_from_dict
-from misomap.jobs.demo_summary import ModelFigures, cv_figures, format_table
+from misomap.jobs.demo_summary import ModelFigures, cv_figures, format_table, map_figures
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
     scheme: str = ""
     figures: list[ModelFigures] = field(default_factory=list)
+    map_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The demo's last screen: the figures that matter, where to look, and the time it took."""
@@ -130,8 +131,9 @@ class DemoResult:
         folds = self.figures[0].folds if self.figures else 0
         lines = ["", f"misomap demo finished in {int(total // 60)} min {total % 60:.0f} s.", "",
                  f"Held-out figures on the spatial scheme {self.scheme} ({folds} test folds, the same "
-                 "pedons for every model; PF = permafrost present, SO = soil order):", "",
-                 format_table(self.figures), "", "Where to look:"]
+                 "pedons for every model; PF = permafrost present, SO = soil order), and each map "
+                 "against the demo world's truth rasters (all land):", "",
+                 format_table(self.figures, self.map_scores), "", "Where to look:"]
         lines += [f"  {name:<14} {where}" for name, where in self.outputs.items()]
         lines += ["", "Stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())]
         return "\n".join(lines)
@@ -195,4 +197,5 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
     result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
     result.scheme = demo_scheme(world)
     result.figures = cv_figures(config, ("rf", "miso"), result.scheme)
+    result.map_scores = map_figures({m: f"{out}/maps/{m}/map.zarr" for m in ("rf", "miso")}, str(world))
     return result

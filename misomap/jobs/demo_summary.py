@@ -78,3 +78,18 @@ def format_table(figures: list[ModelFigures], extra: dict[str, dict[str, float]]
             (f"{vals[t]:.3f}" if t in vals and vals[t] == vals[t] else "—").rjust(len(t) + 3)
             for t in titles))
     return "\n".join(lines)
+
+
+def map_figures(maps: dict[str, str], world: str) -> dict[str, dict[str, float]]:
+    """Each model's map against the demo world's truth rasters, over all land it covers:
+    {model: {column title: value}} for `format_table`'s extra columns."""
+    from misomap.jobs.map_truth import map_vs_truth
+
+    out = {}
+    for model, url in maps.items():
+        df = map_vs_truth(url, world)
+        overall = df[df["by"] == "all"].set_index("target")
+        out[model] = {"map PF acc": float(overall.loc["permafrost", "accuracy"]),
+                      "map SO acc": float(overall.loc["soil_order", "accuracy"]),
+                      "map SO F1": float(overall.loc["soil_order", "f1_macro"])}
+    return out

@@ -302,11 +302,10 @@ def cross_validate(config: RunConfig, cfg: MisoConfig, name: str, arrays: CubeAr
             offsets = DecisionOffsets()
             if config.evaluation.class_weighting == "threshold":
                 vpts = points.subset(np.flatnonzero(val))
-                vpred = predict_at(model, sampler, vpts, cfg.train.batch_size * 2, device)
+                vpred = predict_at(model, sampler, vpts, device)
                 offsets = fit_offsets(vpred, vpts, points.subset(np.flatnonzero(train)))
             test = np.flatnonzero(col == fold)
-            pred = apply_offsets(predict_at(model, sampler, points.subset(test), cfg.train.batch_size * 2,
-                                            device), offsets)
+            pred = apply_offsets(predict_at(model, sampler, points.subset(test), device), offsets)
             out.append(prediction_rows(pred, ids[test], points.subset(test), scheme, fold, cfg.loss.tasks)
                        .assign(train_seconds=res.seconds))
             per_fold.append({"scheme": scheme, "fold": int(fold), "seconds": res.seconds,

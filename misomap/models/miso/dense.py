@@ -251,21 +251,25 @@ def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray
     (inside the grid and every band has data at the point's pixel, as the map requires)."""
     from misomap.models.miso.crops import read_window
 
-    arrays = imagery if covariates is None else np.concatenate([imagery, covariates])
+    def window(r0: int, c0: int, size: int) -> np.ndarray:
+        """Every band (imagery, then covariates) of a window; lazy cube bands read only it."""
+        img = read_window(imagery, r0, c0, size)
+        return img if covariates is None else np.concatenate([img, read_window(covariates, r0, c0, size)])
+
     res = grid.resolution
     col = np.floor((np.asarray(x, float) - grid.xmin) / res) + 0.5
     row = np.floor((grid.ymax - np.asarray(y, float)) / res) + 0.5
     g = dense.grid
     r0, c0, inverse = g.assign(col, row)
-    tiles = np.stack([read_window(arrays, int(r), int(c), g.tile) for r, c in zip(r0, c0)]) if len(r0) \
-        else np.zeros((0, len(arrays), g.tile, g.tile), np.float32)
+    n_bands = len(imagery) + (0 if covariates is None else len(covariates))
+    tiles = np.stack([window(int(r), int(c), g.tile) for r, c in zip(r0, c0)]) if len(r0) \
+        else np.zeros((0, n_bands, g.tile, g.tile), np.float32)
     pix = np.stack([col - c0[inverse], row - r0[inverse]], -1)
     xy = np.stack([grid.xmin + col * res, grid.ymax - row * res], -1)
     probs = {k: torch.from_numpy(v) for k, v in dense.predict(tiles, inverse, pix, xy).items()}
     result = {k: v.numpy() for k, v in probs.items()}
     result.update({f"{k}_entropy": e.numpy() for k, e in entropy(probs).items()})
-    h, w = grid.shape
-    rr, cc = np.clip(row.astype(int), 0, h - 1), np.clip(col.astype(int), 0, w - 1)
-    inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
-    result["valid"] = inside & np.isfinite(arrays[:, rr, cc]).all(axis=0)
+    # the point's own pixel: every band has data there, as the map requires (outside: NaN, invalid)
+    result["valid"] = np.array([np.isfinite(window(int(r), int(c), 1)).all()
+                                for r, c in zip(np.floor(row), np.floor(col))], dtype=bool)
     return result

@@ -111,20 +111,14 @@ def batch_loss(model: MisoModel, task_loss: TaskLoss, batch: CropBatch, device: 
 
 
 @torch.no_grad()
-def predict_at(model: MisoModel, sampler: CropSampler, points: Points, batch_size: int,
-               device: torch.device) -> dict[str, np.ndarray]:
-    """Probabilities, entropies and validity at points, from crops centred on them."""
-    model.eval()
-    parts: list[dict[str, np.ndarray]] = []
-    for s in range(0, len(points), batch_size):
-        batch = sampler.centred(points.subset(np.arange(s, min(s + batch_size, len(points)))))
-        b = _tensors(batch, device)
-        with _autocast(device, model.cfg.train):
-            out = model.predict_points(b["imagery"], b["covariates"], b["pix"], b["xy"])
-        res = {k: v[:, 0].float().cpu().numpy() for k, v in out.items()}
-        res["valid"] = batch.valid[:, 0]
-        parts.append(res)
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def predict_at(model: MisoModel, sampler: CropSampler, points: Points, device: torch.device
+               ) -> dict[str, np.ndarray]:
+    """Probabilities, entropies and validity at points — through the map's own dense path (the
+    global tile grid, each point at its pixel centre), so what is scored is what is mapped."""
+    from misomap.models.miso.dense import DenseMiso, predict_pedons
+
+    return predict_pedons(DenseMiso(model, device), sampler.imagery, sampler.covariates, sampler.grid,
+                          points.x, points.y)
 
 
 def macro_recall(y: np.ndarray, pred: np.ndarray) -> float:
@@ -285,7 +279,7 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
             opt.step()
             losses.append(float(loss.detach()))
         if len(val_points):
-            pred = predict_at(model, sampler, val_points, tc.batch_size * 2, device)
+            pred = predict_at(model, sampler, val_points, device)
             score, vloss = validation_score(pred, val_points), _validation_loss(pred, val_points)
             if math.isnan(score):
                 score = -vloss
