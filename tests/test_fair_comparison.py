@@ -60,7 +60,7 @@ def test_map_vs_truth_scores_a_map_in_the_real_map_layout(demo_world, tmp_path) 
     g = manifest["grid"]
     grid = Grid(g["crs"], g["resolution"], *g["bounds"])
     pf, so, region = _truth(demo_world, "permafrost"), _truth(demo_world, "soil_order"), _truth(demo_world, "region")
-    ds, enc = _template(grid, 64, {})
+    ds, enc = _template(grid, 64, {}, zarr_format=3)
     pf_map = np.where(pf == 255, np.nan, pf).astype(np.float32)
     wrong = region == region[pf != 255].min()  # one region's permafrost called the other way round
     pf_map[wrong] = 1 - pf_map[wrong]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from misomap.cli import app
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
-from misomap.cube.store import template
+from misomap.cube.store import COMPLETE_KEY, template
 from misomap.errors import ConfigError
 from misomap.jobs.evaluate import check_predictions
 from misomap.jobs.train_miso import MisoJobError, load_arrays, run_pretrain, run_train_miso
@@ -44,6 +44,7 @@ def world(tmp_path_factory) -> dict:
     fields[:, :10, 86:] = np.nan
     ds = template(GRID, IMAGERY + COVARIATES, 48, {"source": "miso test world"})
     ds["data"] = (("band", "y", "x"), fields, {"grid_mapping": "spatial_ref"})
+    ds.attrs[COMPLETE_KEY] = {"records_sha256": "written-whole", "chunks": 0}  # written whole: finished
     ds.chunk({"band": -1, "y": 48, "x": 48}).to_zarr(root / "cube.zarr", zarr_format=3, consolidated=True)
     n = 260
     r, c = rng.integers(0, SIZE, n), rng.integers(0, SIZE, n)

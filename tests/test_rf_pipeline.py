@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from misomap.cli import app
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
-from misomap.cube.store import template
+from misomap.cube.store import COMPLETE_KEY, template
 from misomap.jobs.labels import LabelsError, read_labels
 from misomap.jobs.training_table import TrainingTableError, sample_cube
 
@@ -47,6 +47,7 @@ def _world(tmp_path) -> dict:
     ds = template(GRID, BANDS, CHUNK, {"source": "test world",
                                           "imagery_datetime": ["2019-06-15T00:00:00Z", "2023-08-15T00:00:00Z"]})
     ds["data"] = (("band", "y", "x"), fields, {"grid_mapping": "spatial_ref"})
+    ds.attrs[COMPLETE_KEY] = {"records_sha256": "written-whole", "chunks": 0}  # written whole: finished
     cube = tmp_path / "cube.zarr"
     ds.chunk({"band": -1, "y": CHUNK, "x": CHUNK}).to_zarr(cube, zarr_format=3, consolidated=True)
 

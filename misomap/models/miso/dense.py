@@ -261,7 +261,7 @@ def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray
     row = np.floor((grid.ymax - np.asarray(y, float)) / res) + 0.5
     g = dense.grid
     r0, c0, inverse = g.assign(col, row)
-    n_bands = len(imagery) + (0 if covariates is None else len(covariates))
+    n_bands = imagery.shape[0] + (0 if covariates is None else covariates.shape[0])
     tiles = np.stack([window(int(r), int(c), g.tile) for r, c in zip(r0, c0)]) if len(r0) \
         else np.zeros((0, n_bands, g.tile, g.tile), np.float32)
     pix = np.stack([col - c0[inverse], row - r0[inverse]], -1)
