@@ -8,10 +8,10 @@ import logging
 from dataclasses import dataclass
 import numpy as np
 import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 from sklearn.ensemble import RandomForestClassifier
 
 from misomap.models.baseline_config import RFConfig
+from misomap.models.skops_io import load_trusted
 from misomap.errors import MisomapError
 
 log = logging.getLogger(__name__)
@@ -124,19 +124,7 @@ def dumps_model(model: RFModel) -> bytes:
 
 def loads_model(data: bytes, source: str = "<bytes>") -> RFModel:
     """Load a skops file, refusing any type outside skops' defaults and TRUSTED_TYPES."""
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as err:  # skops raises various errors on a corrupt archive
-        raise RFModelError(f"{source} is not a readable skops model file: {err}") from None
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if refused:
-        raise RFModelError(f"refusing to load {source}: it carries untrusted type(s) {refused}; "
-                           f"only {list(TRUSTED_TYPES)} beyond skops' defaults are allowed. "
-                           "Retrain the model with misomap rather than loading a foreign file.")
-    try:
-        obj = sio.loads(data, trusted=list(TRUSTED_TYPES))
-    except UntrustedTypesFoundException as err:
-        raise RFModelError(f"refusing to load {source}: {err}") from None
+    obj = load_trusted(data, TRUSTED_TYPES, source, RFModelError, "model")
     if not (isinstance(obj, dict) and isinstance(obj.get("forest"), RandomForestClassifier)):
         raise RFModelError(f"{source} is a skops file but not a misomap Random Forest")
     return RFModel(obj["forest"], obj["target"], tuple(obj["features"]), tuple(obj["classes"]),

@@ -8,12 +8,10 @@ a composition through an isometric log-ratio. Persisted with skops (an exact typ
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Literal
 
 import numpy as np
 import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.cross_decomposition import PLSRegression
@@ -22,6 +20,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from misomap.models.skops_io import load_trusted
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.preprocess import skewed_columns
 
@@ -150,28 +149,9 @@ TRUSTED_TYPES: tuple[str, ...] = (
 numpy, scikit-learn estimators); anything else is refused before loading, as for the RF."""
 
 
-_LOAD_LOCK = threading.Lock()
-"""skops rebuilds numpy arrays through ast.literal_eval, which CPython 3.11 does not allow from two
-threads at once ("AST constructor recursion depth mismatch", CPython gh-106905); dask thread workers
-load regressors concurrently."""
-
-
 def regressor_from_bytes(data: bytes, source: str = "<bytes>") -> PropertyRegressor:
     """Load skops bytes, refusing any type outside skops' defaults and TRUSTED_TYPES."""
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as err:  # skops raises various errors on a corrupt archive
-        raise SpectralError(f"{source} is not a readable skops regressor file: {err}") from None
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if refused:
-        raise SpectralError(f"refusing to load {source}: it carries untrusted types {refused}; only "
-                            f"{list(TRUSTED_TYPES)} beyond skops' defaults are allowed. Retrain with misomap "
-                            "rather than loading a foreign file.")
-    try:
-        with _LOAD_LOCK:
-            model = sio.loads(data, trusted=list(TRUSTED_TYPES))
-    except UntrustedTypesFoundException as err:
-        raise SpectralError(f"refusing to load {source}: {err}") from None
+    model = load_trusted(data, TRUSTED_TYPES, source, SpectralError, "regressor")
     if not isinstance(model, PropertyRegressor):
         raise SpectralError(f"expected a PropertyRegressor, {source} holds {type(model).__name__}")
     return model
