@@ -22,6 +22,7 @@ from misomap.jobs.spectral import prepare, train_spectral
 from misomap.jobs.spectral_limesoda import evaluate_limesoda, plan_limesoda, run_limesoda
 from misomap.jobs.spectral_embed import EmbeddingOutputError, embed_chunk, embed_spectra, make_plan, open_output
 from misomap.jobs.spectral_store import load_models
+from misomap.jobs.verify import verify
 from misomap.spectra.config import AxisSpec, SpectralConfig
 from misomap.spectra.errors import (MissingPropertyError, SampleIdMismatchError, SpectralError, SpectralGridError,
                                     SpectralValueError)
@@ -183,9 +184,13 @@ def test_embed_killed_then_rerun_is_byte_identical(trained, tmp_path):
         proc.wait()
     done_at_kill = len(list(progress.glob("*.json")))
     assert 3 <= done_at_kill < reference.chunks_total, (done_at_kill, reference.chunks_total)
+    # a killed store carries no complete mark: `verify` says it is not whole, and why
+    killed = verify(str(tmp_path / "run.zarr"))
+    assert not killed.complete_mark and not killed.whole and any("missing chunk" in p for p in killed.problems)
     rerun = embed_spectra(killed_cfg)
     assert rerun.chunks_run == reference.chunks_total - done_at_kill
     assert _outputs(rerun.output) == _outputs(reference.output)
+    assert verify(rerun.output).whole and verify(reference.output).complete_mark
 
 
 def test_embed_resamples_another_grid_and_refuses_one_that_does_not_cover(trained, tmp_path):

@@ -19,6 +19,9 @@ import fsspec
 
 log = logging.getLogger(__name__)
 
+COMPLETE_ATTR = "misomap_complete"
+"""A finished store's mark (cube, map, embeddings): written last, the digest of its completion records."""
+
 
 class CompletionLog:
     """One JSON record per finished unit of work, under `root` (local path or s3:// URL)."""

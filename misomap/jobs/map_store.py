@@ -15,6 +15,7 @@ from pyproj import CRS
 from misomap.classes import SOIL_ORDERS
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.errors import IncompleteInputError, MisomapError, OwnershipError, StorageWriteError
+from misomap.jobs.completion import COMPLETE_ATTR
 from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,6 @@ def store_summary(url: str, storage_options: dict[str, Any]) -> str:
 
 MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer"})
 """What a map output folder holds; anything else there means the folder is not (only) ours."""
-COMPLETE_ATTR = "misomap_complete"
 
 
 def check_map_owned(output: str, storage_options: dict[str, Any]) -> None:

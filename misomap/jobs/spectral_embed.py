@@ -19,7 +19,7 @@ from distributed import as_completed
 from tqdm import tqdm
 
 from misomap.config import RunConfig
-from misomap.jobs.completion import CompletionLog, run_lock
+from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.spectral import prepare
 from misomap.jobs.spectral_store import ensure_library, load_models, spectral_paths, spectral_section, storage_options
@@ -191,8 +191,9 @@ def embed_spectra(cfg: RunConfig) -> EmbedSummary:
     models, meta = load_models(cfg)
     plan = make_plan(cfg, models, meta)
     with run_lock(plan.output):
-        open_output(plan, meta)
-        done = CompletionLog(plan.progress, plan.output_options).done_keys()
+        group = open_output(plan, meta)
+        progress = CompletionLog(plan.progress, plan.output_options)
+        done = progress.done_keys()
         todo = [c for c in range(plan.n_chunks) if f"chunk-{c:06d}" not in done]
         log.info("embedding %d %s spectra from %s: %d chunks, %d already done", plan.n_rows, plan.sensor,
                  plan.library, plan.n_chunks, plan.n_chunks - len(todo))
@@ -206,4 +207,6 @@ def embed_spectra(cfg: RunConfig) -> EmbedSummary:
                 except BaseException:
                     client.cancel(futures)
                     raise
+        # the complete mark, written last: the digest of every chunk's record (`misomap verify`)
+        group.attrs[COMPLETE_ATTR] = progress.digest()
     return EmbedSummary(plan.output, plan.n_rows, plan.n_chunks, len(todo))

@@ -14,6 +14,7 @@ import zarr
 from misomap.config_base import StorageConfig
 from misomap.cube.grid import Grid, plan_chunks
 from misomap.errors import MisomapError, one_line
+from misomap.jobs.completion import COMPLETE_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,6 @@ def _verify_cube(path: str, group: zarr.Group, attrs: dict[str, Any], storage: S
 
 def _verify_map(path: str, group: zarr.Group, storage: StorageConfig) -> VerifyReport:
     from misomap.jobs.completion import CompletionLog
-    from misomap.jobs.map_store import COMPLETE_ATTR
 
     first = group["permafrost_probability"]
     h, w = first.shape
@@ -139,7 +139,7 @@ def _verify_embeddings(path: str, group: zarr.Group, storage: StorageConfig) -> 
     rows = emb.chunks[0]
     n_chunks = -(-emb.shape[0] // rows)
     progress = CompletionLog(f"{path}.progress", storage.options_for(path))
-    report = VerifyReport(path, "embeddings", n_chunks, True)
+    report = VerifyReport(path, "embeddings", n_chunks, COMPLETE_ATTR in group.attrs)
     names = sorted(k for k in group.array_keys() if k != "sample_id")
     for c in range(n_chunks):
         key = f"chunk-{c:06d}"
@@ -150,4 +150,6 @@ def _verify_embeddings(path: str, group: zarr.Group, storage: StorageConfig) -> 
         start, stop = rec["rows"]
         for name in names:
             _read(group[name], (slice(start, stop),), f"{key} of {name}", report.problems)
+    if report.complete_mark and not report.problems and group.attrs[COMPLETE_ATTR] != progress.digest():
+        report.problems.append("completion records changed since the embeddings were marked complete")
     return report
