@@ -54,6 +54,10 @@ def test_validate_names_samples_with_nans_and_negative_reflectance():
     with pytest.raises(SpectralValueError, match=r"negative reflectance.*\['s1'\]"):
         validate_sensor(_sensor(neg), "nir")
     validate_sensor(_sensor(neg, "absorbance"), "mir")   # negative absorbance is physically possible
+    fill = values.copy()
+    fill[0, 0, 2] = 1e30                      # a fill value, finite but no spectrum
+    with pytest.raises(SpectralValueError, match=r"beyond ±1000.*\['s0'\]"):
+        validate_sensor(_sensor(fill, "absorbance"), "mir")
 
 
 def test_pipeline_snv_and_savgol():

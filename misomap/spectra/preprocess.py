@@ -23,10 +23,15 @@ def axis_values(spec: AxisSpec) -> np.ndarray:
     return spec.start + spec.step * np.arange(spec.size, dtype=np.float64)
 
 
+PHYSICAL_LIMIT = 1e3
+"""No soil spectrum's absorbance (log10 1/R, at most a few units) or reflectance (0..1, or 0..100
+in percent) comes near this: a value beyond it is a fill value or a unit mix-up, not a spectrum."""
+
+
 def validate_sensor(spectra: SensorSpectra, sensor: str, min_samples: int = 1) -> None:
     """Refuse what no model can use, naming the samples at fault: fewer than `min_samples` samples,
-    duplicate sample ids, NaN gaps inside a scan, a sample with no scan, infinite values and
-    non-positive reflectance."""
+    duplicate sample ids, NaN gaps inside a scan, a sample with no scan, infinite or physically
+    impossible values (e.g. a 1e30 fill) and non-positive reflectance."""
     values = spectra.values
     n = len(spectra.sample_id)
     if n < min_samples:
@@ -51,6 +56,12 @@ def validate_sensor(spectra: SensorSpectra, sensor: str, min_samples: int = 1) -
         raise SpectralValueError(
             f"{sensor}: {inf.size} samples have infinite values, e.g. sample ids "
             f"{spectra.sample_id[inf[:5]].tolist()}: fix or drop those scans")
+    huge = np.nonzero((np.abs(np.nan_to_num(values)) > PHYSICAL_LIMIT).any(axis=(1, 2)))[0]
+    if huge.size:
+        raise SpectralValueError(
+            f"{sensor}: {huge.size} samples have values beyond ±{PHYSICAL_LIMIT:g}, no absorbance or "
+            "reflectance (even in percent) reaches that, e.g. sample ids "
+            f"{spectra.sample_id[huge[:5]].tolist()}: a fill value or a unit mix-up? fix or drop those scans")
     if spectra.quantity == "reflectance":
         neg = np.nonzero((np.nan_to_num(values, nan=1.0) <= 0).any(axis=(1, 2)))[0]
         if neg.size:
