@@ -145,6 +145,7 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
         raise CubeError("stac.url is not set: the cube builder searches a STAC API")
     storage = config.storage
     grid = cube_grid(cfg)
+    check_writable(cfg.out, storage)  # a missing bucket or refused access, named, before anything else
     check_owned(cfg.out, storage)  # before anything is searched or written
     signer = load_signer(cfg.sign) if cfg.sign else None
     bbox = search_bbox(grid)
@@ -157,7 +158,6 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     lineage = _lineage(cfg, config.stac.url, found, grid.to_dict())
     fingerprint = lineage["fingerprint"]
 
-    check_writable(cfg.out, storage)
     records = CompletionRecords(cfg.out, storage, fingerprint)
     existing = stored_lineage(cfg.out, storage)
     if existing is not None and existing.get("fingerprint") != fingerprint:
