@@ -11,6 +11,7 @@ import xarray as xr
 
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
+from misomap.cube.store import COMPLETE_KEY
 from misomap.jobs.predict import run_predict
 from misomap.models.miso.config import CropConfig, EncoderConfig, LocationConfig, MisoConfig
 from misomap.models.miso.model import MisoModel
@@ -54,9 +55,11 @@ def setup(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
     rng = np.random.default_rng(0)
     data = np.stack([gaussian_filter(rng.normal(size=GRID.shape), 2) * 3 for _ in IMG + COV]).astype("float32")
     ds = xr.Dataset({"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
-                    coords={"band": IMG + COV, "y": GRID.y_coords(), "x": GRID.x_coords(),
+                    coords={"band": np.array(IMG + COV, dtype=object),  # vlen-utf8, as the real cube
+                            "y": GRID.y_coords(), "x": GRID.x_coords(),
                             "spatial_ref": ((), 0, GRID.spatial_ref_attrs())},
-                    attrs={"misomap": {"imagery_datetime": ["2019-06-15T00:00:00Z", "2023-08-15T00:00:00Z"]}})
+                    attrs={"misomap": {"imagery_datetime": ["2019-06-15T00:00:00Z", "2023-08-15T00:00:00Z"]},
+                           COMPLETE_KEY: {"records_sha256": "written-whole", "chunks": 0}})  # written whole
     cube = root / "cube.zarr"
     ds.chunk({"band": -1, "y": 48, "x": 48}).to_zarr(cube, zarr_format=3, mode="w", consolidated=True)
     ckpt = root / "miso.safetensors"
