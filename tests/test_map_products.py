@@ -191,12 +191,16 @@ def _gdal():
     lib.GDALGetRasterCategoryNames.restype = ctypes.POINTER(ctypes.c_char_p)
     lib.GDALGetRasterCategoryNames.argtypes = [ctypes.c_void_p]
     lib.GDALClose.argtypes = [ctypes.c_void_p]
+    lib.CPLSetThreadLocalConfigOption.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     return lib
 
 
 def gdal_category_names(path: str) -> list[str]:
     """Band 1's category names as GDAL (the library under QGIS and gdalinfo) reports them."""
     lib = _gdal()
+    # a client's GDAL with default settings: this test process also runs the cube reader, whose
+    # rasterio environments set GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR (no sidecar files) for speed
+    lib.CPLSetThreadLocalConfigOption(b"GDAL_DISABLE_READDIR_ON_OPEN", b"FALSE")
     ds = lib.GDALOpenEx(path.encode(), 0, None, None, None)
     assert ds, f"GDAL cannot open {path}"
     try:
@@ -209,6 +213,7 @@ def gdal_category_names(path: str) -> list[str]:
         return out
     finally:
         lib.GDALClose(ds)
+        lib.CPLSetThreadLocalConfigOption(b"GDAL_DISABLE_READDIR_ON_OPEN", None)
 
 
 def test_cogs_name_classes_and_bands_for_gdal(workdir):
