@@ -25,7 +25,7 @@ def cube(tmp_path_factory):
     data[:, :40, :40] = np.nan  # a never-written (all-nodata) chunk and partial nodata
     path = tmp_path_factory.mktemp("crops") / "cube.zarr"
     ds = xr.Dataset({"data": (("band", "y", "x"), data)},
-                    coords={"band": BANDS, "y": GRID.y_coords(), "x": GRID.x_coords()})
+                    coords={"band": np.array(BANDS, dtype=object), "y": GRID.y_coords(), "x": GRID.x_coords()})
     ds.chunk({"band": 4, "y": 32, "x": 32}).to_zarr(path, zarr_format=3, mode="w", consolidated=False)
     return str(path), data
 
