@@ -269,7 +269,8 @@ def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray
     probs = {k: torch.from_numpy(v) for k, v in dense.predict(tiles, inverse, pix, xy).items()}
     result = {k: v.numpy() for k, v in probs.items()}
     result.update({f"{k}_entropy": e.numpy() for k, e in entropy(probs).items()})
-    # the point's own pixel: every band has data there, as the map requires (outside: NaN, invalid)
-    result["valid"] = np.array([np.isfinite(window(int(r), int(c), 1)).all()
-                                for r, c in zip(np.floor(row), np.floor(col))], dtype=bool)
+    # the point's own pixel, inside its tile: every band has data there, as the map requires
+    # (outside the grid the tile holds NaN: invalid)
+    in_r, in_c = np.floor(pix[:, 1]).astype(int), np.floor(pix[:, 0]).astype(int)
+    result["valid"] = np.isfinite(tiles[inverse, :, in_r, in_c]).all(axis=1)
     return result
