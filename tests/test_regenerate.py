@@ -25,6 +25,8 @@ from pyproj import Transformer
 from cube_fixtures import X0, Y1, cube_section, write_source_world
 from misomap.config import config_from_dict
 from misomap.config_base import StorageConfig
+from misomap.errors import ConfigError, IncompleteInputError, OwnershipError
+from misomap.jobs.completion import COMPLETE_ATTR
 from misomap.jobs.regenerate import RegenerateError, run_regenerate
 from misomap.publish import versions
 from misomap.publish.versions import PublishError
@@ -180,9 +182,10 @@ def _read_while(root: Path, seen: list, stop: threading.Event) -> None:
         time.sleep(0.05)
 
 
-def _product(root: Path, value: int) -> Path:
-    """A small map-shaped product whose every pixel is `value`."""
-    ds = xr.Dataset({"permafrost_probability": (("y", "x"), np.full((64, 64), value, np.uint8))})
+def _product(root: Path, value: int, finished: bool = True) -> Path:
+    """A small map-shaped product whose every pixel is `value` (with a map run's complete mark if `finished`)."""
+    ds = xr.Dataset({"permafrost_probability": (("y", "x"), np.full((64, 64), value, np.uint8))},
+                    attrs={COMPLETE_ATTR: f"records-{value}"} if finished else {})
     ds.chunk({"y": 16, "x": 16}).to_zarr(root / "map.zarr", zarr_format=3, mode="w", consolidated=False)
     return root
 
@@ -263,3 +266,63 @@ def test_region_without_land_and_unknown_tile_are_clear_errors(tmp_path):
     far_tile = {"cube": cube_section("x"), "plan": {"tiles": ["AK050H10V30"]}}
     res = _cli("plan", "--config", str(_write(tmp_path, far_tile)))
     assert res.returncode == 2 and "AK050H10V30" in res.stderr and "not land tiles" in res.stderr
+
+
+def test_publish_refuses_an_unfinished_map(tmp_path):
+    root = tmp_path / "published"
+    with pytest.raises(IncompleteInputError, match=r"map\.zarr is unfinished"):
+        versions.publish(str(_product(tmp_path / "a", 7, finished=False)), str(root), STORAGE, "k", keep=2,
+                         bbox=(-150, 64, -149, 65))
+    assert not root.exists()
+
+
+def _foreign_map(path: Path) -> None:
+    """Another product's Zarr map (no misomap run hash) where regenerate keeps its working map."""
+    _product(path, 3)
+
+
+FOREIGN = {
+    "a file in the working folder": ("work/regen/notes.txt", lambda p: p.write_text("mine"), "notes.txt"),
+    "a folder in the state folder": ("work/regen/state/other/x.json", lambda p: p.write_text("{}"), "state/other"),
+    "data in the working cube": ("work/regen/cube.zarr/scene.tif", lambda p: p.write_bytes(b"II*"), "scene.tif"),
+    "another map as the working map": ("work/regen/map", _foreign_map, "no misomap run hash"),
+    "a file in the publish root": ("published/report.pdf", lambda p: p.write_bytes(b"%PDF"), "report.pdf"),
+    "a folder among the versions": ("published/versions/final/a.tif", lambda p: p.write_bytes(b"II*"),
+                                    "versions/final"),
+}
+
+
+@pytest.mark.parametrize("case", list(FOREIGN))
+def test_foreign_data_in_working_stores_or_publish_root_is_refused_untouched(case, tmp_path):
+    rel, make, named = FOREIGN[case]
+    target = tmp_path / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    make(target)
+    model = _model(tmp_path / "model.json", ["s2_summer_nir", "s2_summer_red"])
+    before = _tree(tmp_path)
+    # no STAC API runs: the refusal must come before anything is searched, built or written
+    config = config_from_dict(_config(tmp_path, "http://127.0.0.1:9", model))
+    with pytest.raises(OwnershipError, match=named) as err:
+        run_regenerate(config)
+    assert "nothing was changed" in str(err.value)
+    assert _tree(tmp_path) == before
+
+
+def test_foreign_working_folder_exits_2_on_the_cli(tmp_path):
+    (tmp_path / "published").mkdir()
+    (tmp_path / "published" / "index.html").write_text("<p>analyst page</p>")
+    model = _model(tmp_path / "model.json", ["s2_summer_nir", "s2_summer_red"])
+    res = _cli("regenerate", "--config", str(_write(tmp_path, _config(tmp_path, "http://127.0.0.1:9", model))))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]  # after the log lines: the one-line message
+    assert "index.html" in last and "publish.root" in last
+    assert not (tmp_path / "work").exists()
+
+
+def test_publish_root_inside_the_working_stores_is_refused(tmp_path):
+    model = _model(tmp_path / "model.json", ["s2_summer_nir", "s2_summer_red"])
+    data = _config(tmp_path, "http://127.0.0.1:9", model)
+    data["publish"]["root"] = str(tmp_path / "work" / "regen" / "published")
+    with pytest.raises(ConfigError, match="overlaps regenerate's working stores"):
+        run_regenerate(config_from_dict(data))
+    assert not (tmp_path / "work").exists()

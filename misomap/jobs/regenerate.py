@@ -6,12 +6,17 @@ times of the STAC items whose footprints touch the chunk. Every map chunk's key 
 (map section + model checkpoint digest) and the keys of the cube chunks its predictor reads (its
 window plus halo). A chunk is rebuilt only when its key has no completion record, so a run killed
 anywhere resumes, a new item redoes only the chunks it touches, and a run whose overall key equals the
-published version's does no work at all. Working stores live under `<workdir>/regen/` (ours alone);
-readers see only `publish.root`, where whole versions appear atomically (misomap.publish.versions).
+published version's does no work at all. Working stores live under `<workdir>/regen/` (ours alone:
+anything else found there, or in `publish.root`, is refused before any write). Each working store
+carries a complete mark vouching for exactly the current chunk keys: removed before its chunks are
+rewritten, written once they all are; the map stage reads only a marked cube and publishing takes
+only a marked map. Readers see only `publish.root`, where whole versions appear atomically
+(misomap.publish.versions).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,25 +26,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import zarr
 from tqdm import tqdm
 
 from misomap import __version__
 from misomap.classes import SOIL_ORDERS
 from misomap.config import RunConfig
+from misomap.config_base import overlaps
 from misomap.cube.build import _overlapping, build_chunk, cube_grid, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
-from misomap.cube.store import consolidate, stored_lineage, template, write_region, write_template
-from misomap.errors import ConfigError, MisomapError
+from misomap.cube.store import (
+    COMPLETE_KEY,
+    check_owned,
+    consolidate,
+    mark_complete,
+    require_complete,
+    stored_lineage,
+    template,
+    write_region,
+    write_template,
+    zarr_store,
+)
+from misomap.errors import ConfigError, MisomapError, OwnershipError
 from misomap.jobs.cluster import dask_client
-from misomap.jobs.completion import CompletionLog, run_lock
+from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
 from misomap.jobs.map_config import MapConfig
 from misomap.jobs.map_layers import LAYERS
-from misomap.jobs.map_store import MapStoreError, ensure_template
-from misomap.jobs.predict import context_bounds, predict_chunk, run_hash, zarr_url
+from misomap.jobs.map_store import MapStoreError, check_map_owned, ensure_template, mark_map_complete
+from misomap.jobs.predict import context_bounds, predict_chunk, progress_url, run_hash, zarr_url
 from misomap.jobs.predictors import get_predictor, model_digest
 from misomap.plan.plan import RegionPlan, StageCost, estimate, make_plan, statewide_grid
 from misomap.publish import versions
@@ -163,9 +181,74 @@ def work_config(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"cube": cube, "map": mapc})
 
 
+def _regen(config: RunConfig) -> str:
+    return f"{str(config.workdir).rstrip('/')}/regen"
+
+
 def _state(config: RunConfig, stage: str) -> CompletionLog:
-    root = f"{str(config.workdir).rstrip('/')}/regen/state/{stage}"
+    root = f"{_regen(config)}/state/{stage}"
     return CompletionLog(root, config.storage.options_for(root))
+
+
+REGEN_PARTS = frozenset({"cube.zarr", "map", "state"})
+STATE_PARTS = frozenset({"cube", "map", "export"})
+"""What `<workdir>/regen/` and its `state/` hold; anything else there was not written by regenerate."""
+
+
+def check_working_stores(config: RunConfig, wconfig: RunConfig) -> None:
+    """Refuse, before anything is written, working stores or a publish root that hold what this
+    command did not write (OwnershipError naming them; nothing is changed)."""
+    cfg, mc, pub = wconfig.cube, wconfig.map, config.publish
+    assert cfg is not None and mc is not None and pub is not None
+    regen = _regen(config)
+    if overlaps(pub.root, regen):
+        raise ConfigError(f"publish.root {pub.root} overlaps regenerate's working stores {regen}: publish "
+                          "outside <workdir>/regen")
+    fs, path = fsspec.core.url_to_fs(regen, **config.storage.options_for(regen))
+    names = versions.child_names(fs, path, regen) or []
+    foreign = sorted(set(names) - REGEN_PARTS)
+    if "state" in names:
+        foreign += sorted(f"state/{n}" for n in versions.child_names(fs, f"{path}/state", f"{regen}/state") or []
+                          if n not in STATE_PARTS)
+    if foreign:
+        raise OwnershipError(f"{regen} holds {', '.join(foreign[:3])} not written by `misomap regenerate`: "
+                             "nothing was changed; remove them or set workdir to a new location")
+    check_owned(cfg.out, wconfig.storage)
+    check_map_owned(mc.output, wconfig.storage.options_for(mc.output))
+    versions.check_owned(pub.root, config.storage)
+
+
+def _records_digest(keys: dict[str, str]) -> str:
+    """What a working store's complete mark vouches for: every chunk at its current input key."""
+    return _sha(sorted(f"{k}-{v}" for k, v in keys.items()))
+
+
+def _cube_mark(cfg: CubeConfig, config: RunConfig) -> str | None:
+    group = zarr.open_group(zarr_store(cfg.out, config.storage, read_only=True), mode="r")
+    return (group.attrs.get(COMPLETE_KEY) or {}).get("records_sha256")
+
+
+def _map_group(config: RunConfig, mode: str) -> zarr.Group:
+    mc = config.map
+    assert mc is not None
+    return zarr.open_group(zarr_url(mc), mode=mode, storage_options=config.storage.options_for(mc.output) or None)
+
+
+def _unmark(config: RunConfig, cube: bool) -> None:
+    """Remove the working cube's (or map's) complete mark before any of its chunks is rewritten."""
+    cfg = config.cube
+    assert cfg is not None
+    if cube:
+        group = zarr.open_group(zarr_store(cfg.out, config.storage), mode="r+")
+        if COMPLETE_KEY in group.attrs:
+            del group.attrs[COMPLETE_KEY]
+            consolidate(cfg.out, config.storage)
+        return
+    group = _map_group(config, "r+")
+    if COMPLETE_ATTR in group.attrs:
+        del group.attrs[COMPLETE_ATTR]
+        group.attrs["misomap_status"] = "incomplete"
+        zarr.consolidate_metadata(group.store)
 
 
 def _updated(item: Any) -> str:
@@ -227,6 +310,7 @@ def _ensure_cube_template(cfg: CubeConfig, config: RunConfig, grid: Grid) -> Non
     log.info("writing the working cube template %s (stored fingerprint %s, now %s)", cfg.out,
              existing and existing.get("fingerprint"), ident)
     _state(config, "cube").clear()
+    _state(config, "export").clear()
     lineage = {"software": f"misomap {__version__}", "grid": grid.to_dict(), "chunk": cfg.chunk,
                "bands": cfg.band_names(), "fingerprint": ident,
                "items": "per chunk: see <workdir>/regen/state/cube",
@@ -243,7 +327,7 @@ def _ensure_map_template(wconfig: RunConfig, grid: Grid, rhash: str, digest: str
     assert mc is not None
     options = wconfig.storage.options_for(mc.output)
     attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
-             "misomap_model": mc.model, "misomap_model_sha256": digest}
+             "misomap_model": mc.model, "misomap_model_sha256": digest, "misomap_status": "incomplete"}
     try:
         written = ensure_template(zarr_url(mc), options, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
     except MapStoreError:
@@ -253,6 +337,7 @@ def _ensure_map_template(wconfig: RunConfig, grid: Grid, rhash: str, digest: str
         written = ensure_template(zarr_url(mc), options, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
     if written:
         _state(wconfig, "map").clear()
+        _state(wconfig, "export").clear()
 
 
 def _check_bands(mc: MapConfig, cfg: CubeConfig, predictor: Any) -> None:
@@ -285,8 +370,9 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     digest = model_digest(mc, model_options)
     predictor = get_predictor(mc, model_options)
     _check_bands(mc, cfg, predictor)
+    check_working_stores(config, wconfig)
 
-    with run_lock(f"{str(config.workdir).rstrip('/')}/regen"):
+    with run_lock(_regen(config)):
         found = _search(config, cfg, plan.grid)
         ckeys = cube_keys(cfg, found, plan)
         rhash = run_hash(wconfig, digest)
@@ -307,20 +393,21 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
         map_todo = [m for m in plan.map_chunks if f"{m.key}-{map_keys[m.key]}" not in map_done]
         log.info("regenerate: %d/%d cube chunks and %d/%d map chunks to run", len(cube_todo),
                  len(plan.cube_chunks), len(map_todo), len(plan.map_chunks))
-        if cube_todo or map_todo:
-            _compute(wconfig, found, plan, cube_todo, ckeys, map_todo, map_keys)
+        _compute(wconfig, found, plan, cube_todo, ckeys, map_todo, map_keys)
         stages += [StageReport("cube", len(cube_todo), len(plan.cube_chunks) - len(cube_todo), "chunks"),
                    StageReport("predict", len(map_todo), len(plan.map_chunks) - len(map_todo), "chunks")]
-        if map_todo or not _has_exports(wconfig):
+        exported = _records_digest(map_keys)[:24]
+        if map_todo or not _state(wconfig, "export").is_done(exported):
             from misomap.jobs.map_export import export_all
             from misomap.viewer.publish import write_viewer
 
             export_all(wconfig, plan.map_grid)
             write_viewer(wconfig, plan.map_grid)
+            _state(wconfig, "export").mark_done(exported, {"map_records_sha256": _records_digest(map_keys)})
         version, new = versions.publish(mc.output, pub.root, config.storage, inputs_key, pub.keep,
                                         search_bbox(plan.grid), title=f"{config.name} soil and permafrost map")
         stages.append(StageReport("publish", int(new), int(not new), version.id))
-        _forget_stale(wconfig, ckeys, map_keys)
+        _forget_stale(wconfig, {"cube": ckeys, "map": map_keys, "export": {exported: ""}})
     return RegenerateSummary(tuple(stages), version.id, new, inputs_key, time.perf_counter() - start)
 
 
@@ -337,12 +424,19 @@ def _map_keys(plan: RegionPlan, ckeys: dict[str, str], rhash: str, predictor: An
 
 def _compute(wconfig: RunConfig, found: list[FoundItems], plan: RegionPlan, cube_todo: list[ChunkWindow],
              ckeys: dict[str, str], map_todo: list[ChunkWindow], map_keys: dict[str, str]) -> None:
-    """Run the stale cube chunks, then the stale map chunks, on one dask cluster."""
+    """Run the stale cube chunks, then the stale map chunks, on one dask cluster (none when nothing is
+    stale); each store loses its complete mark before its chunks are rewritten and gets it back, for
+    exactly the current keys, once they all are."""
     cfg, mc = wconfig.cube, wconfig.map
     assert cfg is not None and mc is not None
+    if cube_todo:
+        _unmark(wconfig, cube=True)
+    if map_todo:
+        _unmark(wconfig, cube=False)
     forget_datasets()
     gdal = source_gdal_options(wconfig.storage)
-    with dask_client(max(cfg.workers, mc.workers), wconfig.gateway) as client:
+    busy = bool(cube_todo or map_todo)
+    with dask_client(max(cfg.workers, mc.workers), wconfig.gateway) if busy else contextlib.nullcontext() as client:
         if cube_todo:
             [shared] = client.scatter([found], broadcast=True)
             failures = _run(client, [(f"regen-cube-{w.key}-{ckeys[w.key]}", _cube_task,
@@ -351,29 +445,29 @@ def _compute(wconfig: RunConfig, found: list[FoundItems], plan: RegionPlan, cube
             if failures:
                 raise RegenerateError(f"{len(failures)} cube chunk(s) failed (the others are recorded; rerun to "
                                       "retry them):\n  " + "\n  ".join(failures))
-            consolidate(cfg.out, wconfig.storage)
+        digest = _records_digest(ckeys)
+        if _cube_mark(cfg, wconfig) != digest:
+            mark_complete(cfg.out, wconfig.storage, digest, len(ckeys))
         if map_todo:
+            require_complete(cfg.out, wconfig.storage)  # the map stage reads only a finished cube
             failures = _run(client, [(f"regen-map-{m.key}-{map_keys[m.key]}", _predict_task,
                                       (m, wconfig, f"{m.key}-{map_keys[m.key]}")) for m in map_todo],
                             "map chunks")
             if failures:
                 raise RegenerateError(f"{len(failures)} map chunk(s) failed (the others are recorded; rerun to "
                                       "retry them):\n  " + "\n  ".join(failures))
+    options = wconfig.storage.options_for(mc.output)
+    digest = CompletionLog(progress_url(mc), options).digest()  # the map job's own mark (misomap verify)
+    if _map_group(wconfig, "r").attrs.get(COMPLETE_ATTR) != digest:
+        mark_map_complete(zarr_url(mc), options, digest)
 
 
-def _has_exports(wconfig: RunConfig) -> bool:
-    mc = wconfig.map
-    assert mc is not None
-    fs, path = fsspec.core.url_to_fs(mc.output, **wconfig.storage.options_for(mc.output))
-    return fs.exists(f"{path}/quicklook.png")
-
-
-def _forget_stale(wconfig: RunConfig, ckeys: dict[str, str], map_keys: dict[str, str]) -> None:
-    """Drop completion records of superseded chunk inputs (keeps the state folders small)."""
-    for stage, keys in (("cube", ckeys), ("map", map_keys)):
+def _forget_stale(wconfig: RunConfig, current: dict[str, dict[str, str]]) -> None:
+    """Drop completion records of superseded inputs, per stage (keeps the state folders small)."""
+    for stage, keys in current.items():
         log_ = _state(wconfig, stage)
-        current = {f"{k}-{v}" for k, v in keys.items()}
-        for name in log_.done_keys() - current:
+        names = {f"{k}-{v}" if v else k for k, v in keys.items()}
+        for name in log_.done_keys() - names:
             log_.fs.rm_file(f"{log_.path}/{name}.json")
 
 

@@ -11,6 +11,8 @@ Layout under the publish root (a local folder or s3:// prefix):
 A reader resolves `latest.json` and reads `versions/<id>/`, which never changes once its manifest
 exists; a publish killed anywhere leaves the old pointer and at most an unfinished folder, removed by
 the next publish. The newest `keep` versions stay; older ones are removed after the pointer moves.
+Only a finished map (its store's complete mark) is published, and only into a root holding nothing
+but the layout above.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,12 +34,16 @@ import pystac
 from fsspec.implementations.local import LocalFileSystem
 
 from misomap.config_base import StorageConfig
-from misomap.errors import MisomapError
+from misomap.errors import IncompleteInputError, MisomapError, OwnershipError
+from misomap.jobs.completion import COMPLETE_ATTR
 
 log = logging.getLogger(__name__)
 MANIFEST, POINTER, CATALOG, ITEM = "version.json", "latest.json", "catalog.json", "item.json"
 SKIPPED = ("_progress", "stac")
 """Folders of a map output that are not part of the product (completion records, its own STAC)."""
+_OURS = re.compile(rf"versions|({re.escape(CATALOG)}|{re.escape(POINTER)})(\.tmp-[0-9a-f]{{32}})?")
+_VERSION = re.compile(r"v\d{5}-[0-9a-f]{12}")
+"""Names publishing writes at the root (temp names are leftovers of a killed local rename) and in versions/."""
 
 
 class PublishError(MisomapError):
@@ -124,6 +131,48 @@ def latest_url(root: str, storage: StorageConfig, name: str = "map.zarr") -> tup
     return v, f"{root.rstrip('/')}/versions/{v.id}/{name}"
 
 
+def child_names(fs: fsspec.AbstractFileSystem, path: str, what: str) -> list[str] | None:
+    """Names directly under folder/prefix `path`, listed afresh (no listing cache); None when absent.
+    OwnershipError when `path` is a file (`what` names the setting in the message)."""
+    try:
+        entries = fs.ls(path, detail=True, refresh=True)
+    except FileNotFoundError:
+        return None
+    names = [posixpath.basename(str(e["name"]).rstrip("/")) for e in entries]
+    if len(entries) == 1 and entries[0]["type"] == "file" and str(entries[0]["name"]).rstrip("/") == path.rstrip("/"):
+        raise OwnershipError(f"{what} is an existing file, not a folder: nothing was changed; set it to a new or "
+                             "empty location")
+    return names
+
+
+def check_owned(root: str, storage: StorageConfig) -> None:
+    """Refuse, before any write, a publish root holding anything publishing did not write (nothing
+    there is changed): absent, empty or the layout above is fine."""
+    fs, base = _fs(root, storage)
+    names = child_names(fs, base, f"publish.root {root}") or []
+    foreign = [n for n in names if not _OURS.fullmatch(n)]
+    if "versions" in names:
+        foreign += [f"versions/{n}" for n in child_names(fs, f"{base}/versions", f"{root}/versions") or []
+                    if not _VERSION.fullmatch(n)]
+    if foreign:
+        raise OwnershipError(f"publish.root {root} holds {', '.join(sorted(foreign)[:3])} not written by misomap "
+                             "publishing: nothing was changed; set publish.root to a new or empty location")
+
+
+def _require_finished(fs: fsspec.AbstractFileSystem, base: str, src: str) -> None:
+    """PublishError without a map.zarr under `src`; IncompleteInputError when its complete mark is missing."""
+    for meta in ("zarr.json", ".zattrs"):  # Zarr v3 (attributes inside), v2
+        try:
+            doc = json.loads(fs.cat_file(f"{base}/map.zarr/{meta}"))
+        except FileNotFoundError:
+            continue
+        if COMPLETE_ATTR in ((doc.get("attributes") or {}) if meta == "zarr.json" else doc):
+            return
+        raise IncompleteInputError(f"map {src}/map.zarr is unfinished (no complete mark): finish the run that "
+                                   "writes it, then publish; nothing was published")
+    raise PublishError(f"no finished map.zarr under {src}: nothing to publish")
+
+
 def _product_files(fs: fsspec.AbstractFileSystem, base: str) -> dict[str, str]:
     """Relative path -> absolute path of every product file under `base`."""
     out = {}
@@ -162,11 +211,11 @@ def publish(src: str, root: str, storage: StorageConfig, inputs_key: str, keep: 
     `bbox` (lon/lat) goes into each version's STAC item."""
     if keep < 1:
         raise PublishError(f"publish.keep must be at least 1, got {keep}")
+    check_owned(root, storage)
     current = latest(root, storage)  # refuses a dangling pointer before anything is written
     sfs, sbase = _fs(src, storage)
-    sources = _product_files(sfs, sbase) if sfs.exists(sbase) else {}
-    if "map.zarr/zarr.json" not in sources and "map.zarr/.zgroup" not in sources:
-        raise PublishError(f"no finished map.zarr under {src}: nothing to publish")
+    _require_finished(sfs, sbase, src)
+    sources = _product_files(sfs, sbase)
     files = {}
     for rel, path in sources.items():  # hash first: identical content publishes nothing
         data = sfs.cat_file(path)
