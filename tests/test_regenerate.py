@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+import zarr
 from pyproj import Transformer
 
 from cube_fixtures import X0, Y1, cube_section, write_source_world
@@ -326,3 +327,22 @@ def test_publish_root_inside_the_working_stores_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="overlaps regenerate's working stores"):
         run_regenerate(config_from_dict(data))
     assert not (tmp_path / "work").exists()
+
+
+def test_unchanged_files_are_linked_from_the_previous_version_not_uploaded(tmp_path):
+    src = _product(tmp_path / "a", 4)
+    root = tmp_path / "published"
+    v1, _ = versions.publish(str(src), str(root), STORAGE, "k1", keep=2, bbox=(-150, 64, -149, 65))
+    arr = zarr.open_array(src / "map.zarr", path="permafrost_probability", mode="r+")
+    arr[:16, :16] = 9  # one chunk changes
+    v2, new = versions.publish(str(src), str(root), STORAGE, "k2", keep=2, bbox=(-150, 64, -149, 65))
+    assert new
+    versions.verify(str(root), STORAGE, v2)
+    changed = {rel for rel in v2.files if v2.files[rel]["sha256"] != v1.files.get(rel, {}).get("sha256")}
+    assert changed == {"map.zarr/permafrost_probability/c/0/0"}
+    for rel in v2.files:
+        same_inode = ((root / "versions" / v1.id / rel).stat().st_ino
+                      == (root / "versions" / v2.id / rel).stat().st_ino)
+        assert same_inode == (rel not in changed), rel
+    values = xr.open_zarr(versions.latest_url(str(root), STORAGE)[1], consolidated=False)["permafrost_probability"]
+    assert (values.values[:16, :16] == 9).all() and (values.values[16:] == 4).all()

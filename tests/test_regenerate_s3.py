@@ -84,7 +84,16 @@ def _stop_orphaned_clusters(gateway: str, password: str) -> None:
 
 def _marked(fs, store: str, attr: str) -> bool:
     """Whether the Zarr v3 store at bucket path `store` carries `attr` (its zarr.json, read afresh)."""
+    fs.invalidate_cache()
     return attr in json.loads(fs.cat_file(f"{store}/zarr.json"))["attributes"]
+
+
+def _listed(fs, prefix: str) -> bool:
+    """Whether anything is stored under `prefix` (listed afresh)."""
+    try:
+        return bool(fs.ls(prefix, refresh=True))
+    except FileNotFoundError:
+        return False
 
 
 def _setup(s3fs_filesystem, s3_bucket: str, stac_url: str, s3_server, s3_gateway) -> tuple[str, dict]:
@@ -143,10 +152,8 @@ def test_s3_gateway_kill_resume_noop_and_new_item(env, s3_server, s3_gateway, s3
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = f"{s3_bucket}/regen/work/regen/state/cube"
     deadline = time.monotonic() + 300
-    while proc.poll() is None:
+    while proc.poll() is None and not _listed(fs, state):
         assert time.monotonic() < deadline
-        if fs.exists(state) and fs.ls(state, refresh=True):
-            break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"

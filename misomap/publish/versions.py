@@ -2,7 +2,9 @@
 
 Layout under the publish root (a local folder or s3:// prefix):
 
-    versions/<id>/...            the product's files (map.zarr, cogs/, quicklook.png), copied
+    versions/<id>/...            the product's files (map.zarr, cogs/, quicklook.png): changed files
+                                 uploaded, unchanged ones copied from the previous version inside
+                                 the store (S3 CopyObject, a hard link on a local disk)
     versions/<id>/item.json      its STAC item
     versions/<id>/version.json   the manifest (sha256 of every file), written after the files
     catalog.json                 a STAC catalog whose items are the kept versions
@@ -232,7 +234,13 @@ def publish(src: str, root: str, storage: StorageConfig, inputs_key: str, keep: 
     number = 1 + max([int(n[1:].split("-", 1)[0]) for n in taken if n.startswith("v")] or [0])
     vid = f"v{number:05d}-{digest[:12]}"
     vbase = f"{base}/versions/{vid}"
+    reused = 0
     for rel, path in sources.items():
+        before = current.files.get(rel) if current is not None else None
+        if current is not None and before is not None and before["sha256"] == files[rel]["sha256"]:
+            _copy_in_store(fs, f"{base}/versions/{current.id}/{rel}", f"{vbase}/{rel}")
+            reused += 1
+            continue
         data = sfs.cat_file(path)
         if hashlib.sha256(data).hexdigest() != files[rel]["sha256"]:
             raise PublishError(f"{src}/{rel} changed while publishing: is another run writing the map?")
@@ -243,9 +251,23 @@ def publish(src: str, root: str, storage: StorageConfig, inputs_key: str, keep: 
     kept = list_versions(root, storage)[-keep:]
     _write_atomic(fs, f"{base}/{CATALOG}", _catalog(root, kept, title))
     _write_atomic(fs, f"{base}/{POINTER}", json.dumps({"version": vid}).encode())
-    log.info("published %s under %s", vid, root)
+    log.info("published %s under %s (%d of %d files unchanged, copied within the store)", vid, root, reused,
+             len(sources))
     _prune(fs, base, {v.id for v in kept})
     return version, True
+
+
+def _copy_in_store(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
+    """Copy an unchanged file of the previous version without sending it through this process: a
+    server-side copy on object stores, a hard link on a local disk (version files never change)."""
+    if isinstance(fs, LocalFileSystem):
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another device, or no hard links there: a plain copy
+            pass
+    fs.copy(src, dst)
 
 
 def _prune(fs: fsspec.AbstractFileSystem, base: str, kept: set[str]) -> None:
