@@ -2,12 +2,14 @@
 `.venv/bin/python bench/bench_miso_train.py`.
 
 Writes two cubes in the layout `misomap cube build` writes (lineage, complete mark, chunks of 256 px)
-with the demo's 21 MISO bands (11 imagery, 10 covariates, float32): the bench world's 1536² px and
+with the demo's 21 MISO bands (11 imagery, 10 covariates, float32): 1024² px (30 km at 30 m) and
 4x that area. Then, in a fresh process per cube, runs what `misomap train-miso` runs for one fold:
 the band readers (`load_arrays`), per-band statistics from the whole cube (`resolve_config`), and
 `cross_validate` of the demo's CPU-sized MISO on one spatial fold of 400 pedons (`--steps` optimiser
 steps of 32 crops, validation each epoch, decision offsets, test-fold predictions, checkpoints).
-`--eager` adds the same run on bands loaded whole into memory (the old `CubeArrays`) for contrast.
+`--eager` adds the same run on bands loaded whole into memory (the old `CubeArrays`) for contrast;
+`--cache-mb` sets the lazy readers' chunk cache (train-miso's default, 512 MiB per encoder, holds
+these whole cubes, so memory grows with them up to that cap).
 Prints peak RSS above the process's baseline after imports, time, and the ratios between the two
 sizes. Asserts no times.
 """
@@ -68,8 +70,10 @@ def write_cube(path: Path, side: int) -> None:
     mark_complete(loc, storage, f"bench-{side}", -(-side // CHUNK) ** 2)
 
 
-def measure(cube: str, steps: int, eager: bool, work: str) -> dict:
+def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None) -> dict:
     import pandas as pd
+
+    import misomap.cube.crops
 
     from misomap.config import config_from_dict
     from misomap.jobs.demo import demo_miso_section
@@ -81,6 +85,8 @@ def measure(cube: str, steps: int, eager: bool, work: str) -> dict:
                         "max_steps": steps, "device": "cpu"}
     config = config_from_dict({"name": "bench", "workdir": work, "labels": {"cube": cube}, "miso": section,
                                "evaluation": {"class_weighting": "threshold", "val_fraction": 0.15}})
+    if cache_mb is not None:  # the readers' chunk cache (train-miso's default is 512 MiB per encoder)
+        misomap.cube.crops.open_bands.__defaults__ = (cache_mb * 2**20,)
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS counts from here
     base = _proc_kb("VmRSS")
     t = time.perf_counter()
@@ -103,17 +109,19 @@ def measure(cube: str, steps: int, eager: bool, work: str) -> dict:
             "test_pedons": int(preds["pedon_id"].nunique()), "folds": stats["folds_trained"]}
 
 
-def _child(cube: Path, steps: int, eager: bool, work: Path) -> dict:
+def _child(cube: Path, steps: int, eager: bool, work: Path, cache_mb: int | None) -> dict:
     cmd = [sys.executable, __file__, "--child", str(cube), "--steps", str(steps), "--work", str(work)]
+    cmd += ["--cache-mb", str(cache_mb)] if cache_mb is not None else []
     out = subprocess.run(cmd + (["--eager"] if eager else []), check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", type=int, default=1536, help="side of the smaller cube (px); the larger is 2x")
+    ap.add_argument("--side", type=int, default=1024, help="side of the smaller cube (px); the larger is 2x")
     ap.add_argument("--steps", type=int, default=20, help="optimiser steps per training run")
     ap.add_argument("--eager", action="store_true", help="also train on bands loaded whole (contrast)")
+    ap.add_argument("--cache-mb", type=int, help="chunk cache per encoder's reader (default: train-miso's)")
     ap.add_argument("--child")
     ap.add_argument("--work")
     args = ap.parse_args()
@@ -122,7 +130,7 @@ def main() -> None:
 
         import misomap.jobs.train_miso  # noqa: F401
 
-        print(json.dumps(measure(args.child, args.steps, args.eager, args.work)))
+        print(json.dumps(measure(args.child, args.steps, args.eager, args.work, args.cache_mb)))
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench-miso-train-"))
     imagery, covariates = _bands()
@@ -134,7 +142,8 @@ def main() -> None:
         cube = tmp / f"cube-{side}.zarr"
         write_cube(cube, side)
         for mode in modes:
-            rows[(mode, scale)] = r = _child(cube, args.steps, mode == "eager", tmp / f"work-{mode}-{side}")
+            rows[(mode, scale)] = r = _child(cube, args.steps, mode == "eager", tmp / f"work-{mode}-{side}",
+                                             args.cache_mb)
             print(f"{mode:<5} cube {side}² px x {nb} bands ({side * side * nb * 4 / 2**20:,.0f} MiB raw): "
                   f"train-miso 1 fold, {args.steps} steps, {r['test_pedons']} test pedons: {r['seconds']:.0f} s, "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)

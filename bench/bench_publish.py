@@ -49,8 +49,8 @@ class Counting:
         self.files = self.bytes = 0
 
     def __enter__(self):
-        from fsspec.spec import AbstractFileSystem
         from fsspec.implementations.local import LocalFileSystem
+        from fsspec.spec import AbstractFileSystem
         from s3fs import S3FileSystem
 
         self.patched = []
@@ -59,11 +59,10 @@ class Counting:
                 orig = cls.__dict__.get(name)
                 if orig is None:
                     continue
-                counter = self
 
-                def wrap(fs, path, value, *a, _orig=orig, **kw):
-                    counter.files += 1
-                    counter.bytes += len(value)
+                def wrap(fs, path, value, *a, _orig=orig, _counter=self, **kw):
+                    _counter.files += 1
+                    _counter.bytes += len(value)
                     return _orig(fs, path, value, *a, **kw)
 
                 setattr(cls, name, wrap)

@@ -89,16 +89,16 @@ def _marked(fs, store: str, attr: str) -> bool:
 
 
 def _listed(fs, prefix: str) -> bool:
-    """Whether anything is stored under `prefix` (listed afresh)."""
-    try:
-        return bool(fs.ls(prefix, refresh=True))
-    except FileNotFoundError:
-        return False
+    """Whether a completion record is stored under `prefix` (listed afresh; SeaweedFS keeps empty
+    folder markers after a delete, so a bare listing proves nothing)."""
+    fs.invalidate_cache()
+    return any(p.endswith(".json") for p in fs.find(prefix))
 
 
-def _setup(s3fs_filesystem, s3_bucket: str, stac_url: str, s3_server, s3_gateway) -> tuple[str, dict]:
-    prefix = f"s3://{s3_bucket}/regen"
-    s3fs_filesystem.pipe_file(f"{s3_bucket}/regen/model.json", json.dumps({"bands": BANDS}).encode())
+def _setup(fs, bucket: str, name: str, stac_url: str, s3_server, s3_gateway) -> tuple[str, dict]:
+    """A run under s3://<bucket>/<name>/ (its model checkpoint put there); its prefix and config."""
+    prefix = f"s3://{bucket}/{name}"
+    fs.pipe_file(f"{bucket}/{name}/model.json", json.dumps({"bands": BANDS}).encode())
     return prefix, _config(prefix, stac_url, s3_server.endpoint_url, s3_gateway.address)
 
 
@@ -107,7 +107,8 @@ def test_s3_gateway_regenerate_publishes_whole_version_then_does_nothing(
     from misomap.jobs import regenerate
 
     world = write_source_world(tmp_path / "world")
-    prefix, data = _setup(s3fs_filesystem, s3_bucket, stac_api_factory(world.stac_files), s3_server, s3_gateway)
+    prefix, data = _setup(s3fs_filesystem, s3_bucket, "regen", stac_api_factory(world.stac_files), s3_server,
+                          s3_gateway)
     storage = StorageConfig(endpoint_url=s3_server.endpoint_url)
     summary = run_regenerate(config_from_dict(data))
     assert summary.new_version
@@ -133,28 +134,29 @@ def test_s3_gateway_kill_resume_noop_and_new_item(env, s3_server, s3_gateway, s3
                                                   stac_api_factory, tmp_path):
     world = write_source_world(tmp_path / "world")
     url = stac_api_factory(world.stac_files)
-    prefix, data = _setup(s3fs_filesystem, s3_bucket, url, s3_server, s3_gateway)
     storage = StorageConfig(endpoint_url=s3_server.endpoint_url)
     fs = s3fs_filesystem
-    published = f"{prefix}/published"
-
-    # a clean, uninterrupted run; its product is kept, its stores removed
-    summary = run_regenerate(config_from_dict(data))
+    # a clean, uninterrupted run in one prefix (the product does not depend on where the stores live)
+    clean, clean_data = _setup(fs, s3_bucket, "clean", url, s3_server, s3_gateway)
+    summary = run_regenerate(config_from_dict(clean_data))
     assert summary.new_version and {s.name: s.ran for s in summary.stages}["cube"] == 6
-    clean_product = _product(published, storage)
-    for part in ("work", "published"):
-        fs.rm(f"{s3_bucket}/regen/{part}", recursive=True)
+    clean_product = _product(f"{clean}/published", storage)
+    prefix, data = _setup(fs, s3_bucket, "regen", url, s3_server, s3_gateway)
+    published = f"{prefix}/published"
 
     # the same run SIGKILLed once its first cube chunk is recorded, then rerun
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(data, sort_keys=False))
     cli = [sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", "regenerate", "--config", str(cfg)]
-    proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "killed.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cli, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     state = f"{s3_bucket}/regen/work/regen/state/cube"
     deadline = time.monotonic() + 300
     while proc.poll() is None and not _listed(fs, state):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     _stop_orphaned_clusters(s3_gateway.address, s3_gateway.password)

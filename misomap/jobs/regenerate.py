@@ -375,7 +375,7 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     with run_lock(_regen(config)):
         found = _search(config, cfg, plan.grid)
         ckeys = cube_keys(cfg, found, plan)
-        rhash = run_hash(wconfig, digest)
+        rhash = run_hash(_without_locations(wconfig), digest)
         inputs_key = _sha([sorted(ckeys.items()), rhash, [w.key for w in plan.map_chunks]])
         stages = [StageReport("search", sum(len(its) for f in found for its in f.groups.values()), 0, "items")]
         if current is not None and current.inputs_key == inputs_key:
@@ -409,6 +409,15 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
         stages.append(StageReport("publish", int(new), int(not new), version.id))
         _forget_stale(wconfig, {"cube": ckeys, "map": map_keys, "export": {exported: ""}})
     return RegenerateSummary(tuple(stages), version.id, new, inputs_key, time.perf_counter() - start)
+
+
+def _without_locations(wconfig: RunConfig) -> RunConfig:
+    """The run as the map's identity sees it: the working cube's and the model's locations left out
+    (the chunk keys and the model digest say what was read), so the published bytes do not depend on
+    where the working stores or the checkpoint live."""
+    mc = wconfig.map
+    assert mc is not None
+    return wconfig.model_copy(update={"map": mc.model_copy(update={"cube": "regen-cube", "model_path": None})})
 
 
 def _map_keys(plan: RegionPlan, ckeys: dict[str, str], rhash: str, predictor: Any) -> dict[str, str]:

@@ -140,11 +140,13 @@ def child_names(fs: fsspec.AbstractFileSystem, path: str, what: str) -> list[str
         entries = fs.ls(path, detail=True, refresh=True)
     except FileNotFoundError:
         return None
-    names = [posixpath.basename(str(e["name"]).rstrip("/")) for e in entries]
-    if len(entries) == 1 and entries[0]["type"] == "file" and str(entries[0]["name"]).rstrip("/") == path.rstrip("/"):
+    # a listing may name `path` itself: the file at it, or a folder marker ("path/", size 0) that some
+    # stores (SeaweedFS) leave after a recursive delete
+    itself = [e for e in entries if str(e["name"]).rstrip("/") == path.rstrip("/")]
+    if any(e["type"] == "file" and not str(e["name"]).endswith("/") for e in itself):
         raise OwnershipError(f"{what} is an existing file, not a folder: nothing was changed; set it to a new or "
                              "empty location")
-    return names
+    return [posixpath.basename(str(e["name"]).rstrip("/")) for e in entries if e not in itself]
 
 
 def check_owned(root: str, storage: StorageConfig) -> None:
