@@ -176,7 +176,7 @@ def _read_while(root: Path, seen: list, stop: threading.Event) -> None:
     """Open the latest published map repeatedly; each read must match its version's manifest."""
     while not stop.is_set() or not seen:
         v, url = versions.latest_url(str(root), STORAGE)
-        ds = xr.open_zarr(url, consolidated=None)
+        ds = xr.open_zarr(url, consolidated=None, chunks=None)  # no dask: the run's cluster is the default
         values = ds["permafrost_probability"].values
         versions.verify(str(root), STORAGE, v)
         seen.append((v.id, values.shape == (64, 96)))

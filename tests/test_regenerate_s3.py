@@ -194,11 +194,16 @@ def test_s3_gateway_kill_resume_noop_and_new_item(env, s3_server, s3_gateway, s3
 
 
 def _read_while(root: str, storage: StorageConfig, seen: list, stop: threading.Event) -> None:
-    """Open the latest published map from the bucket repeatedly; each read must match its manifest."""
+    """Open the latest published map from the bucket repeatedly (without dask: the run's cluster is
+    the process's default scheduler); each read must match its manifest. A failed read is recorded."""
     while not stop.is_set() or not seen:
-        v, url = versions.latest_url(root, storage)
-        values = xr.open_zarr(url, storage_options=storage.storage_options(), consolidated=None)[
-            "permafrost_probability"].values
-        versions.verify(root, storage, v)
+        try:
+            v, url = versions.latest_url(root, storage)
+            values = xr.open_zarr(url, storage_options=storage.storage_options(), consolidated=None,
+                                  chunks=None)["permafrost_probability"].values
+            versions.verify(root, storage, v)
+        except Exception as err:  # noqa: BLE001 - any failure is a reader seeing a broken version
+            seen.append((repr(err), False))
+            return
         seen.append((v.id, values.shape == (64, 96)))
         time.sleep(0.2)
