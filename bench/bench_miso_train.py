@@ -74,7 +74,6 @@ def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None)
     import pandas as pd
 
     import misomap.cube.crops
-
     from misomap.config import config_from_dict
     from misomap.jobs.demo import demo_miso_section
     from misomap.jobs.train_miso import CubeArrays, cross_validate, load_arrays
@@ -118,7 +117,7 @@ def _child(cube: Path, steps: int, eager: bool, work: Path, cache_mb: int | None
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", type=int, default=1024, help="side of the smaller cube (px); the larger is 2x")
+    ap.add_argument("--sides", type=int, nargs="+", default=[1024, 2048], help="cube sides (px)")
     ap.add_argument("--steps", type=int, default=20, help="optimiser steps per training run")
     ap.add_argument("--eager", action="store_true", help="also train on bands loaded whole (contrast)")
     ap.add_argument("--cache-mb", type=int, help="chunk cache per encoder's reader (default: train-miso's)")
@@ -137,20 +136,20 @@ def main() -> None:
     nb = len(imagery) + len(covariates)
     rows = {}
     modes = ["lazy", "eager"] if args.eager else ["lazy"]
-    for scale in (1, 2):
-        side = args.side * scale
+    for side in args.sides:
         cube = tmp / f"cube-{side}.zarr"
         write_cube(cube, side)
         for mode in modes:
-            rows[(mode, scale)] = r = _child(cube, args.steps, mode == "eager", tmp / f"work-{mode}-{side}",
+            rows[(mode, side)] = r = _child(cube, args.steps, mode == "eager", tmp / f"work-{mode}-{side}",
                                              args.cache_mb)
             print(f"{mode:<5} cube {side}² px x {nb} bands ({side * side * nb * 4 / 2**20:,.0f} MiB raw): "
                   f"train-miso 1 fold, {args.steps} steps, {r['test_pedons']} test pedons: {r['seconds']:.0f} s, "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     for mode in modes:
-        a, b = rows[(mode, 1)], rows[(mode, 2)]
-        print(f"{mode}: 4x the cube area -> peak RSS x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}, "
-              f"time x{b['seconds'] / a['seconds']:.2f}")
+        for small, large in zip(args.sides, args.sides[1:]):
+            a, b = rows[(mode, small)], rows[(mode, large)]
+            print(f"{mode}: {(large / small) ** 2:.0f}x the cube area -> peak RSS x"
+                  f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}, time x{b['seconds'] / a['seconds']:.2f}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ def main() -> None:
     import s3fs
 
     from misomap.config_base import StorageConfig
+    from misomap.publish import versions
     from misomap.services.s3 import seaweedfs_s3
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-publish-"))
@@ -117,6 +118,7 @@ def main() -> None:
             fresh = f"s3://bench/{where}-fresh" if where == "s3" else str(tmp / "local-fresh")
             publish_once(src["v1"], root, storage)
             reuse_s, reuse = publish_once(src["v2"], root, storage)
+            versions.verify(root, storage, versions.latest(root, storage))  # whole, every file as its manifest says
             full_s, full = publish_once(src["v2"], fresh, storage)
             results[where] = (reuse_s, reuse, full_s, full)
             print(f"{where:<5} new version, unchanged files copied in the store: {reuse_s:.2f} s, "

@@ -236,40 +236,43 @@ def publish(src: str, root: str, storage: StorageConfig, inputs_key: str, keep: 
     number = 1 + max([int(n[1:].split("-", 1)[0]) for n in taken if n.startswith("v")] or [0])
     vid = f"v{number:05d}-{digest[:12]}"
     vbase = f"{base}/versions/{vid}"
-    reused = 0
+    reused: list[tuple[str, str]] = []
     for rel, path in sources.items():
         before = current.files.get(rel) if current is not None else None
         if current is not None and before is not None and before["sha256"] == files[rel]["sha256"]:
-            _copy_in_store(fs, f"{base}/versions/{current.id}/{rel}", f"{vbase}/{rel}")
-            reused += 1
+            reused.append((f"{base}/versions/{current.id}/{rel}", f"{vbase}/{rel}"))
             continue
         data = sfs.cat_file(path)
         if hashlib.sha256(data).hexdigest() != files[rel]["sha256"]:
             raise PublishError(f"{src}/{rel} changed while publishing: is another run writing the map?")
         fs.pipe_file(f"{vbase}/{rel}", data)
+    _copy_in_store(fs, reused)
     version = Version(vid, datetime.now(timezone.utc).isoformat(timespec="seconds"), digest, inputs_key, files)
     fs.pipe_file(f"{vbase}/{ITEM}", _item(version, bbox, title))
     fs.pipe_file(f"{vbase}/{MANIFEST}", json.dumps(version.__dict__, indent=1, sort_keys=True).encode())
     kept = list_versions(root, storage)[-keep:]
     _write_atomic(fs, f"{base}/{CATALOG}", _catalog(root, kept, title))
     _write_atomic(fs, f"{base}/{POINTER}", json.dumps({"version": vid}).encode())
-    log.info("published %s under %s (%d of %d files unchanged, copied within the store)", vid, root, reused,
-             len(sources))
+    log.info("published %s under %s (%d of %d files unchanged, copied within the store)", vid, root,
+             len(reused), len(sources))
     _prune(fs, base, {v.id for v in kept})
     return version, True
 
 
-def _copy_in_store(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
-    """Copy an unchanged file of the previous version without sending it through this process: a
-    server-side copy on object stores, a hard link on a local disk (version files never change)."""
-    if isinstance(fs, LocalFileSystem):
+def _copy_in_store(fs: fsspec.AbstractFileSystem, pairs: list[tuple[str, str]]) -> None:
+    """Copy unchanged files of the previous version (source, destination) without sending them
+    through this process: concurrent server-side copies on object stores, hard links on a local disk
+    (version files never change)."""
+    if not isinstance(fs, LocalFileSystem):
+        if pairs:
+            fs.copy([src for src, _ in pairs], [dst for _, dst in pairs])
+        return
+    for src, dst in pairs:
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dst)
-            return
         except OSError:  # another device, or no hard links there: a plain copy
-            pass
-    fs.copy(src, dst)
+            fs.copy(src, dst)
 
 
 def _prune(fs: fsspec.AbstractFileSystem, base: str, kept: set[str]) -> None:
