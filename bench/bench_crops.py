@@ -47,9 +47,9 @@ def write_cube(path: Path, side: int) -> None:
 def measure(mode: str, path: str, batches: int, cache_mb: int) -> dict:
     import xarray as xr
 
-    from misomap.config_base import StorageConfig
+    from misomap.core.config_base import StorageConfig
     from misomap.cube.crops import band_mean_std, open_bands
-    from misomap.jobs.training_table import cube_grid
+    from misomap.labels.training_table import cube_grid
     from misomap.models.miso.config import CropConfig
     from misomap.models.miso.crops import CropSampler, Points
 

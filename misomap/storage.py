@@ -18,7 +18,7 @@ from pathlib import Path
 
 import fsspec
 
-from misomap.errors import StorageWriteError, redact
+from misomap.core.errors import StorageWriteError, redact
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.config import config_from_dict
 
 CHROMIUM = "/usr/bin/chromium"
@@ -247,8 +247,9 @@ def test_viewer_from_s3(demo_run, s3_server, s3fs_filesystem, s3_bucket, page, m
     """The same page from object storage: anonymous read through a bucket policy, range requests."""
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
-    from misomap.jobs.predict import output_grid, with_map
-    from misomap.viewer.publish import write_viewer
+    from misomap.jobs.predict import with_map
+    from misomap.mapping.chunk import output_grid
+    from misomap.viewer.publish import training_pedons, write_viewer
 
     fs = s3fs_filesystem
     prefix = f"{s3_bucket}/maps/rf"
@@ -258,7 +259,8 @@ def test_viewer_from_s3(demo_run, s3_server, s3fs_filesystem, s3_bucket, page, m
         "endpoint_url": s3_server.endpoint_url}, "labels": {"cube": str(demo_run / "cube.zarr")}})
     cfg = with_map(cfg, "rf", str(demo_run / "models" / "rf"))
     cfg = cfg.model_copy(update={"map": cfg.map.model_copy(update={"output": f"s3://{prefix}"})})
-    url = write_viewer(cfg, output_grid(cfg))
+    url = write_viewer(cfg.map, cfg.storage, cfg.name, output_grid(cfg.map, cfg.storage),
+                       training_pedons(cfg.workdir, cfg.storage))
     assert url == f"s3://{prefix}/viewer/index.html"
     policy = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],

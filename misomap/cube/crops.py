@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 import zarr
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.store import zarr_store
 

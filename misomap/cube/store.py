@@ -20,10 +20,10 @@ import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
 
-from misomap.config_base import StorageConfig, is_remote
+from misomap.core.config_base import StorageConfig, is_remote
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.grid import Grid
-from misomap.errors import IncompleteInputError, OwnershipError, StorageWriteError
+from misomap.core.errors import IncompleteInputError, OwnershipError, StorageWriteError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 from affine import Affine
 from rasterio.io import MemoryFile
 
-from misomap.config_base import StorageConfig, is_remote
+from misomap.core.config_base import StorageConfig, is_remote
 from misomap.demo.spec import DemoWorldError
 
 log = logging.getLogger(__name__)

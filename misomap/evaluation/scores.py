@@ -5,7 +5,7 @@ A model hands in one predictions table (`<workdir>/models/<model>/predictions.pa
 
     pedon_id (str), target ('permafrost' | 'soil_order'), scheme (a folds.parquet column),
     fold (int), y_true (str class label), y_pred (str), p_<class> (float) for every class of
-    the target (permafrost classes '0', '1'; soil orders by name, see misomap.jobs.labels.TARGETS).
+    the target (permafrost classes '0', '1'; soil orders by name, see misomap.labels.pedons.TARGETS).
 """
 
 from __future__ import annotations
@@ -13,21 +13,17 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from misomap.errors import MisomapError
-from misomap.jobs.evaluation_config import EvaluationConfig
-from misomap.jobs.labels import TARGETS, read_bytes
-from misomap.jobs.training_table import read_training
-from misomap.models.folds import distance_to_training, scheme_columns
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError
+from misomap.evaluation.config import EvaluationConfig
+from misomap.labels.folds import distance_to_training, scheme_columns
+from misomap.labels.pedons import TARGETS, read_bytes
 from misomap.models.metrics import (binary_metrics, confusion, mean_sd, multiclass_calibration,
                                     multiclass_metrics, reliability)
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -199,22 +195,6 @@ def evaluate(preds: pd.DataFrame, table: pd.DataFrame, cfg: EvaluationConfig,
     return {t: evaluate_target(t, preds, table, cfg) for t in TARGETS if (preds["target"] == t).any()}
 
 
-def read_predictions(location: str, config: RunConfig) -> pd.DataFrame:
+def read_predictions(location: str, storage: StorageConfig) -> pd.DataFrame:
     """A model's saved predictions table."""
-    return pd.read_parquet(io.BytesIO(read_bytes(location, config.storage)))
-
-
-def run_evaluation(config: RunConfig, model: str = "rf") -> str:
-    """Regenerate a model's report from its saved predictions; returns the report's location."""
-    from misomap.jobs.report import write_report  # report imports this module
-
-    mdir = model_dir(config.workdir, model)
-    preds_loc = f"{mdir}/predictions.parquet"
-    preds = read_predictions(preds_loc, config)
-    table, folds = read_training(config)
-    check_against_folds(preds, folds, preds_loc)
-    results = evaluate(preds, table, config.evaluation, source=preds_loc)
-    missing = [s for s in scheme_columns(folds) if s not in set(preds["scheme"])]
-    notes = [f"Fold schemes without predictions (no usable folds, see the folds log): {missing}"
-             ] if missing else []
-    return write_report(results, model, f"{mdir}/report", config, notes)
+    return pd.read_parquet(io.BytesIO(read_bytes(location, storage)))

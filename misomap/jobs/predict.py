@@ -1,4 +1,4 @@
-"""The map job: one dask task per output chunk, each a pure function of (region, config).
+"""`misomap predict`: one dask task per output chunk (misomap.mapping.chunk), then the exports and viewer.
 
 Resumable: finished chunks carry completion records and are skipped on rerun, so a killed run,
 rerun, ends byte-identical to an uninterrupted one. Runs on a local dask cluster by default or on a
@@ -7,32 +7,27 @@ dask-gateway cluster.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import numpy as np
-import xarray as xr
 from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
-from misomap.cube.grid import Grid
+from misomap.core.errors import ConfigError, MisomapError, one_line
+from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.cube.store import require_complete
-from misomap.errors import ConfigError, MisomapError, one_line
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.jobs.cube_window import cube_grid, read_window
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import encode_layers
-from misomap.cube.grid import ChunkWindow, plan_chunks
-from misomap.jobs.map_store import check_map_owned, ensure_template, mark_map_complete, write_chunk
-from misomap.jobs.predictors import MapPredictor, PredictorError, get_predictor, model_digest
+from misomap.mapping.chunk import (open_cube_cached, output_grid, predict_chunk, progress_url, run_hash,
+                                   zarr_url)
+from misomap.mapping.config import MapConfig
+from misomap.mapping.export import check_exportable, export_all
+from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
+from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete
+from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
 
@@ -67,77 +62,10 @@ def with_map(config: RunConfig, model: str, model_path: str) -> RunConfig:
     """The run with a map section for `model`: the configured map settings if any, else defaults;
     the cube from the run (map.cube, else the cube section's output), the output
     `<workdir>/maps/<model>`."""
-    from misomap.jobs.training_table import cube_location
-
-    base = config.map.model_dump() if config.map is not None else {"cube": cube_location(config)}
+    base = config.map.model_dump() if config.map is not None else {"cube": config.cube_location()}
     section = MapConfig.model_validate({**base, "model": model, "model_path": model_path,
                                         "output": f"{config.workdir}/maps/{model}"})
     return config.model_copy(update={"map": section})
-
-
-def zarr_url(cfg: MapConfig) -> str:
-    return f"{cfg.output}/map.zarr"
-
-
-def progress_url(cfg: MapConfig) -> str:
-    return f"{cfg.output}/_progress/map"
-
-
-@lru_cache(maxsize=4)
-def _open_cube(url: str, options_json: str) -> xr.Dataset:
-    options = json.loads(options_json)
-    return xr.open_zarr(url, storage_options=options or None, consolidated=None)
-
-
-def open_cube_cached(url: str, storage_options: dict[str, Any]) -> xr.Dataset:
-    """The cube opened lazily once per process."""
-    return _open_cube(url, json.dumps(storage_options, sort_keys=True))
-
-
-def output_grid(config: RunConfig) -> Grid:
-    """The map grid: the cube's bounds at the configured (or the cube's) resolution."""
-    cfg = map_config(config)
-    cgrid = cube_grid(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)))
-    if cfg.resolution is None or cfg.resolution == cgrid.resolution:
-        return cgrid
-    return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
-
-
-def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[float, float, float, float]:
-    """Bounds of the cube window for an output block: the block plus the predictor's halo,
-    widened to multiples of its alignment on the cube's pixel grid."""
-    r, a, halo = cgrid.resolution, predictor.align_px, predictor.halo_px
-    col0 = math.floor((math.floor((sub.xmin - cgrid.xmin) / r + 1e-9) - halo) / a) * a
-    col1 = math.ceil((math.ceil((sub.xmax - cgrid.xmin) / r - 1e-9) + halo) / a) * a
-    row0 = math.floor((math.floor((cgrid.ymax - sub.ymax) / r + 1e-9) - halo) / a) * a
-    row1 = math.ceil((math.ceil((cgrid.ymax - sub.ymin) / r - 1e-9) + halo) / a) * a
-    return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
-
-
-def predict_chunk(region: ChunkWindow, config: RunConfig) -> dict[str, Any]:
-    """Predict one output chunk and write it; a pure function of (region, config)."""
-    cfg = map_config(config)
-    options = config.storage.options_for(cfg.output)
-    predictor = get_predictor(cfg, config.storage.options_for(cfg.model_path or ""))
-    grid = output_grid(config)
-    sub = grid.window(region.row0, region.col0, region.height, region.width)
-    cube = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))
-    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
-    probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
-    layers = encode_layers(probs)
-    write_chunk(zarr_url(cfg), options, region, layers)
-    valid = int(np.isfinite(probs.permafrost).sum())
-    info = {"key": region.key, "valid_pixels": valid, "layers": list(layers),
-            "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
-    CompletionLog(progress_url(cfg), options).mark_done(region.key, info)
-    return info
-
-
-def run_hash(config: RunConfig, digest: str) -> str:
-    """Identity of a map run: the map section and the model file's digest."""
-    cfg = map_config(config)
-    ident = cfg.model_dump(exclude={"output", "workers", "device", "batch_size", "cogs"})
-    return hashlib.sha256(json.dumps([ident, digest], sort_keys=True).encode()).hexdigest()
 
 
 def check_inputs(config: RunConfig) -> str:
@@ -179,17 +107,14 @@ def _discard_map(cfg: MapConfig, options: dict[str, Any]) -> None:
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then mark the store complete and export
     COGs, a quicklook and, last, STAC."""
-    from misomap.jobs.map_export import check_exportable, export_all
-    from misomap.viewer.publish import write_viewer
-
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
     start = time.perf_counter()
     digest = check_inputs(config)
-    check_exportable(config)
+    check_exportable(cfg, config.storage)
     with run_lock(cfg.output):
-        grid = output_grid(config)
-        rhash = run_hash(config, digest)
+        grid = output_grid(cfg, config.storage)
+        rhash = run_hash(cfg, digest)
         progress = CompletionLog(progress_url(cfg), options)
         attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
                  "misomap_input_cube": cfg.cube, "misomap_model": cfg.model,
@@ -203,7 +128,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
         done = progress.done_keys()
         todo = [r for r in regions if r.key not in done]
         log.info("map %s: %d chunks, %d done, %d to run", cfg.output, len(regions), len(done), len(todo))
-        failures = _run_chunks(todo, config, cfg.workers)
+        failures = _run_chunks(todo, cfg, config, cfg.workers)
         if failures:
             causes: dict[str, list[str]] = {}
             for key, err in failures:
@@ -213,8 +138,9 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
                               "; ".join(f"{err} (chunks {', '.join(sorted(keys)[:5])}"
                                         f"{' ...' if len(keys) > 5 else ''})" for err, keys in causes.items()))
         mark_map_complete(zarr_url(cfg), options, progress.digest())
-        export_all(config, grid)
-        write_viewer(config, grid)
+        export_all(cfg, config.storage, config.name, grid)
+        write_viewer(cfg, config.storage, config.name, grid,
+                     training_pedons(config.workdir, config.storage))
     seconds = time.perf_counter() - start
     pixels = sum(r.height * r.width for r in todo)
     summary = PredictSummary(cfg.output, len(regions), len(todo), pixels, seconds)
@@ -223,14 +149,15 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     return summary
 
 
-def _run_chunks(todo: list[ChunkWindow], config: RunConfig, workers: int) -> list[tuple[str, str]]:
+def _run_chunks(todo: list[ChunkWindow], cfg: MapConfig, config: RunConfig,
+                workers: int) -> list[tuple[str, str]]:
     if not todo:
         return []
     from distributed import as_completed
 
     failures: list[tuple[str, str]] = []
     with dask_client(workers, config.gateway) as client:
-        futures = {client.submit(predict_chunk, r, config, key=f"map-{r.key}", pure=False): r
+        futures = {client.submit(predict_chunk, r, cfg, config.storage, key=f"map-{r.key}", pure=False): r
                    for r in todo}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="map chunks", unit="chunk"):
             if fut.status == "error":

@@ -24,25 +24,27 @@ import fsspec
 from tqdm import tqdm
 
 from misomap import __version__
-from misomap.classes import SOIL_ORDERS
+from misomap.core.classes import SOIL_ORDERS
 from misomap.config import RunConfig
-from misomap.cube.build import _overlapping, build_chunk, cube_grid, search_bbox
+from misomap.cube.build import build_chunk, cube_grid, overlapping, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import consolidate, stored_lineage, template, write_region, write_template
-from misomap.errors import ConfigError, MisomapError
+from misomap.core.errors import ConfigError, MisomapError
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import LAYERS
-from misomap.jobs.map_store import MapStoreError, ensure_template
-from misomap.jobs.predict import context_bounds, predict_chunk, run_hash, zarr_url
-from misomap.jobs.predictors import get_predictor, model_digest
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import LAYERS
+from misomap.mapping.chunk import context_bounds, predict_chunk, run_hash, zarr_url
+from misomap.mapping.export import export_all
+from misomap.mapping.store import MapStoreError, ensure_template
+from misomap.mapping.predictors.api import get_predictor, model_digest
 from misomap.plan.plan import RegionPlan, StageCost, estimate, make_plan, statewide_grid
 from misomap.publish import versions
+from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +183,7 @@ def cube_keys(cfg: CubeConfig, found: list[FoundItems], plan: RegionPlan) -> dic
     for w in plan.cube_chunks:
         bbox = search_bbox(plan.grid.window(w.row0, w.col0, w.height, w.width))
         items = sorted((f.source.collection, group, it.id, _updated(it))
-                       for f in found for group, its in f.groups.items() for it in _overlapping(its, bbox))
+                       for f in found for group, its in f.groups.items() for it in overlapping(its, bbox))
         keys[w.key] = _sha([ident, w.key, items])[:24]
     return keys
 
@@ -200,7 +202,7 @@ def _cube_task(cfg: CubeConfig, config: RunConfig, found: list[FoundItems], grid
 
 def _predict_task(region: ChunkWindow, config: RunConfig, record: str) -> None:
     """Predict one map chunk (the map job's own task), then record its input key."""
-    predict_chunk(region, config)
+    predict_chunk(region, config.map, config.storage)
     _state(config, "map").mark_done(record, {"chunk": region.key})
 
 
@@ -289,7 +291,7 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     with run_lock(f"{str(config.workdir).rstrip('/')}/regen"):
         found = _search(config, cfg, plan.grid)
         ckeys = cube_keys(cfg, found, plan)
-        rhash = run_hash(wconfig, digest)
+        rhash = run_hash(mc, digest)
         inputs_key = _sha([sorted(ckeys.items()), rhash, [w.key for w in plan.map_chunks]])
         stages = [StageReport("search", sum(len(its) for f in found for its in f.groups.values()), 0, "items")]
         if current is not None and current.inputs_key == inputs_key:
@@ -312,11 +314,9 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
         stages += [StageReport("cube", len(cube_todo), len(plan.cube_chunks) - len(cube_todo), "chunks"),
                    StageReport("predict", len(map_todo), len(plan.map_chunks) - len(map_todo), "chunks")]
         if map_todo or not _has_exports(wconfig):
-            from misomap.jobs.map_export import export_all
-            from misomap.viewer.publish import write_viewer
-
-            export_all(wconfig, plan.map_grid)
-            write_viewer(wconfig, plan.map_grid)
+            export_all(mc, wconfig.storage, wconfig.name, plan.map_grid)
+            write_viewer(mc, wconfig.storage, wconfig.name, plan.map_grid,
+                         training_pedons(wconfig.workdir, wconfig.storage))
         version, new = versions.publish(mc.output, pub.root, config.storage, inputs_key, pub.keep,
                                         search_bbox(plan.grid), title=f"{config.name} soil and permafrost map")
         stages.append(StageReport("publish", int(new), int(not new), version.id))

@@ -25,15 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.grid import Grid
-from misomap.errors import ConfigError, MisomapError
-from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-from misomap.jobs.labels import LabelsError, read_bytes, write_bytes, write_parquet
+from misomap.core.errors import ConfigError, MisomapError
+from misomap.evaluation.report import write_report
+from misomap.evaluation.scores import evaluate, model_dir, read_predictions
+from misomap.labels.pedons import LabelsError, read_bytes, write_bytes, write_parquet
 from misomap.cube.crops import LazyBands, band_mean_std, open_bands
 from misomap.cube.store import open_cube
-from misomap.jobs.training_table import cube_grid, cube_location, read_training
-from misomap.models.folds import carve_validation, scheme_columns
+from misomap.labels.training_table import cube_grid, read_training
+from misomap.labels.folds import carve_validation, scheme_columns
 from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points
 from misomap.models.miso.model import MisoModel, parameter_count
@@ -107,7 +108,7 @@ def miso_section(config: RunConfig) -> MisoConfig:
 
 def load_arrays(config: RunConfig, cfg: MisoConfig) -> CubeArrays:
     """Open the imagery and covariate bands of the cube lazily (crops read chunk by chunk, cached)."""
-    location = cube_location(config)
+    location = config.cube_location()
     ds = open_cube(location, config.storage)
     if "data" not in ds or ds["data"].dims != ("band", "y", "x"):
         raise MisoJobError(f"{location}: no `data` variable (band, y, x); variables {list(ds.data_vars)}")
@@ -181,7 +182,7 @@ def label_points(table: pd.DataFrame) -> Points:
 
 def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points, scheme: str,
                     fold: int, tasks: list[str]) -> pd.DataFrame:
-    """Test-fold predictions in the layout of misomap.jobs.evaluate (nodata pedons left out)."""
+    """Test-fold predictions in the layout of misomap.evaluation.scores (nodata pedons left out)."""
     frames = []
     ok = pred["valid"]
     if "permafrost" in tasks:
@@ -337,12 +338,12 @@ def compare(config: RunConfig, models: list[str]) -> str:
     """The MISO vs RF table (COMPARED metrics; mean ± sd over folds per scheme) of every model in
     `models` with predictions in the run, as markdown, CSV and a bar chart of recall, with each
     model's training time per fold. Returns the markdown's location."""
-    table, _ = read_training(config)
+    table, _ = read_training(config.workdir, config.storage)
     rows, cost, all_preds = [], [], {}
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
-            all_preds[name] = (read_predictions(loc, config), loc)
+            all_preds[name] = (read_predictions(loc, config.storage), loc)
         except LabelsError:
             log.info("no predictions of %s at %s: left out of the comparison", name, loc)
     for name, (preds, loc) in all_preds.items():
@@ -413,10 +414,8 @@ def _comparison_png(df: pd.DataFrame) -> bytes:
 
 def run_train_miso(config: RunConfig) -> MisoOutputs:
     """Cross-validate MISO and its ablations, report, compare with the RF, train the final model."""
-    from misomap.jobs.report import write_report
-
     cfg = miso_section(config)
-    table, folds = read_training(config)
+    table, folds = read_training(config.workdir, config.storage)
     arrays = load_arrays(config, cfg)
     preds, reports = {}, {}
     for variant in ["miso"] * cfg.include_full + list(cfg.ablations):
@@ -429,7 +428,8 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
         preds[name] = loc
         write_bytes(f"{model_dir(config.workdir, name)}/training.json", json.dumps(st).encode(), config.storage)
         results = evaluate(frame, table, config.evaluation, source=loc)
-        reports[name] = write_report(results, name, f"{model_dir(config.workdir, name)}/report", config)
+        out = f"{model_dir(config.workdir, name)}/report"
+        reports[name] = write_report(results, name, out, config.evaluation, config.storage)
     comparison = compare(config, ["rf", MODEL, *[f"{MODEL}_{a}" for a in ABLATIONS]])
     final = train_final(config, cfg, arrays, table) if cfg.final_model else None
     return MisoOutputs(preds, reports, comparison, final)

@@ -10,10 +10,10 @@ import fsspec
 import geopandas as gpd
 import pandas as pd
 
-from misomap.classes import SOIL_ORDERS
-from misomap.config_base import StorageConfig, is_remote
-from misomap.errors import MisomapError
-from misomap.jobs.evaluation_config import LabelsConfig
+from misomap.core.classes import SOIL_ORDERS
+from misomap.core.config_base import StorageConfig, is_remote
+from misomap.core.errors import MisomapError
+from misomap.labels.config import LabelsConfig
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,14 @@ from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
 from misomap import __version__
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
-from misomap.config import RunConfig
-from misomap.config_base import is_remote
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.config_base import StorageConfig, is_remote
+from misomap.core.errors import MisomapError
 from misomap.cube.grid import Grid
-from misomap.errors import MisomapError
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
+from misomap.mapping.chunk import open_cube_cached, zarr_url
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
+from misomap.mapping.predictors.api import get_predictor, model_paths
 from misomap.storage import atomic_put, staging_dir
 
 log = logging.getLogger(__name__)
@@ -83,20 +84,15 @@ def _iso(value: str, time_of_day: str) -> str:
     return value if "T" in value else value + time_of_day
 
 
-def check_exportable(config: RunConfig) -> None:
+def check_exportable(cfg: MapConfig, storage: StorageConfig) -> None:
     """Refuse before any work a cube whose map could not carry true dates."""
-    from misomap.jobs.predict import map_config, open_cube_cached
-
-    cfg = map_config(config)
-    imagery_period(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)), cfg.cube)
+    imagery_period(open_cube_cached(cfg.cube, storage.options_for(cfg.cube)), cfg.cube)
 
 
-def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
-    """Write COGs (if configured), the quicklook and last the STAC collection; return their URLs."""
-    from misomap.jobs.predict import map_config, zarr_url
-
-    cfg = map_config(config)
-    options = config.storage.options_for(cfg.output)
+def export_all(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid) -> dict[str, str]:
+    """Write COGs (if configured), the quicklook and last the STAC collection of run `name`'s map;
+    return their URLs."""
+    options = storage.options_for(cfg.output)
     group = zarr.open_group(zarr_url(cfg), mode="r", storage_options=options or None)
     fs, root = fsspec.core.url_to_fs(cfg.output, **options)
     written: dict[str, str] = {}
@@ -113,7 +109,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
         write_quicklook(group, png)
         written["quicklook"] = _upload(fs, png, f"{root}/quicklook.png")
         stac_dir = Path(tmp) / "stac"
-        write_stac(config, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
+        write_stac(cfg, storage, name, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
         for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
             _upload(fs, path, f"{root}/stac/{path.relative_to(stac_dir)}")
         written["stac"] = f"{cfg.output}/stac/collection.json"
@@ -199,11 +195,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def stac_ids(config: RunConfig, run_hash: str) -> tuple[str, str]:
+def stac_ids(cfg: MapConfig, name: str, run_hash: str) -> tuple[str, str]:
     """(collection id, item id): one collection per run name, product and model; one item per run
     version (the run hash covers the map settings and the model file's digest)."""
-    cfg: MapConfig = config.map  # type: ignore[assignment]
-    collection_id = f"{_slug(config.name)}-{PRODUCT}-{_slug(cfg.model)}"
+    collection_id = f"{_slug(name)}-{PRODUCT}-{_slug(cfg.model)}"
     return collection_id, f"{collection_id}-{run_hash[:12]}"
 
 
@@ -226,15 +221,12 @@ def _layer_fields(layer: Layer) -> dict[str, Any]:
     return fields
 
 
-def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pystac.Asset]]:
+def _model_description(cfg: MapConfig, storage: StorageConfig
+                       ) -> tuple[dict[str, Any], dict[str, pystac.Asset]]:
     """MLM properties of the model that made the map, and one asset per model file (empty when the
     model has no file, e.g. a code-only custom predictor)."""
-    from misomap.jobs.predict import map_config
-    from misomap.jobs.predictors import _files, get_predictor
-
-    cfg = map_config(config)
-    options = config.storage.options_for(cfg.model_path or "")
-    files = _files(cfg)
+    options = storage.options_for(cfg.model_path or "")
+    files = model_paths(cfg)
     if not files:
         return {}, {}
     predictor = get_predictor(cfg, options)
@@ -278,23 +270,20 @@ def _input_px(predictor: Any) -> int | None:
     return int(grid.tile) if grid is not None else None
 
 
-def write_stac(config: RunConfig, grid: Grid, run_hash: str, fs: fsspec.AbstractFileSystem, root: str,
-               out: Path) -> None:
+def write_stac(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid, run_hash: str,
+               fs: fsspec.AbstractFileSystem, root: str, out: Path) -> None:
     """A self-contained STAC collection (relative hrefs) with one item per map run: the Zarr store,
     every COG (with band and class names), the quicklook and the model file(s) as assets."""
-    from misomap.jobs.predict import map_config, open_cube_cached
-
-    cfg = map_config(config)
-    collection_id, item_id = stac_ids(config, run_hash)
-    start, end = imagery_period(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)), cfg.cube)
+    collection_id, item_id = stac_ids(cfg, name, run_hash)
+    start, end = imagery_period(open_cube_cached(cfg.cube, storage.options_for(cfg.cube)), cfg.cube)
     bbox = _lonlat_bbox(grid)
     geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]],
                                                     [bbox[2], bbox[3]], [bbox[0], bbox[3]],
                                                     [bbox[0], bbox[1]]]]}
-    mlm, model_assets = _model_description(config)
+    mlm, model_assets = _model_description(cfg, storage)
     item = pystac.Item(id=item_id, geometry=geometry, bbox=bbox, datetime=None,
                        properties={"start_datetime": start, "end_datetime": end,
-                                   "title": f"{config.name}: soil order and permafrost ({cfg.model})",
+                                   "title": f"{name}: soil order and permafrost ({cfg.model})",
                                    "gsd": grid.resolution,
                                    "misomap:model": cfg.model, "misomap:version": __version__,
                                    "misomap:run_hash": run_hash,
@@ -327,20 +316,19 @@ def write_stac(config: RunConfig, grid: Grid, run_hash: str, fs: fsspec.Abstract
         item.add_asset(key, asset)
     item.add_link(pystac.Link("derived_from", link_href(cfg.cube, item_dir), media_type=ZARR_MEDIA_TYPE,
                               title="input cube"))
-    collection = _collection(config, collection_id, item, bbox, start, end)
+    collection = _collection(cfg, name, collection_id, item, bbox, start, end)
     collection.add_item(item)
     collection.normalize_hrefs(str(out))
     collection.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(out))
     # pystac names the collection file collection.json and the item <id>/<id>.json
 
 
-def _collection(config: RunConfig, collection_id: str, item: pystac.Item, bbox: list[float], start: str,
-                end: str) -> pystac.Collection:
+def _collection(cfg: MapConfig, name: str, collection_id: str, item: pystac.Item, bbox: list[float],
+                start: str, end: str) -> pystac.Collection:
     """The collection describing the product: extent, providers, summaries, item_assets, thumbnail."""
-    cfg: MapConfig = config.map  # type: ignore[assignment]
     times = [pystac.utils.str_to_datetime(t) for t in (start, end)]
     collection = pystac.Collection(
-        id=collection_id, title=f"misomap {PRODUCT} ({cfg.model}) — {config.name}",
+        id=collection_id, title=f"misomap {PRODUCT} ({cfg.model}) — {name}",
         description=("Near-surface permafrost (within 1 m) and USDA soil-order maps of Alaska predicted by "
                      f"misomap with the {cfg.model!r} model: probabilities (percent, scale 0.01), classes, "
                      "and normalised entropies; uint8, 255 = nodata."),

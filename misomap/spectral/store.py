@@ -11,7 +11,7 @@ from typing import Any
 import fsspec
 
 from misomap.config import RunConfig
-from misomap.config_base import is_remote
+from misomap.core.config_base import is_remote
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import SpectralLibrary, open_library_group, write_library
