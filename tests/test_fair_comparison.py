@@ -151,7 +151,7 @@ def test_experiment_over_two_seeds_writes_one_table(tmp_path) -> None:
 def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
     """The final map model carries the decision offsets in its head biases, so the map applies the
     same rule the cross-validation scores were adjusted with."""
-    from misomap.jobs.train_miso import apply_offsets, bake_offsets
+    from misomap.models.miso.offsets import apply_offsets, bake_offsets
     from misomap.models.miso.config import EncoderConfig, MisoConfig
     from misomap.models.miso.model import MisoModel
 

@@ -20,7 +20,8 @@ from misomap.cube.grid import Grid
 from misomap.cube.store import COMPLETE_KEY, template
 from misomap.core.errors import ConfigError
 from misomap.evaluation.scores import check_predictions
-from misomap.jobs.train_miso import MisoJobError, load_arrays, run_pretrain, run_train_miso
+from misomap.jobs.train_miso import run_pretrain, run_train_miso
+from misomap.training.miso_inputs import MisoJobError, load_arrays
 from misomap.models.miso.config import MisoConfig
 from misomap.models.miso.model import MisoModel
 from misomap.models.miso.train import load_model_state
@@ -149,4 +150,4 @@ def test_missing_section_band_and_scheme_are_named(world, tmp_path) -> None:
     bad["covariates"]["bands"] = ["elevation", "permafrost_depth"]
     cfg = run_config(world, tmp_path, bad)
     with pytest.raises(MisoJobError, match=r"lacks the covariates band\(s\) \['permafrost_depth'\]"):
-        load_arrays(cfg, cfg.miso)
+        load_arrays(cfg.cube_location(), cfg.storage, cfg.miso)

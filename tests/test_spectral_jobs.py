@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from misomap.cli import app
 from misomap.config import RunConfig, config_from_dict
-from misomap.spectral.training import prepare, train_spectral
+from misomap.jobs.embed_spectra import embed_spectra
+from misomap.jobs.train_spectral import spectral_run, train_spectral
+from misomap.spectral.prepare import prepare
 from misomap.spectral.limesoda import evaluate_limesoda, plan_limesoda, run_limesoda
-from misomap.spectral.embed import EmbeddingOutputError, embed_chunk, embed_spectra, make_plan, open_output
+from misomap.spectral.embed import EmbeddingOutputError, embed_chunk, make_plan, open_output
 from misomap.spectral.store import load_models
 from misomap.jobs.verify import verify
 from misomap.spectra.config import AxisSpec, SpectralConfig
@@ -129,8 +131,8 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     assert out["embedding"].shape == (120, 8) and out["predictions"].shape == (120, len(PROPS))
     assert out["predictions"].attrs["properties"] == list(PROPS)
     # the worker's output equals running the same chunk function here
-    models, meta = load_models(cfg)
-    plan = make_plan(_with(cfg, embeddings=str(tmp_path / "again.zarr")), models, meta)
+    models, meta = load_models(spectral_run(cfg))
+    plan = make_plan(spectral_run(_with(cfg, embeddings=str(tmp_path / "again.zarr"))), models, meta)
     open_output(plan, meta)
     embed_chunk(plan, 3)
     again = zarr.open_group(str(tmp_path / "again.zarr"), mode="r")
@@ -195,31 +197,31 @@ def test_embed_killed_then_rerun_is_byte_identical(trained, tmp_path):
 
 def test_embed_resamples_another_grid_and_refuses_one_that_does_not_cover(trained, tmp_path):
     cfg, _ = trained
-    models, meta = load_models(cfg)
+    models, meta = load_models(spectral_run(cfg))
     fine = synthetic_library(32, 0.5, 1, AxisSpec(start=590, stop=4010, step=4), NIR_AXIS, seed=4)
     same = synthetic_library(32, 0.5, 1, MIR_AXIS, NIR_AXIS, seed=4)
     embeddings = []
     for name, lib in (("fine", fine), ("same", same)):
-        plan = make_plan(_with(cfg, library=_write_variant(tmp_path / f"{name}.zarr", lib), chunk_size=32,
-                               embeddings=str(tmp_path / f"{name}-emb.zarr")), models, meta)
+        plan = make_plan(spectral_run(_with(cfg, library=_write_variant(tmp_path / f"{name}.zarr", lib), chunk_size=32,
+                               embeddings=str(tmp_path / f"{name}-emb.zarr"))), models, meta)
         open_output(plan, meta)
         embed_chunk(plan, 0)
         embeddings.append(zarr.open_group(plan.output, mode="r")["embedding"][:])
     assert np.corrcoef(embeddings[0].ravel(), embeddings[1].ravel())[0, 1] > 0.9
     narrow = synthetic_library(32, 0.5, 1, AxisSpec(start=700, stop=4000, step=4), NIR_AXIS, seed=4)
-    plan = make_plan(_with(cfg, library=_write_variant(tmp_path / "narrow.zarr", narrow), chunk_size=32,
-                           embeddings=str(tmp_path / "narrow-emb.zarr")), models, meta)
+    plan = make_plan(spectral_run(_with(cfg, library=_write_variant(tmp_path / "narrow.zarr", narrow), chunk_size=32,
+                           embeddings=str(tmp_path / "narrow-emb.zarr"))), models, meta)
     with pytest.raises(SpectralGridError, match="700..4000"):
         embed_chunk(plan, 0)
 
 
 def test_embed_chunk_with_nan_names_chunk_and_sample(trained, tmp_path):
     cfg, _ = trained
-    models, meta = load_models(cfg)
+    models, meta = load_models(spectral_run(cfg))
     lib = small_library(40)
     lib.sensors["mir"].values[21, 1, 5] = np.nan
-    plan = make_plan(_with(cfg, library=_write_variant(tmp_path / "lib.zarr", lib), chunk_size=16,
-                           embeddings=str(tmp_path / "e.zarr")), models, meta)
+    plan = make_plan(spectral_run(_with(cfg, library=_write_variant(tmp_path / "lib.zarr", lib), chunk_size=16,
+                           embeddings=str(tmp_path / "e.zarr"))), models, meta)
     with pytest.raises(SpectralValueError, match=r"chunk 1.*syn-0000021"):
         embed_chunk(plan, 1)
 
@@ -289,7 +291,7 @@ def test_an_instrument_range_narrower_than_the_model_axis_is_used(tmp_path):
     lib = _drop_nir(synthetic_library(60, 0.5, 1, AxisSpec(start=549.6, stop=3799.2, step=1.928), NIR_AXIS, seed=2))
     cfg = small_config(tmp_path, library=_write_variant(tmp_path / "nrw.zarr", lib))
     result = train_spectral(cfg)
-    _, meta = load_models(cfg)
+    _, meta = load_models(spectral_run(cfg))
     assert meta["mir_axis"] == {"start": 600.0, "stop": 3784.0, "step": 16.0}
     assert set(result.metrics.features) == {"mir", "mir_embedding"}
     summary = embed_spectra(_with(cfg, embeddings=str(tmp_path / "e.zarr"), local_processes=False))
@@ -356,6 +358,6 @@ def test_pretraining_library_larger_than_memory_streams_chunk_by_chunk(tmp_path,
     result = train_spectral(cfg)
     assert reads and all(stop - start <= 16 for start, stop in reads), "one chunk in memory at a time"
     assert len(reads) == 6 * (1 + 10), "a checking pass, then every chunk once per epoch"
-    _, meta = load_models(cfg)
+    _, meta = load_models(spectral_run(cfg))
     assert meta["pretrain_library"] == str(tmp_path / "pre.zarr") and meta["vae_final_loss"] < 0.8
     assert "mir_embedding" in set(result.metrics.features)

@@ -102,7 +102,7 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
     model ran on, with the training seconds of each fold."""
     from misomap.evaluation.scores import evaluate, model_dir, read_predictions
     from misomap.labels.pedons import LabelsError
-    from misomap.jobs.train_miso import _common_folds, fold_seconds
+    from misomap.evaluation.comparison import common_folds, fold_seconds
     from misomap.labels.training_table import read_training
 
     table, _ = read_training(config.workdir, config.storage)
@@ -115,7 +115,7 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
             continue
     rows = []
     for name, (p, loc) in preds.items():
-        common = _common_folds(p, preds)
+        common = common_folds(p, preds)
         secs = fold_seconds(common, name)
         for target, ev in evaluate(common, table, config.evaluation, source=loc).items():
             pf = ev.per_fold.assign(model=name, target=target)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from misomap.config import RunConfig
 from misomap.evaluation.scores import model_dir
 from misomap.jobs.evaluate import run_evaluation
 from misomap.labels.pedons import TARGETS, write_bytes, write_parquet
@@ -28,9 +28,6 @@ from misomap.labels.training_table import build_training_table, feature_bands, r
 from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
 from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
 from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
 
 log = logging.getLogger(__name__)
 MODEL = "rf"

@@ -18,11 +18,11 @@ import zarr
 from distributed import as_completed
 from tqdm import tqdm
 
-from misomap.config import RunConfig
 from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
 from misomap.jobs.cluster import dask_client
-from misomap.spectral.training import prepare
-from misomap.spectral.store import ensure_library, load_models, spectral_paths, spectral_section, storage_options
+from misomap.spectral.prepare import prepare
+from misomap.spectral.store import (SpectralRun, ensure_library, load_models, spectral_paths,
+                                    spectral_section, storage_options)
 from misomap.models.spectral.nir import nir_from_arch, nir_to_mir
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.models.spectral.serialization import load_state, read_metadata
@@ -151,7 +151,7 @@ def embed_chunk(plan: EmbedPlan, chunk: int) -> dict[str, Any]:
     return info
 
 
-def make_plan(cfg: RunConfig, models: dict[str, bytes], meta: dict[str, Any]) -> EmbedPlan:
+def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) -> EmbedPlan:
     """The plan for this run's library, sensor and models."""
     sc = spectral_section(cfg)
     paths = spectral_paths(cfg)
@@ -171,7 +171,7 @@ def make_plan(cfg: RunConfig, models: dict[str, bytes], meta: dict[str, Any]) ->
 
 
 @contextlib.contextmanager
-def _client(cfg: RunConfig, sc: SpectralConfig) -> Iterator[Any]:
+def _client(cfg: SpectralRun, sc: SpectralConfig) -> Iterator[Any]:
     """dask-gateway when configured, else a local cluster of processes or threads."""
     if cfg.gateway.address or sc.local_processes:
         workers = cfg.gateway.workers if cfg.gateway.address else sc.local_workers
@@ -185,7 +185,7 @@ def _client(cfg: RunConfig, sc: SpectralConfig) -> Iterator[Any]:
         yield client
 
 
-def embed_spectra(cfg: RunConfig) -> EmbedSummary:
+def embed_library(cfg: SpectralRun) -> EmbedSummary:
     """Embed the configured library's `embed_sensor` spectra; skips chunks already recorded."""
     sc = spectral_section(cfg)
     models, meta = load_models(cfg)

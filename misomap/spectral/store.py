@@ -10,8 +10,7 @@ from typing import Any
 
 import fsspec
 
-from misomap.config import RunConfig
-from misomap.core.config_base import is_remote
+from misomap.core.config_base import GatewayConfig, StorageConfig, is_remote
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import SpectralLibrary, open_library_group, write_library
@@ -25,6 +24,18 @@ MODEL_FILES = ("mir_vae.safetensors", "nir_encoder.safetensors", "mir_regressor.
 
 
 @dataclass(frozen=True)
+class SpectralRun:
+    """What the spectral wing needs of a run: its spectral section, storage, workdir, seed and
+    gateway (the fields keep the run configuration's names)."""
+
+    spectral: SpectralConfig | None
+    storage: StorageConfig
+    workdir: str
+    seed: int = 0
+    gateway: GatewayConfig = GatewayConfig()
+
+
+@dataclass(frozen=True)
 class SpectralPaths:
     """Resolved locations of one run's spectral inputs and outputs."""
 
@@ -34,14 +45,14 @@ class SpectralPaths:
     embeddings: str
 
 
-def spectral_section(cfg: RunConfig) -> SpectralConfig:
+def spectral_section(cfg: SpectralRun) -> SpectralConfig:
     """The run's spectral section, or a clear error when the config has none."""
     if cfg.spectral is None:
         raise SpectralError("the run configuration has no 'spectral:' section; add one (see docs)")
     return cfg.spectral
 
 
-def spectral_paths(cfg: RunConfig) -> SpectralPaths:
+def spectral_paths(cfg: SpectralRun) -> SpectralPaths:
     """Configured locations, defaulting under <workdir>/spectral/."""
     sc = spectral_section(cfg)
     base = f"{cfg.workdir}/spectral"
@@ -49,12 +60,12 @@ def spectral_paths(cfg: RunConfig) -> SpectralPaths:
                          sc.report or f"{base}/report", sc.embeddings or f"{base}/embeddings.zarr")
 
 
-def storage_options(cfg: RunConfig, url: str) -> dict[str, Any] | None:
+def storage_options(cfg: SpectralRun, url: str) -> dict[str, Any] | None:
     """fsspec options for remote locations (credentials come from the environment)."""
     return cfg.storage.storage_options() if is_remote(url) else None
 
 
-def ensure_library(cfg: RunConfig) -> str:
+def ensure_library(cfg: SpectralRun) -> str:
     """The library URL; with none configured, the synthetic library is generated once."""
     sc = spectral_section(cfg)
     url = spectral_paths(cfg).library
@@ -71,13 +82,13 @@ def ensure_library(cfg: RunConfig) -> str:
     return url
 
 
-def write_bytes(cfg: RunConfig, url: str, data: bytes) -> None:
+def write_bytes(cfg: SpectralRun, url: str, data: bytes) -> None:
     """Write one object (parent folders created for local paths)."""
     with fsspec.open(url, "wb", auto_mkdir=True, **(storage_options(cfg, url) or {})) as f:
         f.write(data)
 
 
-def read_bytes(cfg: RunConfig, url: str) -> bytes:
+def read_bytes(cfg: SpectralRun, url: str) -> bytes:
     """Read one object, naming it when it is missing."""
     try:
         with fsspec.open(url, "rb", **(storage_options(cfg, url) or {})) as f:
@@ -86,7 +97,7 @@ def read_bytes(cfg: RunConfig, url: str) -> bytes:
         raise SpectralError(f"missing {url}: run `misomap train-spectral` with this config first") from None
 
 
-def save_models(cfg: RunConfig, files: dict[str, bytes], meta: dict[str, Any]) -> str:
+def save_models(cfg: SpectralRun, files: dict[str, bytes], meta: dict[str, Any]) -> str:
     """Write the model bundle (files by name plus spectral_model.json); returns its folder."""
     folder = spectral_paths(cfg).models
     for name, data in files.items():
@@ -96,7 +107,7 @@ def save_models(cfg: RunConfig, files: dict[str, bytes], meta: dict[str, Any]) -
     return folder
 
 
-def load_models(cfg: RunConfig) -> tuple[dict[str, bytes], dict[str, Any]]:
+def load_models(cfg: SpectralRun) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The model bundle's files and its metadata."""
     folder = spectral_paths(cfg).models
     meta = json.loads(read_bytes(cfg, f"{folder}/spectral_model.json"))
