@@ -9,8 +9,8 @@ from misomap.spectra.config import AxisSpec
 from misomap.spectra.errors import SampleIdMismatchError, SpectralGridError, SpectralValueError
 from misomap.spectra.library import SensorSpectra
 from misomap.spectra.preprocess import (ReflectanceToAbsorbance, Resample, axis_values, check_unit, common_axis,
-                                        preprocess,
-                                        skewed_columns, spectral_pipeline, validate_sensor)
+                                        preprocess, spectral_pipeline, validate_sensor)
+from misomap.models.spectral.regressors import skewed_columns
 
 
 def test_resample_from_another_descending_grid_is_exact_for_linear_spectra():
