@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from misomap.core.storage import is_remote
+
 SECRET_FIELD_NAMES = frozenset(
     {
         "key",
@@ -79,11 +81,6 @@ def overlaps(a: str, b: str) -> bool:
 
     x, y = norm(a), norm(b)
     return x == y or x.startswith(y + "/") or y.startswith(x + "/")
-
-
-def is_remote(location: str) -> bool:
-    """True for object-store or http locations, False for local paths."""
-    return "://" in location and not location.startswith("file://")
 
 
 class StorageConfig(StrictModel):

@@ -12,18 +12,17 @@ from datetime import timezone
 from typing import Any
 
 import dask
-import fsspec
 import numpy as np
 from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
 from misomap.config_base import GatewayConfig, StorageConfig
+from misomap.core.storage import Target
 from misomap.cube.build import build_chunk, cube_grid, search_bbox
-from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError, StacSearchError
-from misomap.cube.grid import Grid
+from misomap.cube.grid import ChunkWindow, Grid, plan_chunks
 from misomap.cube.quicklook import quicklook_png
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
@@ -35,8 +34,8 @@ from misomap.cube.store import (
     mark_complete,
     open_cube,
     stored_lineage,
-    values_sha256,
     template,
+    values_sha256,
     write_region,
     write_template,
 )
@@ -190,9 +189,7 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     consolidate(cfg.out, storage)
     quicklook = cfg.out + ".quicklook.png"
     png = quicklook_png(open_cube(cfg.out, storage, complete=False), cfg.rgb_bands())
-    fs, path = fsspec.core.url_to_fs(quicklook, **(storage.storage_options()
-                                                   if quicklook.startswith("s3://") else {}))
-    fs.pipe_file(path, png)
+    Target(quicklook, storage).write_bytes(png)
     mark_complete(cfg.out, storage, records.digest(), len(windows))
     log.info("cube done: %s (quicklook %s)", cfg.out, quicklook)
     return CubeBuildResult(cfg.out, quicklook, (len(cfg.band_names()), *grid.shape), len(windows),

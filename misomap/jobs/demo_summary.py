@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from misomap.config import RunConfig
+from misomap.errors import MissingObjectError
 from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-from misomap.jobs.labels import LabelsError
 from misomap.jobs.training_table import read_training
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def cv_figures(config: RunConfig, models: tuple[str, ...], scheme: str) -> list[
     for name in models:
         try:
             p = read_predictions(f"{model_dir(config.workdir, name)}/predictions.parquet", config)
-        except LabelsError:
+        except MissingObjectError:
             log.info("no predictions of %s: left out of the summary", name)
             continue
         preds[name] = p[p["scheme"] == scheme]

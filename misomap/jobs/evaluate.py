@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from misomap.core.storage import Target
 from misomap.errors import MisomapError
 from misomap.jobs.evaluation_config import EvaluationConfig
-from misomap.jobs.labels import TARGETS, read_bytes
+from misomap.jobs.labels import TARGETS
 from misomap.jobs.training_table import read_training
 from misomap.models.folds import distance_to_training, scheme_columns
 from misomap.models.metrics import (binary_metrics, confusion, mean_sd, multiclass_calibration,
@@ -201,7 +202,7 @@ def evaluate(preds: pd.DataFrame, table: pd.DataFrame, cfg: EvaluationConfig,
 
 def read_predictions(location: str, config: RunConfig) -> pd.DataFrame:
     """A model's saved predictions table."""
-    return pd.read_parquet(io.BytesIO(read_bytes(location, config.storage)))
+    return pd.read_parquet(io.BytesIO(Target(location, config.storage).read_bytes()))
 
 
 def run_evaluation(config: RunConfig, model: str = "rf") -> str:

@@ -99,8 +99,8 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 def fold_scores(config, models: list[str]) -> pd.DataFrame:
     """Per-fold metrics of every model with predictions, each scheme restricted to the folds every
     model ran on, with the training seconds of each fold."""
+    from misomap.errors import MissingObjectError
     from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-    from misomap.jobs.labels import LabelsError
     from misomap.jobs.train_miso import _common_folds, fold_seconds
     from misomap.jobs.training_table import read_training
 
@@ -110,7 +110,7 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
             preds[name] = (read_predictions(loc, config), loc)
-        except LabelsError:
+        except MissingObjectError:
             continue
     rows = []
     for name, (p, loc) in preds.items():

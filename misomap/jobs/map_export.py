@@ -32,12 +32,11 @@ from rio_cogeo.profiles import cog_profiles
 from misomap import __version__
 from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.config import RunConfig
-from misomap.config_base import is_remote
+from misomap.core.storage import Target, is_remote, staging_dir
 from misomap.cube.grid import Grid
 from misomap.errors import MisomapError
 from misomap.jobs.map_config import MapConfig
 from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
-from misomap.storage import atomic_put, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,32 +97,29 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
     group = zarr.open_group(zarr_url(cfg), mode="r", storage_options=options or None)
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
+    out = Target(cfg.output, config.storage)
+    fs, root = out.fs, out.path
     written: dict[str, str] = {}
     with staging_dir("misomap-export") as tmp:
         if cfg.cogs:
             for layer in LAYERS:
                 local = Path(tmp) / f"{layer.name}.tif"
                 write_cog(group[layer.name], layer, grid, local, Path(tmp))
-                written[layer.name] = _upload(fs, local, f"{root}/cogs/{local.name}")
+                written[layer.name] = out.join("cogs", local.name).atomic_put(local)
                 if layer.classes:
                     aux = local.with_name(local.name + ".aux.xml")
-                    written[f"{layer.name}_categories"] = _upload(fs, aux, f"{root}/cogs/{aux.name}")
+                    written[f"{layer.name}_categories"] = out.join("cogs", aux.name).atomic_put(aux)
         png = Path(tmp) / "quicklook.png"
         write_quicklook(group, png)
-        written["quicklook"] = _upload(fs, png, f"{root}/quicklook.png")
+        written["quicklook"] = out.join("quicklook.png").atomic_put(png)
         stac_dir = Path(tmp) / "stac"
         write_stac(config, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
         for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
-            _upload(fs, path, f"{root}/stac/{path.relative_to(stac_dir)}")
+            out.join("stac", str(path.relative_to(stac_dir))).atomic_put(path)
         written["stac"] = f"{cfg.output}/stac/collection.json"
     for name, url in written.items():
         log.info("map output %-28s %s", name, url)
     return written
-
-
-def _upload(fs: fsspec.AbstractFileSystem, local: Path, remote: str) -> str:
-    return atomic_put(fs, local, remote)
 
 
 def write_cog(arr: zarr.Array, layer: Layer, grid: Grid, dst: Path, tmp: Path) -> None:
@@ -233,11 +229,10 @@ def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pys
     from misomap.jobs.predictors import _files, get_predictor
 
     cfg = map_config(config)
-    options = config.storage.options_for(cfg.model_path or "")
     files = _files(cfg)
     if not files:
         return {}, {}
-    predictor = get_predictor(cfg, options)
+    predictor = get_predictor(cfg, config.storage)
     architecture, framework, artifact = MODEL_KINDS.get(cfg.model, (cfg.model, "", "file"))
     bands = list(predictor.bands)
     tile = _input_px(predictor)
@@ -262,7 +257,8 @@ def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pys
         props["mlm:framework"] = framework
     assets = {}
     for path in files:
-        fs, fpath = fsspec.core.url_to_fs(path, **options)
+        model_file = Target(path, config.storage)
+        fs, fpath = model_file.fs, model_file.path
         name = posixpath.basename(fpath)
         assets["model_" + _slug(name.rsplit(".", 1)[0]).replace("-", "_")] = pystac.Asset(
             href=path, title=f"{cfg.model} model file {name}", roles=["mlm:model"],

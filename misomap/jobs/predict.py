@@ -22,7 +22,9 @@ from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
-from misomap.cube.grid import Grid
+from misomap.config_base import StorageConfig
+from misomap.core.storage import Target
+from misomap.cube.grid import ChunkWindow, Grid, plan_chunks
 from misomap.cube.store import require_complete
 from misomap.errors import ConfigError, MisomapError, one_line
 from misomap.jobs.cluster import dask_client
@@ -30,7 +32,6 @@ from misomap.jobs.completion import CompletionLog, run_lock
 from misomap.jobs.cube_window import cube_grid, read_window
 from misomap.jobs.map_config import MapConfig
 from misomap.jobs.map_layers import encode_layers
-from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.jobs.map_store import check_map_owned, ensure_template, mark_map_complete, write_chunk
 from misomap.jobs.predictors import MapPredictor, PredictorError, get_predictor, model_digest
 
@@ -118,7 +119,7 @@ def predict_chunk(region: ChunkWindow, config: RunConfig) -> dict[str, Any]:
     """Predict one output chunk and write it; a pure function of (region, config)."""
     cfg = map_config(config)
     options = config.storage.options_for(cfg.output)
-    predictor = get_predictor(cfg, config.storage.options_for(cfg.model_path or ""))
+    predictor = get_predictor(cfg, config.storage)
     grid = output_grid(config)
     sub = grid.window(region.row0, region.col0, region.height, region.width)
     cube = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))
@@ -147,10 +148,9 @@ def check_inputs(config: RunConfig) -> str:
     cfg = map_config(config)
     check_map_owned(cfg.output, config.storage.options_for(cfg.output))
     require_complete(cfg.cube, config.storage)
-    model_options = config.storage.options_for(cfg.model_path or "")
     try:
-        digest = model_digest(cfg, model_options)
-        predictor = get_predictor(cfg, model_options)
+        digest = model_digest(cfg, config.storage)
+        predictor = get_predictor(cfg, config.storage)
     except MisomapError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure to load is reported once, naming the file
@@ -165,15 +165,11 @@ def check_inputs(config: RunConfig) -> str:
     return digest
 
 
-def _discard_map(cfg: MapConfig, options: dict[str, Any]) -> None:
+def _discard_map(cfg: MapConfig, storage: StorageConfig) -> None:
     """Remove this run's own earlier map (store, records, exports) for --overwrite; ownership was
     checked by check_inputs, so nothing foreign is here."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
     for part in ("viewer", "stac", "cogs", "quicklook.png", "map.zarr", "_progress"):
-        if fs.exists(f"{root}/{part}"):
-            fs.rm(f"{root}/{part}", recursive=True)
+        Target(cfg.output, storage).join(part).delete()
 
 
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
@@ -196,7 +192,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
                  "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest,
                  "misomap_status": "incomplete"}
         if overwrite:
-            _discard_map(cfg, options)
+            _discard_map(cfg, config.storage)
         if ensure_template(zarr_url(cfg), options, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
             progress.clear()
         regions = plan_chunks(grid, cfg.chunk_px)

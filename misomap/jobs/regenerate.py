@@ -281,9 +281,8 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     cfg, mc, pub = wconfig.cube, wconfig.map, config.publish
     assert cfg is not None and mc is not None and pub is not None
     current = versions.latest(pub.root, config.storage)  # a dangling pointer is refused here
-    model_options = config.storage.options_for(mc.model_path or "")
-    digest = model_digest(mc, model_options)
-    predictor = get_predictor(mc, model_options)
+    digest = model_digest(mc, config.storage)
+    predictor = get_predictor(mc, config.storage)
     _check_bands(mc, cfg, predictor)
 
     with run_lock(f"{str(config.workdir).rstrip('/')}/regen"):

@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 
 from misomap.config_base import StorageConfig
-from misomap.cube.grid import Grid
-from misomap.errors import ConfigError, MisomapError
-from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-from misomap.jobs.labels import LabelsError, read_bytes, write_bytes, write_parquet
+from misomap.core.storage import Target
 from misomap.cube.crops import LazyBands, band_mean_std, open_bands
+from misomap.cube.grid import Grid
 from misomap.cube.store import open_cube
+from misomap.errors import ConfigError, MisomapError, MissingObjectError
+from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
+from misomap.jobs.labels import write_parquet
 from misomap.jobs.training_table import cube_grid, cube_location, read_training
 from misomap.models.folds import carve_validation, scheme_columns
 from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
@@ -68,12 +69,12 @@ class FsCheckpointStore:
     storage: StorageConfig
 
     def save(self, name: str, data: bytes) -> None:
-        write_bytes(f"{self.root}/{name}", data, self.storage)
+        Target(f"{self.root}/{name}", self.storage).write_bytes(data)
 
     def load(self, name: str) -> bytes | None:
         try:
-            return read_bytes(f"{self.root}/{name}", self.storage)
-        except LabelsError:
+            return Target(f"{self.root}/{name}", self.storage).read_bytes()
+        except MissingObjectError:
             return None
 
 
@@ -132,7 +133,7 @@ def read_weights(cfg: MisoConfig, storage: StorageConfig) -> dict[str, Checkpoin
     for which in ENCODERS:
         enc = getattr(cfg, which)
         if enc is not None and enc.weights is not None:
-            out[which] = read_checkpoint(read_bytes(enc.weights.path, storage), enc.weights.path)
+            out[which] = read_checkpoint(Target(enc.weights.path, storage).read_bytes(), enc.weights.path)
     return out
 
 
@@ -290,7 +291,7 @@ def cross_validate(config: RunConfig, cfg: MisoConfig, name: str, arrays: CubeAr
     if unknown:
         raise MisoJobError(f"fold scheme(s) {unknown} not in the folds table; it has {scheme_columns(folds)}")
     mdir = model_dir(config.workdir, name)
-    write_bytes(f"{mdir}/config.json", cfg.model_dump_json(indent=2).encode(), config.storage)
+    Target(f"{mdir}/config.json", config.storage).write_bytes(cfg.model_dump_json(indent=2).encode())
     out, per_fold, device = [], [], select_device(cfg.train)
     for scheme in schemes:
         col = folds[scheme].to_numpy()
@@ -343,7 +344,7 @@ def compare(config: RunConfig, models: list[str]) -> str:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
             all_preds[name] = (read_predictions(loc, config), loc)
-        except LabelsError:
+        except MissingObjectError:
             log.info("no predictions of %s at %s: left out of the comparison", name, loc)
     for name, (preds, loc) in all_preds.items():
         common = _common_folds(preds, all_preds)
@@ -351,7 +352,7 @@ def compare(config: RunConfig, models: list[str]) -> str:
             per_fold = fold_seconds(common, name)
             params = "–"
             if name != "rf":
-                st = json.loads(read_bytes(f"{model_dir(config.workdir, name)}/training.json", config.storage))
+                st = json.loads(Target(f"{model_dir(config.workdir, name)}/training.json", config.storage).read_bytes())
                 params = f"{st['parameters']:,}"
             cost.append({"model": name, "seconds": per_fold.mean(), "folds": len(per_fold), "parameters": params})
         for target, ev in evaluate(common, table, config.evaluation, source=loc).items():
@@ -361,7 +362,7 @@ def compare(config: RunConfig, models: list[str]) -> str:
                              "scheme": r["scheme"], "mean": r["mean"], "sd": r["sd"]})
     df = pd.DataFrame(rows)
     out = f"{model_dir(config.workdir, MODEL)}/comparison"
-    write_bytes(f"{out}.csv", df.to_csv(index=False).encode(), config.storage)
+    Target(f"{out}.csv", config.storage).write_bytes(df.to_csv(index=False).encode())
     lines = ["# MISO vs Random Forest", "",
              "Mean ± sd over the test folds of each scheme (models never see their test fold); on each "
              "scheme every model is scored on the same folds (those all models were run on). Class "
@@ -380,9 +381,8 @@ def compare(config: RunConfig, models: list[str]) -> str:
     lines += ["## Training cost (this machine)", "",
               "| model | parameters | mean training seconds per fold | folds |", "|---|---|---|---|"]
     lines += [f"| {c['model']} | {c['parameters']} | {c['seconds']:.1f} | {c['folds']} |" for c in cost]
-    write_bytes(f"{out}.md", ("\n".join(lines) + "\n").encode(), config.storage)
-    write_bytes(f"{out}.png", _comparison_png(df[df["metric"].isin([v[0] for v in COMPARED.values()])]),
-                config.storage)
+    Target(f"{out}.md", config.storage).write_bytes(("\n".join(lines) + "\n").encode())
+    Target(f"{out}.png", config.storage).write_bytes(_comparison_png(df[df["metric"].isin([v[0] for v in COMPARED.values()])]))
     log.info("comparison written to %s.md", out)
     return f"{out}.md"
 
@@ -427,7 +427,7 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         write_parquet(loc, frame, config.storage)
         preds[name] = loc
-        write_bytes(f"{model_dir(config.workdir, name)}/training.json", json.dumps(st).encode(), config.storage)
+        Target(f"{model_dir(config.workdir, name)}/training.json", config.storage).write_bytes(json.dumps(st).encode())
         results = evaluate(frame, table, config.evaluation, source=loc)
         reports[name] = write_report(results, name, f"{model_dir(config.workdir, name)}/report", config)
     comparison = compare(config, ["rf", MODEL, *[f"{MODEL}_{a}" for a in ABLATIONS]])
@@ -440,8 +440,8 @@ def train_final(config: RunConfig, cfg: MisoConfig, arrays: CubeArrays, table: p
     model's cross-validation selected, with the median of its folds' decision offsets baked into
     the heads. Returns the map model's location (`final/model.safetensors`)."""
     try:
-        stats = json.loads(read_bytes(f"{model_dir(config.workdir, MODEL)}/training.json", config.storage))
-    except LabelsError:
+        stats = json.loads(Target(f"{model_dir(config.workdir, MODEL)}/training.json", config.storage).read_bytes())
+    except MissingObjectError:
         raise MisoJobError(f"no cross-validation of the full model under {model_dir(config.workdir, MODEL)}: "
                            "the final model's step count comes from it; run with miso.include_full "
                            "true") from None
@@ -455,7 +455,7 @@ def train_final(config: RunConfig, cfg: MisoConfig, arrays: CubeArrays, table: p
     offsets = median_offsets([DecisionOffsets.from_dict(f["offsets"]) for f in stats["folds"]])
     bake_offsets(model, offsets)
     loc = f"{root}/model.safetensors"
-    write_bytes(loc, model_checkpoint_bytes(model), config.storage)
+    Target(loc, config.storage).write_bytes(model_checkpoint_bytes(model))
     log.info("final model: %d pedons, %d steps (selected by CV), offsets %s -> %s", int(labelled.sum()),
              stats["selected_steps"], offsets.as_dict(), loc)
     return loc
@@ -481,7 +481,7 @@ def run_pretrain(config: RunConfig) -> dict[str, str]:
                                          lambda n, rng, s=sampler: s.unlabelled(n, rng).imagery,
                                          cfg.pretrain, config.seed, device)
         loc = f"{out}/{which}.safetensors"
-        write_bytes(loc, data, config.storage)
+        Target(loc, config.storage).write_bytes(data)
         log.info("pretrained %s encoder in %.0f s (masked L1 %.4f → %.4f) → %s", which,
                  time.perf_counter() - t0, history[0], history[-1], loc)
         written[which] = loc

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from misomap.core.storage import Target
 from misomap.jobs.evaluate import model_dir, run_evaluation
-from misomap.jobs.labels import TARGETS, write_bytes, write_parquet
+from misomap.jobs.labels import TARGETS, write_parquet
 from misomap.jobs.training_table import build_training_table, feature_bands, read_training
 from misomap.models.folds import FoldsError, carve_validation, scheme_columns
 from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
@@ -144,7 +145,7 @@ def train_rf(config: RunConfig) -> RFOutputs:
             model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
                                                  for c in model.classes))
         models[target] = f"{mdir}/{target}.skops"
-        write_bytes(models[target], dumps_model(model), config.storage)
+        Target(models[target], config.storage).write_bytes(dumps_model(model))
     preds_loc = f"{mdir}/predictions.parquet"
     write_parquet(preds_loc, pd.concat(preds, ignore_index=True), config.storage)
     log.info("RF predictions -> %s, models -> %s", preds_loc, list(models.values()))

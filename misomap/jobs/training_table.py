@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from misomap.core.storage import Target
 from misomap.cube.grid import Grid
 from misomap.cube.store import open_cube
 from misomap.errors import MisomapError
-from misomap.jobs.labels import CRS, read_bytes, read_geoparquet, read_labels, write_parquet
+from misomap.jobs.labels import CRS, read_geoparquet, read_labels, write_parquet
 from misomap.models.folds import make_folds
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def read_training(config: RunConfig) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """The saved training table and folds of a run, rows aligned by pedon_id."""
     paths = TrainingPaths.of(config.workdir)
     table = read_geoparquet(paths.table, config.storage)
-    folds = pd.read_parquet(io.BytesIO(read_bytes(paths.folds, config.storage)))
+    folds = pd.read_parquet(io.BytesIO(Target(paths.folds, config.storage).read_bytes()))
     if set(folds["pedon_id"]) != set(table["pedon_id"]):
         raise TrainingTableError(f"{paths.folds} and {paths.table} list different pedons; "
                                  "rebuild both with `misomap train-rf`")

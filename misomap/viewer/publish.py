@@ -20,6 +20,7 @@ import pandas as pd
 from pyproj import CRS
 
 from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.storage import Target
 from misomap.cube.grid import Grid
 from misomap.errors import MisomapError
 from misomap.jobs.map_layers import CLASS_COLOURS, LAYERS, NODATA
@@ -96,12 +97,13 @@ def pedons_geojson(table: pd.DataFrame, folds: pd.DataFrame) -> dict[str, Any]:
 
 def _training(config: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The run's training table and folds (the pedons its models were scored on), if saved."""
+    from misomap.errors import MissingObjectError
     from misomap.jobs.labels import LabelsError
     from misomap.jobs.training_table import read_training
 
     try:
         return read_training(config)
-    except LabelsError as err:
+    except (LabelsError, MissingObjectError) as err:
         log.info("viewer: no training pedons to show (%s)", err)
         return None
 
@@ -141,8 +143,8 @@ def write_viewer(config: RunConfig, grid: Grid) -> str | None:
     if not cfg.cogs:
         log.info("viewer: not published, the map has no COGs (map.cogs is false)")
         return None
-    options = config.storage.options_for(cfg.output)
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
+    out = Target(cfg.output, config.storage)
+    fs, root = out.fs, out.path
     files = {f"{VIEWER_DIR}/{k}": v for k, v in static_files().items()}
     doc = manifest(grid, f"{config.name} soil and permafrost map ({cfg.model})", cfg.model)
     training = _training(config)
