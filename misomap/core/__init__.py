@@ -1,1 +1,1 @@
-"""Foundations every part of misomap stands on: the storage door, errors, logging, shared names."""
+"""Shared ground floor: typed errors, logging, class names, base config models. Imports no other misomap package."""
