@@ -78,7 +78,7 @@ def run_whole(work: Path) -> dict:
 
 def run_loop(work: Path, n: int) -> dict:
     """The naive way: one spectrum at a time (read, preprocess, embed, predict)."""
-    from misomap.jobs.spectral import prepare as prep
+    from misomap.spectral.training import prepare as prep
     from misomap.jobs.spectral_embed import make_plan
     from misomap.jobs.spectral_store import load_models
     from misomap.models.spectral.regressors import regressor_from_bytes

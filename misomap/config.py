@@ -12,15 +12,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
-from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel, overlaps
+from misomap.core.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel, overlaps
 from misomap.cube.config import CubeConfig
 from misomap.demo.spec import DemoWorldConfig
-from misomap.errors import ConfigError
+from misomap.core.errors import ConfigError
 from misomap.models.miso.config import MisoConfig
 from misomap.spectra.config import SpectralConfig
-from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
+from misomap.evaluation.config import EvaluationConfig, LabelsConfig
 from misomap.models.baseline_config import FoldsConfig, RFConfig
-from misomap.jobs.map_config import MapConfig
+from misomap.mapping.config import MapConfig
 from misomap.plan.config import PlanConfig
 from misomap.publish.config import PublishConfig
 

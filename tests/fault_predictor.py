@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from misomap.classes import SOIL_ORDERS
-from misomap.jobs.map_layers import MapProbabilities
+from misomap.core.classes import SOIL_ORDERS
+from misomap.mapping.layers import MapProbabilities
 
 
 class CubeBandsPredictor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import MapProbabilities
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import MapProbabilities
 
 N_ORDERS = 7
 

@@ -33,7 +33,7 @@ from cube_fixtures import (
 )
 
 from misomap.config import RunConfig, config_from_dict
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.errors import ChunkBuildError, CubeStorageError, SourceItemError, StacSearchError
 from misomap.cube.grid import Grid
 from misomap.cube.store import open_cube

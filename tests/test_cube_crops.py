@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.crops import LazyBands, band_mean_std, open_bands
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.grid import Grid

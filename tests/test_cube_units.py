@@ -15,7 +15,7 @@ from misomap.cube.grid import plan_chunks
 from misomap.cube.config import CubeConfig, SourceConfig
 from misomap.cube.errors import CubeError, SourceItemError
 from misomap.cube.search import check_item, load_signer
-from misomap.errors import ConfigError
+from misomap.core.errors import ConfigError
 
 S2 = {"collection": "sentinel-2-l2a", "kind": "optical", "prefix": "s2", "bands": {"red": "red", "nir": "nir"},
       "mask_asset": "scl"}

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.grid import Grid
 from misomap.demo.climate import make_climate
 from misomap.demo.imagery import S2_KEYS
@@ -272,7 +272,7 @@ def test_neighbourhood_beats_pixel_on_held_out_blocks() -> None:
 
 def test_demo_world_config_section() -> None:
     from misomap.config import config_from_dict
-    from misomap.errors import ConfigError
+    from misomap.core.errors import ConfigError
 
     cfg = config_from_dict({"demo_world": {"out": "s3://bucket/world", "seed": 7, "size": "tiny"}})
     assert (cfg.demo_world.out, cfg.demo_world.seed, cfg.demo_world.size) == ("s3://bucket/world", 7, "tiny")

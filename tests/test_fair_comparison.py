@@ -53,8 +53,8 @@ def _truth(world, name: str) -> np.ndarray:
 
 def test_map_vs_truth_scores_a_map_in_the_real_map_layout(demo_world, tmp_path) -> None:
     from misomap.cube.grid import Grid
-    from misomap.jobs.map_store import _template
-    from misomap.jobs.map_truth import MapTruthError, map_vs_truth
+    from misomap.mapping.store import _template
+    from misomap.evaluation.map_truth import MapTruthError, map_vs_truth
 
     manifest = json.loads((demo_world / "world.json").read_text())
     g = manifest["grid"]

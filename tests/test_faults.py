@@ -25,7 +25,7 @@ import zarr
 from cube_fixtures import cube_section, write_source_world
 
 from misomap.config import config_from_dict
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.jobs.build_cube import run_build_cube
 from misomap.jobs.verify import verify
 
@@ -426,8 +426,8 @@ def _is_worker(pid: int) -> bool:
 # ---------------------------------------------------------------- a failed --overwrite run
 
 def test_failed_overwrite_leaves_no_stale_exports_and_an_incomplete_map(reference_cube, tmp_path, monkeypatch):
-    from misomap.errors import IncompleteInputError
-    from misomap.jobs.map_store import require_map_complete
+    from misomap.core.errors import IncompleteInputError
+    from misomap.mapping.store import require_map_complete
     from misomap.jobs.predict import MapJobError, run_predict
 
     monkeypatch.syspath_prepend(str(TESTS))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from misomap.models.baseline_config import FoldsConfig
-from misomap.models.folds import FoldsError, distance_to_training, make_folds
+from misomap.labels.folds import FoldsError, distance_to_training, make_folds
 
 
 def _pedons(n: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -135,11 +135,11 @@ def test_dominant_cluster_marks_scheme_unused(caplog):
 def test_validation_fraction_on_every_scheme_of_the_demo_folds(demo_world):
     """carve_validation on the demo's own folds (every scheme, every test fold): validation holds
     val_fraction ± 2 points of the training pedons, never a whole training fold, never the test."""
-    from misomap.config_base import StorageConfig
+    from misomap.core.config_base import StorageConfig
     from misomap.jobs.demo import fold_scales
-    from misomap.jobs.evaluation_config import LabelsConfig
-    from misomap.jobs.labels import read_labels
-    from misomap.models.folds import carve_validation, scheme_columns
+    from misomap.evaluation.config import LabelsConfig
+    from misomap.labels.pedons import read_labels
+    from misomap.labels.folds import carve_validation, scheme_columns
 
     pedons = read_labels(LabelsConfig(world=str(demo_world)), StorageConfig())
     pedons = pedons.assign(x=pedons.geometry.x, y=pedons.geometry.y)

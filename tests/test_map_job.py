@@ -17,7 +17,7 @@ import yaml
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
 from misomap.cube.store import COMPLETE_KEY
-from misomap.jobs.map_store import MapStoreError
+from misomap.mapping.store import MapStoreError
 from misomap.jobs.predict import run_predict
 
 TESTS = Path(__file__).parent
@@ -176,7 +176,7 @@ def test_model_loaded_once_per_worker(cube, tmp_path):
     from distributed import Client, LocalCluster
 
     from misomap.jobs.predict import plan_chunks, predict_chunk, output_grid, ensure_template, zarr_url
-    from misomap.jobs import predictors
+    from misomap.mapping.predictors import api as predictors
 
     cfg = run_config(cube, tmp_path / "once")
     grid = output_grid(cfg)

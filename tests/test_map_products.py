@@ -19,11 +19,11 @@ import pytest
 import xarray as xr
 import zarr
 
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
-from misomap.jobs.map_export import MapExportError, stac_ids
-from misomap.jobs.map_layers import LAYERS, MapProbabilities, encode_layers
+from misomap.mapping.export import MapExportError, stac_ids
+from misomap.mapping.layers import LAYERS, MapProbabilities, encode_layers
 from misomap.jobs.predict import run_predict
 from test_map_job import FACTORY, IMAGERY_PERIOD, write_cube
 
@@ -119,7 +119,7 @@ def test_zarr_metadata_has_only_specified_types_axes_and_crs(workdir, zarr_forma
 
 
 def test_template_write_raises_no_unspecified_dtype_warning(tmp_path):
-    from misomap.jobs.map_store import ensure_template
+    from misomap.mapping.store import ensure_template
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -232,7 +232,7 @@ def test_cogs_name_classes_and_bands_for_gdal(workdir):
 
 
 def test_class_cog_written_without_palette_warning(workdir, tmp_path):
-    from misomap.jobs.map_export import write_cog
+    from misomap.mapping.export import write_cog
 
     group = zarr.open_group(workdir / "maps" / "v3" / "map.zarr", mode="r")
     layer = next(lyr for lyr in LAYERS if lyr.name == "soil_order_class")
@@ -409,7 +409,7 @@ def test_catalog_copied_to_s3_resolves_every_asset_and_link(workdir, s3_server, 
 
 
 def test_links_relative_on_one_store_absolute_urls_across_stores(tmp_path):
-    from misomap.jobs.map_export import link_href
+    from misomap.mapping.export import link_href
 
     item_dir = "s3://b/run/maps/rf/stac/x"
     assert link_href("s3://b/run/cube.zarr", item_dir) == "../../../../cube.zarr"

@@ -18,8 +18,8 @@ from misomap.cli import app
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
 from misomap.cube.store import COMPLETE_KEY, template
-from misomap.errors import ConfigError
-from misomap.jobs.evaluate import check_predictions
+from misomap.core.errors import ConfigError
+from misomap.evaluation.scores import check_predictions
 from misomap.jobs.train_miso import MisoJobError, load_arrays, run_pretrain, run_train_miso
 from misomap.models.miso.config import MisoConfig
 from misomap.models.miso.model import MisoModel

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from misomap.cube.grid import Grid
-from misomap.models.folds import FoldsError, carve_validation
+from misomap.labels.folds import FoldsError, carve_validation
 from misomap.models.miso.config import (CropConfig, EncoderConfig, LiifConfig, LocationConfig, MisoConfig,
                                         TrainConfig)
 from misomap.models.miso.crops import CropSampler, Points

@@ -24,7 +24,7 @@ from pyproj import Transformer
 
 from cube_fixtures import X0, Y1, cube_section, write_source_world
 from misomap.config import config_from_dict
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.jobs.regenerate import RegenerateError, run_regenerate
 from misomap.publish import versions
 from misomap.publish.versions import PublishError

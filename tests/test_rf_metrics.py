@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from misomap.config import RunConfig
-from misomap.jobs.evaluate import EvaluationError, evaluate
-from misomap.jobs.evaluation_config import EvaluationConfig
-from misomap.jobs.labels import SOIL_ORDERS
-from misomap.jobs.report import write_report
+from misomap.evaluation.scores import EvaluationError, evaluate
+from misomap.evaluation.config import EvaluationConfig
+from misomap.labels.pedons import SOIL_ORDERS
+from misomap.evaluation.report import write_report
 from misomap.models.metrics import binary_metrics, confusion, mean_sd, multiclass_metrics
 
 
@@ -118,7 +118,7 @@ def test_prediction_for_unknown_pedon_named():
 
 
 def test_predictions_must_use_the_shared_folds():
-    from misomap.jobs.evaluate import check_against_folds
+    from misomap.evaluation.scores import check_against_folds
 
     preds, _ = _any_model_predictions(30)
     folds = (preds[preds["target"] == "permafrost"]

@@ -148,7 +148,7 @@ def test_foreign_estimator_and_garbage_refused():
 ])
 def test_bad_config_sections_named(section, match):
     from misomap.config import config_from_dict
-    from misomap.errors import ConfigError
+    from misomap.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=match):
         config_from_dict(section)

@@ -19,8 +19,8 @@ from misomap.cli import app
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
 from misomap.cube.store import COMPLETE_KEY, template
-from misomap.jobs.labels import LabelsError, read_labels
-from misomap.jobs.training_table import TrainingTableError, sample_cube
+from misomap.labels.pedons import LabelsError, read_labels
+from misomap.labels.training_table import TrainingTableError, sample_cube
 
 RES, SIZE, CHUNK = 250.0, 160, 64  # 40 km square, chunks that do not divide it
 GRID = Grid("EPSG:3338", RES, 200_000.0, 1_500_000.0, 200_000.0 + SIZE * RES, 1_500_000.0 + SIZE * RES)

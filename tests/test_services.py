@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from misomap.errors import ServiceError
+from misomap.core.errors import ServiceError
 from misomap.services.process import ManagedProcess
 
 

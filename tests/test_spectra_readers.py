@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from misomap.cli import app
-from misomap.jobs.spectral_store import import_library
+from misomap.spectral.store import import_library
 from misomap.spectra.config import AxisSpec, NINE_PROPERTIES
 from misomap.spectra.errors import LibraryFormatError, SpectralError
 from misomap.spectra.library import read_library

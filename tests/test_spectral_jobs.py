@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from misomap.cli import app
 from misomap.config import RunConfig, config_from_dict
-from misomap.jobs.spectral import prepare, train_spectral
-from misomap.jobs.spectral_limesoda import evaluate_limesoda, plan_limesoda, run_limesoda
-from misomap.jobs.spectral_embed import EmbeddingOutputError, embed_chunk, embed_spectra, make_plan, open_output
-from misomap.jobs.spectral_store import load_models
+from misomap.spectral.training import prepare, train_spectral
+from misomap.spectral.limesoda import evaluate_limesoda, plan_limesoda, run_limesoda
+from misomap.spectral.embed import EmbeddingOutputError, embed_chunk, embed_spectra, make_plan, open_output
+from misomap.spectral.store import load_models
 from misomap.jobs.verify import verify
 from misomap.spectra.config import AxisSpec, SpectralConfig
 from misomap.spectra.errors import (MissingPropertyError, SampleIdMismatchError, SpectralError, SpectralGridError,
@@ -336,7 +336,7 @@ def test_limesoda_cross_set_pretraining_never_sees_the_test_fold(monkeypatch):
 
 
 def test_pretraining_library_larger_than_memory_streams_chunk_by_chunk(tmp_path, monkeypatch):
-    import misomap.jobs.spectral as job
+    import misomap.spectral.training as job
 
     reads = []
     real = job.read_sensor

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from misomap.jobs.spectral import prepare
+from misomap.spectral.training import prepare
 from misomap.models.spectral import metrics as m
 from misomap.models.spectral.nir import NIRArch, fit_nir_encoder, nir_from_arch, nir_to_mir
 from misomap.models.spectral.regressors import (TRUSTED_TYPES, PropertyRegressor, ilr, ilr_inverse,

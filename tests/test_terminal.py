@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import logging, sys
-from misomap.log import setup_logging
+from misomap.core.log import setup_logging
 from misomap.jobs.cluster import dask_client
 
 def main():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.config import config_from_dict
 
 CHROMIUM = "/usr/bin/chromium"

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 
-from misomap.errors import MissingObjectError, StorageError, StorageWriteError, redact
+from misomap.core.errors import MissingObjectError, StorageError, StorageWriteError, redact
 
 if TYPE_CHECKING:
     import zarr
 
-    from misomap.config_base import StorageConfig
+    from misomap.core.config_base import StorageConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 import zarr
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.errors import CubeStorageError
 

@@ -19,11 +19,11 @@ import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.grid import Grid
-from misomap.errors import IncompleteInputError, OwnershipError, StorageWriteError
+from misomap.core.errors import IncompleteInputError, OwnershipError, StorageWriteError
 
 log = logging.getLogger(__name__)
 

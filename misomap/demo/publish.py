@@ -13,7 +13,7 @@ import numpy as np
 from affine import Affine
 from rasterio.io import MemoryFile
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target, is_remote
 from misomap.demo.spec import DemoWorldError
 

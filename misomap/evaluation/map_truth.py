@@ -19,11 +19,11 @@ import xarray as xr
 from scipy.spatial import cKDTree
 from sklearn.metrics import precision_recall_fscore_support
 
-from misomap.classes import SOIL_ORDERS
-from misomap.config_base import StorageConfig
+from misomap.core.classes import SOIL_ORDERS
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
-from misomap.errors import MisomapError
-from misomap.jobs.labels import read_geoparquet
+from misomap.core.errors import MisomapError
+from misomap.labels.pedons import read_geoparquet
 
 log = logging.getLogger(__name__)
 

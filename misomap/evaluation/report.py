@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from misomap.core.storage import Target  # noqa: E402
-from misomap.jobs.evaluate import TargetEvaluation  # noqa: E402
+from misomap.evaluation.scores import TargetEvaluation  # noqa: E402
 
 if TYPE_CHECKING:
     from misomap.config import RunConfig

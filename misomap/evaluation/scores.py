@@ -5,7 +5,7 @@ A model hands in one predictions table (`<workdir>/models/<model>/predictions.pa
 
     pedon_id (str), target ('permafrost' | 'soil_order'), scheme (a folds.parquet column),
     fold (int), y_true (str class label), y_pred (str), p_<class> (float) for every class of
-    the target (permafrost classes '0', '1'; soil orders by name, see misomap.jobs.labels.TARGETS).
+    the target (permafrost classes '0', '1'; soil orders by name, see misomap.labels.pedons.TARGETS).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from misomap.core.storage import Target
-from misomap.errors import MisomapError
-from misomap.jobs.evaluation_config import EvaluationConfig
-from misomap.jobs.labels import TARGETS
-from misomap.jobs.training_table import read_training
-from misomap.models.folds import distance_to_training, scheme_columns
+from misomap.core.errors import MisomapError
+from misomap.evaluation.config import EvaluationConfig
+from misomap.labels.pedons import TARGETS
+from misomap.labels.training_table import read_training
+from misomap.labels.folds import distance_to_training, scheme_columns
 from misomap.models.metrics import (binary_metrics, confusion, mean_sd, multiclass_calibration,
                                     multiclass_metrics, reliability)
 
@@ -207,7 +207,7 @@ def read_predictions(location: str, config: RunConfig) -> pd.DataFrame:
 
 def run_evaluation(config: RunConfig, model: str = "rf") -> str:
     """Regenerate a model's report from its saved predictions; returns the report's location."""
-    from misomap.jobs.report import write_report  # report imports this module
+    from misomap.evaluation.report import write_report  # report imports this module
 
     mdir = model_dir(config.workdir, model)
     preds_loc = f"{mdir}/predictions.parquet"

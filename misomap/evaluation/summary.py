@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from misomap.config import RunConfig
-from misomap.errors import MissingObjectError
-from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-from misomap.jobs.training_table import read_training
+from misomap.core.errors import MissingObjectError
+from misomap.evaluation.scores import evaluate, model_dir, read_predictions
+from misomap.labels.training_table import read_training
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def format_table(figures: list[ModelFigures], extra: dict[str, dict[str, float]]
 def map_figures(maps: dict[str, str], world: str) -> dict[str, dict[str, float]]:
     """Each model's map against the demo world's truth rasters, over all land it covers:
     {model: {column title: value}} for `format_table`'s extra columns."""
-    from misomap.jobs.map_truth import map_vs_truth
+    from misomap.evaluation.map_truth import map_vs_truth
 
     out = {}
     for model, url in maps.items():

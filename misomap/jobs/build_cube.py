@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
-from misomap.config_base import GatewayConfig, StorageConfig
+from misomap.core.config_base import GatewayConfig, StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.build import build_chunk, cube_grid, search_bbox
 from misomap.cube.config import CubeConfig

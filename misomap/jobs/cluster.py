@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from misomap.config_base import GatewayConfig
-from misomap.errors import ConfigError, ServiceError, one_line
+from misomap.core.config_base import GatewayConfig
+from misomap.core.errors import ConfigError, ServiceError, one_line
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from misomap.cube.grid import Grid
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 
 class CubeReadError(MisomapError):

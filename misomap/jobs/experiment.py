@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
     from misomap.jobs.demo import _same_world, demo_run_config, demo_scheme
-    from misomap.jobs.map_truth import map_vs_truth
+    from misomap.evaluation.map_truth import map_vs_truth
     from misomap.jobs.predict import run_predict, with_map, zarr_url
     from misomap.jobs.train_miso import run_pretrain, run_train_miso
     from misomap.jobs.train_rf import train_rf
@@ -99,10 +99,10 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 def fold_scores(config, models: list[str]) -> pd.DataFrame:
     """Per-fold metrics of every model with predictions, each scheme restricted to the folds every
     model ran on, with the training seconds of each fold."""
-    from misomap.errors import MissingObjectError
-    from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
+    from misomap.core.errors import MissingObjectError
+    from misomap.evaluation.scores import evaluate, model_dir, read_predictions
     from misomap.jobs.train_miso import _common_folds, fold_seconds
-    from misomap.jobs.training_table import read_training
+    from misomap.labels.training_table import read_training
 
     table, _ = read_training(config)
     preds = {}

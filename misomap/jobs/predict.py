@@ -22,18 +22,18 @@ from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, Grid, plan_chunks
 from misomap.cube.store import require_complete
-from misomap.errors import ConfigError, MisomapError, one_line
+from misomap.core.errors import ConfigError, MisomapError, one_line
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
 from misomap.jobs.cube_window import cube_grid, read_window
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import encode_layers
-from misomap.jobs.map_store import check_map_owned, ensure_template, mark_map_complete, write_chunk
-from misomap.jobs.predictors import MapPredictor, PredictorError, get_predictor, model_digest
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import encode_layers
+from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete, write_chunk
+from misomap.mapping.predictors.api import MapPredictor, PredictorError, get_predictor, model_digest
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def with_map(config: RunConfig, model: str, model_path: str) -> RunConfig:
     """The run with a map section for `model`: the configured map settings if any, else defaults;
     the cube from the run (map.cube, else the cube section's output), the output
     `<workdir>/maps/<model>`."""
-    from misomap.jobs.training_table import cube_location
+    from misomap.labels.training_table import cube_location
 
     base = config.map.model_dump() if config.map is not None else {"cube": cube_location(config)}
     section = MapConfig.model_validate({**base, "model": model, "model_path": model_path,
@@ -175,7 +175,7 @@ def _discard_map(cfg: MapConfig, storage: StorageConfig) -> None:
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then mark the store complete and export
     COGs, a quicklook and, last, STAC."""
-    from misomap.jobs.map_export import check_exportable, export_all
+    from misomap.mapping.export import check_exportable, export_all
     from misomap.viewer.publish import write_viewer
 
     cfg = map_config(config)

@@ -24,7 +24,7 @@ import fsspec
 from tqdm import tqdm
 
 from misomap import __version__
-from misomap.classes import SOIL_ORDERS
+from misomap.core.classes import SOIL_ORDERS
 from misomap.config import RunConfig
 from misomap.cube.build import _overlapping, build_chunk, cube_grid, search_bbox
 from misomap.cube.config import CubeConfig
@@ -33,14 +33,14 @@ from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import consolidate, stored_lineage, template, write_region, write_template
-from misomap.errors import ConfigError, MisomapError
+from misomap.core.errors import ConfigError, MisomapError
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import LAYERS
-from misomap.jobs.map_store import MapStoreError, ensure_template
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import LAYERS
+from misomap.mapping.store import MapStoreError, ensure_template
 from misomap.jobs.predict import context_bounds, predict_chunk, run_hash, zarr_url
-from misomap.jobs.predictors import get_predictor, model_digest
+from misomap.mapping.predictors.api import get_predictor, model_digest
 from misomap.plan.plan import RegionPlan, StageCost, estimate, make_plan, statewide_grid
 from misomap.publish import versions
 
@@ -311,7 +311,7 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
         stages += [StageReport("cube", len(cube_todo), len(plan.cube_chunks) - len(cube_todo), "chunks"),
                    StageReport("predict", len(map_todo), len(plan.map_chunks) - len(map_todo), "chunks")]
         if map_todo or not _has_exports(wconfig):
-            from misomap.jobs.map_export import export_all
+            from misomap.mapping.export import export_all
             from misomap.viewer.publish import write_viewer
 
             export_all(wconfig, plan.map_grid)

@@ -25,16 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.crops import LazyBands, band_mean_std, open_bands
 from misomap.cube.grid import Grid
 from misomap.cube.store import open_cube
-from misomap.errors import ConfigError, MisomapError, MissingObjectError
-from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-from misomap.jobs.labels import write_parquet
-from misomap.jobs.training_table import cube_grid, cube_location, read_training
-from misomap.models.folds import carve_validation, scheme_columns
+from misomap.core.errors import ConfigError, MisomapError, MissingObjectError
+from misomap.evaluation.scores import evaluate, model_dir, read_predictions
+from misomap.labels.pedons import write_parquet
+from misomap.labels.training_table import cube_grid, cube_location, read_training
+from misomap.labels.folds import carve_validation, scheme_columns
 from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points
 from misomap.models.miso.model import MisoModel, parameter_count
@@ -182,7 +182,7 @@ def label_points(table: pd.DataFrame) -> Points:
 
 def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points, scheme: str,
                     fold: int, tasks: list[str]) -> pd.DataFrame:
-    """Test-fold predictions in the layout of misomap.jobs.evaluate (nodata pedons left out)."""
+    """Test-fold predictions in the layout of misomap.evaluation.scores (nodata pedons left out)."""
     frames = []
     ok = pred["valid"]
     if "permafrost" in tasks:
@@ -413,7 +413,7 @@ def _comparison_png(df: pd.DataFrame) -> bytes:
 
 def run_train_miso(config: RunConfig) -> MisoOutputs:
     """Cross-validate MISO and its ablations, report, compare with the RF, train the final model."""
-    from misomap.jobs.report import write_report
+    from misomap.evaluation.report import write_report
 
     cfg = miso_section(config)
     table, folds = read_training(config)

@@ -22,10 +22,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from misomap.core.storage import Target
-from misomap.jobs.evaluate import model_dir, run_evaluation
-from misomap.jobs.labels import TARGETS, write_parquet
-from misomap.jobs.training_table import build_training_table, feature_bands, read_training
-from misomap.models.folds import FoldsError, carve_validation, scheme_columns
+from misomap.evaluation.scores import model_dir, run_evaluation
+from misomap.labels.pedons import TARGETS, write_parquet
+from misomap.labels.training_table import build_training_table, feature_bands, read_training
+from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
 from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
 from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
 
@@ -94,7 +94,7 @@ def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndar
 def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, features: list[str],
                    config: RunConfig) -> tuple[pd.DataFrame, list[dict[str, float]]]:
     """Out-of-fold predictions of `target` for every scheme in `folds` (predictions layout of
-    misomap.jobs.evaluate) and each fold's decision offsets by class; a fold whose training part has one
+    misomap.evaluation.scores) and each fold's decision offsets by class; a fold whose training part has one
     class is skipped with a warning."""
     classes = list(TARGETS[target])
     fold_of = folds.set_index("pedon_id").loc[rows["pedon_id"]]

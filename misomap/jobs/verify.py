@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.grid import Grid, plan_chunks
-from misomap.errors import MisomapError, one_line
+from misomap.core.errors import MisomapError, one_line
 from misomap.jobs.completion import COMPLETE_ATTR
 
 log = logging.getLogger(__name__)

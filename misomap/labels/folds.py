@@ -15,7 +15,7 @@ from sklearn.cluster import DBSCAN, KMeans
 from sklearn.model_selection import GroupKFold, KFold
 
 from misomap.models.baseline_config import FoldsConfig
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import logging
 import geopandas as gpd
 import pandas as pd
 
-from misomap.classes import SOIL_ORDERS
-from misomap.config_base import StorageConfig
+from misomap.core.classes import SOIL_ORDERS
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
-from misomap.errors import MisomapError, MissingObjectError
-from misomap.jobs.evaluation_config import LabelsConfig
+from misomap.core.errors import MisomapError, MissingObjectError
+from misomap.evaluation.config import LabelsConfig
 
 log = logging.getLogger(__name__)
 

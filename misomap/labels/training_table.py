@@ -17,13 +17,13 @@ import xarray as xr
 from misomap.core.storage import Target
 from misomap.cube.grid import Grid
 from misomap.cube.store import open_cube
-from misomap.errors import MisomapError
-from misomap.jobs.labels import CRS, read_geoparquet, read_labels, write_parquet
-from misomap.models.folds import make_folds
+from misomap.core.errors import MisomapError
+from misomap.labels.pedons import CRS, read_geoparquet, read_labels, write_parquet
+from misomap.labels.folds import make_folds
 
 if TYPE_CHECKING:
     from misomap.config import RunConfig
-    from misomap.config_base import StorageConfig
+    from misomap.core.config_base import StorageConfig
 
 log = logging.getLogger(__name__)
 

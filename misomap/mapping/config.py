@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from misomap.config_base import Location, StrictModel
+from misomap.core.config_base import Location, StrictModel
 
 
 class MapConfig(StrictModel):

@@ -30,13 +30,13 @@ from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
 from misomap import __version__
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.config import RunConfig
 from misomap.core.storage import Target, is_remote, staging_dir
 from misomap.cube.grid import Grid
-from misomap.errors import MisomapError
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
+from misomap.core.errors import MisomapError
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pys
     """MLM properties of the model that made the map, and one asset per model file (empty when the
     model has no file, e.g. a code-only custom predictor)."""
     from misomap.jobs.predict import map_config
-    from misomap.jobs.predictors import _files, get_predictor
+    from misomap.mapping.predictors.api import _files, get_predictor
 
     cfg = map_config(config)
     files = _files(cfg)

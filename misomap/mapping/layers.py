@@ -1,7 +1,7 @@
 """The map's output layers: how model probabilities become compact, self-describing rasters.
 
 Probabilities and uncertainty are stored as uint8 percent (scale_factor 0.01), classes as uint8
-codes with CF flag_values/flag_meanings (names from `misomap.classes`); 255 is nodata everywhere.
+codes with CF flag_values/flag_meanings (names from `misomap.core.classes`); 255 is nodata everywhere.
 Class layers are derived from the stored (rounded) probabilities, so a reader never finds a pixel
 whose stored class disagrees with its stored probabilities.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.special import entr
 
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 
 NODATA = 255
 PROB_SCALE = 0.01

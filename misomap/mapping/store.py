@@ -12,11 +12,11 @@ import xarray as xr
 import zarr
 from pyproj import CRS
 
-from misomap.classes import SOIL_ORDERS
+from misomap.core.classes import SOIL_ORDERS
 from misomap.cube.grid import ChunkWindow, Grid
-from misomap.errors import IncompleteInputError, MisomapError, OwnershipError, StorageWriteError
+from misomap.core.errors import IncompleteInputError, MisomapError, OwnershipError, StorageWriteError
 from misomap.jobs.completion import COMPLETE_ATTR
-from misomap.jobs.map_layers import LAYERS, NODATA, PROB_SCALE
+from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from misomap.config_base import StrictModel
+from misomap.core.config_base import StrictModel
 
 
 class FoldsConfig(StrictModel):

@@ -30,8 +30,8 @@ import fsspec
 import pystac
 from fsspec.implementations.local import LocalFileSystem
 
-from misomap.config_base import StorageConfig
-from misomap.errors import MisomapError
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
 MANIFEST, POINTER, CATALOG, ITEM = "version.json", "latest.json", "catalog.json", "item.json"

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from misomap.config import RunConfig
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
-from misomap.jobs.spectral import prepare
-from misomap.jobs.spectral_store import ensure_library, load_models, spectral_paths, spectral_section
+from misomap.spectral.training import prepare
+from misomap.spectral.store import ensure_library, load_models, spectral_paths, spectral_section
 from misomap.models.spectral.nir import nir_from_arch, nir_to_mir
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.models.spectral.serialization import load_state, read_metadata

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from misomap.config import RunConfig
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
-from misomap.errors import MissingObjectError
+from misomap.core.errors import MissingObjectError
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import SpectralLibrary, open_library_group, write_library

@@ -19,8 +19,8 @@ from sklearn.model_selection import KFold
 from tqdm import tqdm
 
 from misomap.config import RunConfig
-from misomap.jobs import spectral_report as report
-from misomap.jobs.spectral_store import ensure_library, save_models, spectral_paths, spectral_section
+from misomap.spectral import report
+from misomap.spectral.store import ensure_library, save_models, spectral_paths, spectral_section
 from misomap.models.spectral import nir as nirmod
 from misomap.models.spectral import vae as vaemod
 from misomap.models.spectral.metrics import metrics_table
@@ -169,7 +169,7 @@ class TrainResult:
 
 def train_spectral(cfg: RunConfig) -> TrainResult:
     """Train, evaluate, save and report; see the module docstring."""
-    from misomap.jobs.spectral_limesoda import plan_limesoda, run_limesoda  # it builds on this module
+    from misomap.spectral.limesoda import plan_limesoda, run_limesoda  # it builds on this module
 
     sc = spectral_section(cfg)
     torch.set_num_threads(sc.torch_threads)
@@ -356,7 +356,7 @@ def _write_report(folder: Path, sc: SpectralConfig, metrics: pd.DataFrame, lime:
         ("Cross-validation on the training set, per property", metrics[metrics.split == "cv"].drop(columns="split")),
     ]
     if lime is not None:
-        from misomap.jobs.spectral_limesoda import mean_ccc_table, verdict_lines
+        from misomap.spectral.limesoda import mean_ccc_table, verdict_lines
 
         lime.to_csv(folder / "limesoda_metrics.csv", index=False)
         report.plot_metric_bars(lime, "ccc", "dataset", folder / "limesoda_ccc.png")

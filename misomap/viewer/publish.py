@@ -19,11 +19,11 @@ import geopandas as gpd
 import pandas as pd
 from pyproj import CRS
 
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.core.storage import Target
 from misomap.cube.grid import Grid
-from misomap.errors import MisomapError
-from misomap.jobs.map_layers import CLASS_COLOURS, LAYERS, NODATA
+from misomap.core.errors import MisomapError
+from misomap.mapping.layers import CLASS_COLOURS, LAYERS, NODATA
 
 if TYPE_CHECKING:
     from misomap.config import RunConfig
@@ -97,9 +97,9 @@ def pedons_geojson(table: pd.DataFrame, folds: pd.DataFrame) -> dict[str, Any]:
 
 def _training(config: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The run's training table and folds (the pedons its models were scored on), if saved."""
-    from misomap.errors import MissingObjectError
-    from misomap.jobs.labels import LabelsError
-    from misomap.jobs.training_table import read_training
+    from misomap.core.errors import MissingObjectError
+    from misomap.labels.pedons import LabelsError
+    from misomap.labels.training_table import read_training
 
     try:
         return read_training(config)

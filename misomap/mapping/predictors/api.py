@@ -11,11 +11,11 @@ from typing import Protocol
 
 import numpy as np
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
-from misomap.errors import MisomapError, MissingObjectError
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import MapProbabilities
+from misomap.core.errors import MisomapError, MissingObjectError
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import MapProbabilities
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ class PredictorKind:
 
 def _kind(name: str) -> PredictorKind:
     if name == "rf":
-        from misomap.jobs import rf_predictor
+        from misomap.mapping.predictors import rf as rf_predictor
 
         return PredictorKind(rf_predictor.model_files, rf_predictor.load_rf_predictor)
     if name == "miso":
-        from misomap.jobs import miso_predictor
+        from misomap.mapping.predictors import miso as miso_predictor
 
         return PredictorKind(miso_predictor.model_files, miso_predictor.load_miso_predictor)
     module, _, attr = name.partition(":")

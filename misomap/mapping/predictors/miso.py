@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from misomap.classes import SOIL_ORDERS
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import MapProbabilities
-from misomap.jobs.predictors import PredictorError
+from misomap.core.classes import SOIL_ORDERS
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import MapProbabilities
+from misomap.mapping.predictors.api import PredictorError
 from misomap.models.miso.config import MisoConfig
 from misomap.models.miso.dense import DenseMiso
 from misomap.models.miso.model import MisoModel

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from misomap.classes import SOIL_ORDERS
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import MapProbabilities
+from misomap.core.classes import SOIL_ORDERS
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import MapProbabilities
 from misomap.models.rf import RFModel, loads_model, predict_chunk
 
 TARGET_FILES = {"permafrost": "permafrost.skops", "soil_order": "soil_order.skops"}
