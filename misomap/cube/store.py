@@ -1,5 +1,5 @@
 """The cube on disk or S3 (docs/contracts.md §2): template, chunk-region writes, completion records,
-consolidation, and `open_cube` for readers.
+and consolidation (readers open cubes through cube/reader.py).
 
 Completion records live beside the cube (`<out>.progress/`), one small JSON per finished chunk,
 because chunk files cannot tell "done" (all-NaN chunks are never written).
@@ -220,14 +220,3 @@ class CompletionRecords:
             if rec.get("fingerprint") == self.fingerprint:
                 names.add(rec["name"])
         return names
-
-
-def open_cube(location: str, storage: StorageConfig, complete: bool = True) -> xr.Dataset:
-    """Open a built cube lazily (consolidated metadata), for the model and map jobs; an unfinished
-    cube is refused unless `complete` is False (the builder's own quicklook)."""
-    if complete:
-        require_complete(location, storage)
-    try:
-        return xr.open_zarr(Target(location, storage).zarr_store(read_only=True), consolidated=True)
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as err:
-        raise CubeStorageError(f"no finished cube at {location!r} ({err}): run `misomap cube build`") from None

@@ -19,7 +19,7 @@ from misomap import __version__
 from misomap.config import RunConfig
 from misomap.core.config_base import GatewayConfig, StorageConfig
 from misomap.core.storage import Target
-from misomap.cube.build import build_chunk, cube_grid, search_bbox
+from misomap.cube.build import build_chunk, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError, StacSearchError
 from misomap.cube.grid import ChunkWindow, Grid, plan_chunks
@@ -60,7 +60,7 @@ def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict:
     lineage = {
         "software": f"misomap {__version__}",
         "stac_url": stac_url,
-        "search": {"bbox": list(search_bbox(cube_grid(cfg))), "datetime": cfg.datetime,
+        "search": {"bbox": list(search_bbox(planned_grid(cfg))), "datetime": cfg.datetime,
                    "seasons": {k: [v.start, v.end] for k, v in cfg.seasons.items()},
                    "sources": [f.source.model_dump(mode="json") for f in found]},
         "items": {f.source.collection: f.item_ids() for f in found},
@@ -143,7 +143,7 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     if config.stac.url is None:
         raise CubeError("stac.url is not set: the cube builder searches a STAC API")
     storage = config.storage
-    grid = cube_grid(cfg)
+    grid = planned_grid(cfg)
     check_writable(cfg.out, storage)  # a missing bucket or refused access, named, before anything else
     check_owned(cfg.out, storage)  # before anything is searched or written
     signer = load_signer(cfg.sign) if cfg.sign else None

@@ -13,11 +13,9 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import xarray as xr
 from tqdm import tqdm
 
 from misomap import __version__
@@ -25,11 +23,11 @@ from misomap.config import RunConfig
 from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, Grid, plan_chunks
+from misomap.cube.reader import cube_grid, open_cube_cached, read_window
 from misomap.cube.store import require_complete
 from misomap.core.errors import ConfigError, MisomapError, one_line
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.jobs.cube_window import cube_grid, read_window
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import encode_layers
 from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete, write_chunk
@@ -84,21 +82,10 @@ def progress_url(cfg: MapConfig) -> str:
     return f"{cfg.output}/_progress/map"
 
 
-@lru_cache(maxsize=4)
-def _open_cube(url: str, options_json: str) -> xr.Dataset:
-    options = json.loads(options_json)
-    return xr.open_zarr(url, storage_options=options or None, consolidated=None)
-
-
-def open_cube_cached(url: str, storage_options: dict[str, Any]) -> xr.Dataset:
-    """The cube opened lazily once per process."""
-    return _open_cube(url, json.dumps(storage_options, sort_keys=True))
-
-
 def output_grid(config: RunConfig) -> Grid:
     """The map grid: the cube's bounds at the configured (or the cube's) resolution."""
     cfg = map_config(config)
-    cgrid = cube_grid(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)))
+    cgrid = cube_grid(open_cube_cached(cfg.cube, config.storage))
     if cfg.resolution is None or cfg.resolution == cgrid.resolution:
         return cgrid
     return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
@@ -122,7 +109,7 @@ def predict_chunk(region: ChunkWindow, config: RunConfig) -> dict[str, Any]:
     predictor = get_predictor(cfg, config.storage)
     grid = output_grid(config)
     sub = grid.window(region.row0, region.col0, region.height, region.width)
-    cube = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))
+    cube = open_cube_cached(cfg.cube, config.storage)
     window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
     probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
     layers = encode_layers(probs)
@@ -157,7 +144,7 @@ def check_inputs(config: RunConfig) -> str:
         where = cfg.model_path or cfg.model
         raise PredictorError(f"cannot load the {cfg.model!r} model from {where}: {type(err).__name__}: "
                              f"{one_line(err)}; retrain it or fix map.model_path") from None
-    bands = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))["band"].values.tolist()
+    bands = open_cube_cached(cfg.cube, config.storage)["band"].values.tolist()
     missing = [b for b in predictor.bands if b not in bands]
     if missing:
         raise PredictorError(f"cube {cfg.cube} lacks bands the {cfg.model!r} model needs: {missing}; "

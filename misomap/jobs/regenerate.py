@@ -26,7 +26,7 @@ from tqdm import tqdm
 from misomap import __version__
 from misomap.core.classes import SOIL_ORDERS
 from misomap.config import RunConfig
-from misomap.cube.build import _overlapping, build_chunk, cube_grid, search_bbox
+from misomap.cube.build import _overlapping, build_chunk, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError
 from misomap.cube.grid import ChunkWindow, Grid
@@ -108,7 +108,7 @@ def region_plan(config: RunConfig, statewide: bool = False, resolution: float | 
     if statewide or cfg.area == "alaska":
         grid = statewide_grid(res)
     else:
-        grid = Grid.aligned(cfg.crs, res, cube_grid(cfg).bounds)
+        grid = Grid.aligned(cfg.crs, res, planned_grid(cfg).bounds)
     map_res = res if resolution or config.map is None or config.map.resolution is None else config.map.resolution
     chunk_px = config.map.chunk_px if config.map else MapConfig.model_fields["chunk_px"].default
     return make_plan(grid, cfg.chunk, map_res, chunk_px, len(cfg.band_names()), map_bytes_per_px(),

@@ -29,11 +29,11 @@ from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.crops import LazyBands, band_mean_std, open_bands
 from misomap.cube.grid import Grid
-from misomap.cube.store import open_cube
+from misomap.cube.reader import cube_data, cube_grid, open_cube
 from misomap.core.errors import ConfigError, MisomapError, MissingObjectError
 from misomap.evaluation.scores import evaluate, model_dir, read_predictions
 from misomap.labels.pedons import write_parquet
-from misomap.labels.training_table import cube_grid, cube_location, read_training
+from misomap.labels.training_table import cube_location, read_training
 from misomap.labels.folds import carve_validation, scheme_columns
 from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points
@@ -109,10 +109,7 @@ def miso_section(config: RunConfig) -> MisoConfig:
 def load_arrays(config: RunConfig, cfg: MisoConfig) -> CubeArrays:
     """Open the imagery and covariate bands of the cube lazily (crops read chunk by chunk, cached)."""
     location = cube_location(config)
-    ds = open_cube(location, config.storage)
-    if "data" not in ds or ds["data"].dims != ("band", "y", "x"):
-        raise MisoJobError(f"{location}: no `data` variable (band, y, x); variables {list(ds.data_vars)}")
-    data = ds["data"]
+    data = cube_data(open_cube(location, config.storage), location)
     names = [str(b) for b in data["band"].values]
 
     def read(enc: EncoderConfig | None, which: str) -> LazyBands | None:

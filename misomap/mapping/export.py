@@ -84,10 +84,11 @@ def _iso(value: str, time_of_day: str) -> str:
 
 def check_exportable(config: RunConfig) -> None:
     """Refuse before any work a cube whose map could not carry true dates."""
-    from misomap.jobs.predict import map_config, open_cube_cached
+    from misomap.cube.reader import open_cube_cached
+    from misomap.jobs.predict import map_config
 
     cfg = map_config(config)
-    imagery_period(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)), cfg.cube)
+    imagery_period(open_cube_cached(cfg.cube, config.storage), cfg.cube)
 
 
 def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
@@ -278,11 +279,12 @@ def write_stac(config: RunConfig, grid: Grid, run_hash: str, fs: fsspec.Abstract
                out: Path) -> None:
     """A self-contained STAC collection (relative hrefs) with one item per map run: the Zarr store,
     every COG (with band and class names), the quicklook and the model file(s) as assets."""
-    from misomap.jobs.predict import map_config, open_cube_cached
+    from misomap.cube.reader import open_cube_cached
+    from misomap.jobs.predict import map_config
 
     cfg = map_config(config)
     collection_id, item_id = stac_ids(config, run_hash)
-    start, end = imagery_period(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)), cfg.cube)
+    start, end = imagery_period(open_cube_cached(cfg.cube, config.storage), cfg.cube)
     bbox = _lonlat_bbox(grid)
     geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]],
                                                     [bbox[2], bbox[3]], [bbox[0], bbox[3]],
