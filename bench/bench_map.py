@@ -216,7 +216,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
     from misomap.config import config_from_dict
     from misomap.cube.grid import plan_chunks
     from misomap.mapping import chunk as job
-    from misomap.jobs.cube_window import cube_grid, read_window
+    from misomap.cube.reader import cube_grid, open_cube_cached, read_window
     from misomap.mapping.layers import encode_layers
     from misomap.mapping.store import ensure_template, write_chunk
     from misomap.mapping.predictors.api import get_predictor
@@ -233,9 +233,9 @@ def profile_chunk(chunk: int) -> dict[str, float]:
         grid = job.output_grid(cfg.map, cfg.storage)
         ensure_template(job.zarr_url(cfg.map), {}, grid, chunk, 3, {}, "bench")
         region = plan_chunks(grid, chunk)[4]  # the centre chunk: a full halo of real data
-        pred = get_predictor(cfg.map, {})
+        pred = get_predictor(cfg.map, cfg.storage)
         torch.set_num_threads(1)
-        cube = job.open_cube_cached(cfg.map.cube, {})
+        cube = open_cube_cached(cfg.map.cube, cfg.storage)
         sub = grid.window(region.row0, region.col0, region.height, region.width)
         bounds = job.context_bounds(cube_grid(cube), sub, pred)
         pred.predict(read_window(cube, pred.bands, bounds).values[:, :64, :64], *_coords(bounds, 64))  # warm

@@ -10,7 +10,7 @@ import pytest
 
 from misomap.config import config_from_dict
 from misomap.cube import composite
-from misomap.cube.build import cube_grid
+from misomap.cube.build import planned_grid
 from misomap.cube.grid import plan_chunks
 from misomap.cube.config import CubeConfig, SourceConfig
 from misomap.cube.errors import CubeError, SourceItemError
@@ -100,7 +100,7 @@ def test_secret_in_cube_section_refused():
 
 
 def test_named_area_grid_is_aligned_and_chunks_cover_it_once():
-    grid = cube_grid(cube(bbox=None, area="fairbanks", resolution=30.0))
+    grid = planned_grid(cube(bbox=None, area="fairbanks", resolution=30.0))
     assert grid.crs == "EPSG:3338" and grid.xmin % 30 == 0 and grid.ymax % 30 == 0
     chunks = plan_chunks(grid, 1024)
     assert sum(c.height * c.width for c in chunks) == grid.height * grid.width

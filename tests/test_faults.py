@@ -177,7 +177,7 @@ def test_verify_map_store(reference_cube, tmp_path, monkeypatch):
 def test_staging_of_a_killed_run_is_removed_and_own_staging_always_cleaned(tmp_path, monkeypatch):
     import tempfile
 
-    from misomap.storage import staging_dir
+    from misomap.core.storage import staging_dir
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.Popen(["true"])

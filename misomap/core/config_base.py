@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+
 SECRET_FIELD_NAMES = frozenset(
     {
         "key",
@@ -25,6 +26,11 @@ SECRET_FIELD_NAMES = frozenset(
 )
 _URL_RE = re.compile(r"^(https?)://[^\s/:]+(:\d{1,5})?(/\S*)?$")
 _LOCATION_SCHEMES = ("s3://", "file://", "http://", "https://")
+
+
+def is_remote(location: str) -> bool:
+    """True for object-store or http locations, False for local paths (plain or file://)."""
+    return "://" in location and not location.startswith("file://")
 
 
 def _check_http_url(value: str) -> str:
@@ -79,11 +85,6 @@ def overlaps(a: str, b: str) -> bool:
 
     x, y = norm(a), norm(b)
     return x == y or x.startswith(y + "/") or y.startswith(x + "/")
-
-
-def is_remote(location: str) -> bool:
-    """True for object-store or http locations, False for local paths."""
-    return "://" in location and not location.startswith("file://")
 
 
 class StorageConfig(StrictModel):

@@ -23,7 +23,15 @@ class ServiceError(MisomapError):
     """A local service (S3, STAC API, dask-gateway) failed to start or answer; carries its log."""
 
 
-class StorageWriteError(MisomapError):
+class StorageError(MisomapError):
+    """Storage refused a read, write, listing or delete; names the URL (credentials redacted)."""
+
+
+class MissingObjectError(StorageError):
+    """The file or object asked for does not exist; names its URL."""
+
+
+class StorageWriteError(StorageError):
     """An output cannot be written (disk full, read-only, refused); names the path."""
 
 

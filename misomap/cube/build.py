@@ -17,8 +17,8 @@ from misomap.cube.search import FoundItems, datatake
 from misomap.cube.stack import read_window
 
 
-def cube_grid(cfg: CubeConfig) -> Grid:
-    """The output grid: `bounds` as given (in `crs`), or the aligned cover of a bbox / named area."""
+def planned_grid(cfg: CubeConfig) -> Grid:
+    """The grid the configured cube will have: `bounds` as given (in `crs`), or the aligned cover of a bbox / named area."""
     if cfg.bounds is not None:
         return Grid.aligned(cfg.crs, cfg.resolution, cfg.bounds)
     lonlat = cfg.bbox if cfg.bbox is not None else AREAS[cfg.area]  # type: ignore[index]

@@ -14,9 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from misomap.core.config_base import StorageConfig  # noqa: E402
+from misomap.core.errors import MissingObjectError  # noqa: E402
+from misomap.core.storage import Target  # noqa: E402
 from misomap.evaluation.config import EvaluationConfig  # noqa: E402
 from misomap.evaluation.scores import evaluate, model_dir, read_predictions  # noqa: E402
-from misomap.labels.pedons import LabelsError, read_bytes, write_bytes  # noqa: E402
 from misomap.labels.training_table import read_training  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, model
         loc = f"{model_dir(workdir, name)}/predictions.parquet"
         try:
             all_preds[name] = (read_predictions(loc, storage), loc)
-        except LabelsError:
+        except MissingObjectError:
             log.info("no predictions of %s at %s: left out of the comparison", name, loc)
     for name, (preds, loc) in all_preds.items():
         common = common_folds(preds, all_preds)
@@ -58,7 +59,7 @@ def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, model
             per_fold = fold_seconds(common, name)
             params = "–"
             if name != "rf":
-                st = json.loads(read_bytes(f"{model_dir(workdir, name)}/training.json", storage))
+                st = json.loads(Target(f"{model_dir(workdir, name)}/training.json", storage).read_bytes())
                 params = f"{st['parameters']:,}"
             cost.append({"model": name, "seconds": per_fold.mean(), "folds": len(per_fold), "parameters": params})
         for target, ev in evaluate(common, table, rules, source=loc).items():
@@ -68,7 +69,7 @@ def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, model
                              "scheme": r["scheme"], "mean": r["mean"], "sd": r["sd"]})
     df = pd.DataFrame(rows)
     out = f"{model_dir(workdir, out_model)}/comparison"
-    write_bytes(f"{out}.csv", df.to_csv(index=False).encode(), storage)
+    Target(f"{out}.csv", storage).write_bytes(df.to_csv(index=False).encode())
     lines = ["# MISO vs Random Forest", "",
              "Mean ± sd over the test folds of each scheme (models never see their test fold); on each "
              "scheme every model is scored on the same folds (those all models were run on). Class "
@@ -87,9 +88,8 @@ def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, model
     lines += ["## Training cost (this machine)", "",
               "| model | parameters | mean training seconds per fold | folds |", "|---|---|---|---|"]
     lines += [f"| {c['model']} | {c['parameters']} | {c['seconds']:.1f} | {c['folds']} |" for c in cost]
-    write_bytes(f"{out}.md", ("\n".join(lines) + "\n").encode(), storage)
-    write_bytes(f"{out}.png", _comparison_png(df[df["metric"].isin([v[0] for v in COMPARED.values()])]),
-                storage)
+    Target(f"{out}.md", storage).write_bytes(("\n".join(lines) + "\n").encode())
+    Target(f"{out}.png", storage).write_bytes(_comparison_png(df[df["metric"].isin([v[0] for v in COMPARED.values()])]))
     log.info("comparison written to %s.md", out)
     return f"{out}.md"
 

@@ -21,9 +21,9 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from misomap.core.classes import SOIL_ORDERS
 from misomap.core.config_base import StorageConfig
-from misomap.cube.store import zarr_store
+from misomap.core.storage import Target
 from misomap.core.errors import MisomapError
-from misomap.labels.pedons import read_bytes, read_geoparquet
+from misomap.labels.pedons import read_geoparquet
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _truth_raster(world: str, manifest: dict, name: str, storage: StorageConfig)
     if rel is None:
         raise MapTruthError(f"{world}/world.json lists no truth_{name} raster: is it a demo world?")
     loc = f"{world}/{rel}"
-    with rasterio.MemoryFile(read_bytes(loc, storage)) as mem, mem.open() as src:
+    with rasterio.MemoryFile(Target(loc, storage).read_bytes()) as mem, mem.open() as src:
         return src.read(1), tuple(src.transform)[:6]
 
 
@@ -74,9 +74,9 @@ def map_vs_truth(map_url: str, world: str | Path, storage: StorageConfig | None 
     left out and counted in `coverage` (share of land pixels mapped)."""
     storage = storage or StorageConfig()
     world = str(world).rstrip("/")
-    manifest = json.loads(read_bytes(f"{world}/world.json", storage))
+    manifest = json.loads(Target(f"{world}/world.json", storage).read_bytes())
     try:
-        ds = xr.open_zarr(zarr_store(map_url, storage, read_only=True), mask_and_scale=False)
+        ds = xr.open_zarr(Target(map_url, storage).zarr_store(read_only=True), mask_and_scale=False)
     except (FileNotFoundError, KeyError) as err:
         raise MapTruthError(f"no map at {map_url!r} ({err}): run `misomap predict` first") from None
     region, transform = _truth_raster(world, manifest, "region", storage)

@@ -15,9 +15,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from misomap.core.config_base import StorageConfig  # noqa: E402
+from misomap.core.storage import Target  # noqa: E402
 from misomap.evaluation.config import EvaluationConfig  # noqa: E402
 from misomap.evaluation.scores import TargetEvaluation  # noqa: E402
-from misomap.labels.pedons import write_bytes  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +177,17 @@ def write_report(results: dict[str, TargetEvaluation], model: str, out: str,
     """Write report.md (with `notes` up front, after the class-weighting rule of `rules`), the PNGs and
     CSV tables under `out`; returns report.md's location."""
     for target, ev in results.items():
-        write_bytes(f"{out}/{target}_confusion.png", plot_confusions(ev), storage)
-        write_bytes(f"{out}/{target}_recall_distance.png", plot_recall_distance(ev), storage)
-        write_bytes(f"{out}/{target}_regions.png", plot_region_bars(ev), storage)
-        write_bytes(f"{out}/{target}_reliability.png", plot_reliability(ev), storage)
+        Target(f"{out}/{target}_confusion.png", storage).write_bytes(plot_confusions(ev))
+        Target(f"{out}/{target}_recall_distance.png", storage).write_bytes(plot_recall_distance(ev))
+        Target(f"{out}/{target}_regions.png", storage).write_bytes(plot_region_bars(ev))
+        Target(f"{out}/{target}_reliability.png", storage).write_bytes(plot_reliability(ev))
         for name in ("per_fold", "summary", "by_region", "by_zone", "by_distance", "reliability"):
             csv = getattr(ev, name).to_csv(index=False).encode()
-            write_bytes(f"{out}/{target}_{name}.csv", csv, storage)
+            Target(f"{out}/{target}_{name}.csv", storage).write_bytes(csv)
     rule = (f"Class weighting (one rule for every model): `{rules.class_weighting}`; validation for it and "
             f"for early stopping: {rules.val_fraction:.0%} of each fold's training pedons, carved as whole "
             "spatial patches from the training part only.")
     loc = f"{out}/report.md"
-    write_bytes(loc, render_markdown(results, model, [rule, *(notes or [])]).encode(), storage)
+    Target(loc, storage).write_bytes(render_markdown(results, model, [rule, *(notes or [])]).encode())
     log.info("report of %s written to %s", model, loc)
     return loc

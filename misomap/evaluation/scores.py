@@ -19,9 +19,10 @@ import pandas as pd
 
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import MisomapError
+from misomap.core.storage import Target
 from misomap.evaluation.config import EvaluationConfig
 from misomap.labels.folds import distance_to_training, scheme_columns
-from misomap.labels.pedons import TARGETS, read_bytes
+from misomap.labels.pedons import TARGETS
 from misomap.models.metrics import (binary_metrics, confusion, mean_sd, multiclass_calibration,
                                     multiclass_metrics, reliability)
 
@@ -197,4 +198,4 @@ def evaluate(preds: pd.DataFrame, table: pd.DataFrame, cfg: EvaluationConfig,
 
 def read_predictions(location: str, storage: StorageConfig) -> pd.DataFrame:
     """A model's saved predictions table."""
-    return pd.read_parquet(io.BytesIO(read_bytes(location, storage)))
+    return pd.read_parquet(io.BytesIO(Target(location, storage).read_bytes()))

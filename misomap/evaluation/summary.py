@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MissingObjectError
 from misomap.evaluation.config import EvaluationConfig
 from misomap.evaluation.map_truth import map_vs_truth
 from misomap.evaluation.scores import evaluate, model_dir, read_predictions
-from misomap.labels.pedons import LabelsError
 from misomap.labels.training_table import read_training
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def cv_figures(workdir: str, storage: StorageConfig, ev_cfg: EvaluationConfig, m
     for name in models:
         try:
             p = read_predictions(f"{model_dir(workdir, name)}/predictions.parquet", storage)
-        except LabelsError:
+        except MissingObjectError:
             log.info("no predictions of %s: left out of the summary", name)
             continue
         preds[name] = p[p["scheme"] == scheme]

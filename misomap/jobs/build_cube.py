@@ -12,19 +12,19 @@ from datetime import timezone
 from typing import Any
 
 import dask
-import fsspec
 import numpy as np
 from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
 from misomap.core.config_base import GatewayConfig, StorageConfig
-from misomap.cube.build import build_chunk, cube_grid, search_bbox
-from misomap.cube.grid import ChunkWindow, plan_chunks
+from misomap.core.storage import Target
+from misomap.cube.build import build_chunk, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError, StacSearchError
-from misomap.cube.grid import Grid
+from misomap.cube.grid import ChunkWindow, Grid, plan_chunks
 from misomap.cube.quicklook import quicklook_png
+from misomap.cube.reader import open_cube
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import (
@@ -33,10 +33,9 @@ from misomap.cube.store import (
     check_writable,
     consolidate,
     mark_complete,
-    open_cube,
     stored_lineage,
-    values_sha256,
     template,
+    values_sha256,
     write_region,
     write_template,
 )
@@ -61,7 +60,7 @@ def _lineage(cfg: CubeConfig, stac_url: str, found: list[FoundItems], grid_dict:
     lineage = {
         "software": f"misomap {__version__}",
         "stac_url": stac_url,
-        "search": {"bbox": list(search_bbox(cube_grid(cfg))), "datetime": cfg.datetime,
+        "search": {"bbox": list(search_bbox(planned_grid(cfg))), "datetime": cfg.datetime,
                    "seasons": {k: [v.start, v.end] for k, v in cfg.seasons.items()},
                    "sources": [f.source.model_dump(mode="json") for f in found]},
         "items": {f.source.collection: f.item_ids() for f in found},
@@ -144,7 +143,7 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     if config.stac.url is None:
         raise CubeError("stac.url is not set: the cube builder searches a STAC API")
     storage = config.storage
-    grid = cube_grid(cfg)
+    grid = planned_grid(cfg)
     check_writable(cfg.out, storage)  # a missing bucket or refused access, named, before anything else
     check_owned(cfg.out, storage)  # before anything is searched or written
     signer = load_signer(cfg.sign) if cfg.sign else None
@@ -190,9 +189,7 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     consolidate(cfg.out, storage)
     quicklook = cfg.out + ".quicklook.png"
     png = quicklook_png(open_cube(cfg.out, storage, complete=False), cfg.rgb_bands())
-    fs, path = fsspec.core.url_to_fs(quicklook, **(storage.storage_options()
-                                                   if quicklook.startswith("s3://") else {}))
-    fs.pipe_file(path, png)
+    Target(quicklook, storage).write_bytes(png)
     mark_complete(cfg.out, storage, records.digest(), len(windows))
     log.info("cube done: %s (quicklook %s)", cfg.out, quicklook)
     return CubeBuildResult(cfg.out, quicklook, (len(cfg.band_names()), *grid.shape), len(windows),

@@ -17,6 +17,8 @@ from typing import Any
 
 import fsspec
 
+from misomap.core.storage import is_remote
+
 log = logging.getLogger(__name__)
 
 COMPLETE_ATTR = "misomap_complete"
@@ -78,7 +80,7 @@ def run_lock(output: str) -> Iterator[None]:
     Object stores have no atomic lock; there, runs rely on every chunk write being a pure,
     deterministic function of (region, config), so concurrent runs end identical.
     """
-    if "://" in output and not output.startswith("file://"):
+    if is_remote(output):
         yield
         return
     lock_path = Path(output.removeprefix("file://")).with_name(Path(output).name + ".lock")

@@ -100,9 +100,9 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 def fold_scores(config, models: list[str]) -> pd.DataFrame:
     """Per-fold metrics of every model with predictions, each scheme restricted to the folds every
     model ran on, with the training seconds of each fold."""
-    from misomap.evaluation.scores import evaluate, model_dir, read_predictions
-    from misomap.labels.pedons import LabelsError
+    from misomap.core.errors import MissingObjectError
     from misomap.evaluation.comparison import common_folds, fold_seconds
+    from misomap.evaluation.scores import evaluate, model_dir, read_predictions
     from misomap.labels.training_table import read_training
 
     table, _ = read_training(config.workdir, config.storage)
@@ -111,7 +111,7 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
             preds[name] = (read_predictions(loc, config.storage), loc)
-        except LabelsError:
+        except MissingObjectError:
             continue
     rows = []
     for name, (p, loc) in preds.items():

@@ -10,19 +10,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.errors import ConfigError, MisomapError, one_line
+from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.cube.store import require_complete
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.mapping.chunk import (open_cube_cached, output_grid, predict_chunk, progress_url, run_hash,
-                                   zarr_url)
+from misomap.mapping.chunk import output_grid, predict_chunk, progress_url, run_hash, zarr_url
+from misomap.cube.reader import open_cube_cached
 from misomap.mapping.config import MapConfig
 from misomap.mapping.export import check_exportable, export_all
 from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
@@ -75,17 +76,16 @@ def check_inputs(config: RunConfig) -> str:
     cfg = map_config(config)
     check_map_owned(cfg.output, config.storage.options_for(cfg.output))
     require_complete(cfg.cube, config.storage)
-    model_options = config.storage.options_for(cfg.model_path or "")
     try:
-        digest = model_digest(cfg, model_options)
-        predictor = get_predictor(cfg, model_options)
+        digest = model_digest(cfg, config.storage)
+        predictor = get_predictor(cfg, config.storage)
     except MisomapError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure to load is reported once, naming the file
         where = cfg.model_path or cfg.model
         raise PredictorError(f"cannot load the {cfg.model!r} model from {where}: {type(err).__name__}: "
                              f"{one_line(err)}; retrain it or fix map.model_path") from None
-    bands = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))["band"].values.tolist()
+    bands = open_cube_cached(cfg.cube, config.storage)["band"].values.tolist()
     missing = [b for b in predictor.bands if b not in bands]
     if missing:
         raise PredictorError(f"cube {cfg.cube} lacks bands the {cfg.model!r} model needs: {missing}; "
@@ -93,15 +93,11 @@ def check_inputs(config: RunConfig) -> str:
     return digest
 
 
-def _discard_map(cfg: MapConfig, options: dict[str, Any]) -> None:
+def _discard_map(cfg: MapConfig, storage: StorageConfig) -> None:
     """Remove this run's own earlier map (store, records, exports) for --overwrite; ownership was
     checked by check_inputs, so nothing foreign is here."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
     for part in ("viewer", "stac", "cogs", "quicklook.png", "map.zarr", "_progress"):
-        if fs.exists(f"{root}/{part}"):
-            fs.rm(f"{root}/{part}", recursive=True)
+        Target(cfg.output, storage).join(part).delete()
 
 
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
@@ -121,7 +117,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
                  "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest,
                  "misomap_status": "incomplete"}
         if overwrite:
-            _discard_map(cfg, options)
+            _discard_map(cfg, config.storage)
         if ensure_template(zarr_url(cfg), options, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
             progress.clear()
         regions = plan_chunks(grid, cfg.chunk_px)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from misomap import __version__
 from misomap.core.classes import SOIL_ORDERS
 from misomap.config import RunConfig
-from misomap.cube.build import build_chunk, cube_grid, overlapping, search_bbox
+from misomap.cube.build import build_chunk, overlapping, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError
 from misomap.cube.grid import ChunkWindow, Grid
@@ -36,12 +36,12 @@ from misomap.cube.store import consolidate, stored_lineage, template, write_regi
 from misomap.core.errors import ConfigError, MisomapError
 from misomap.jobs.cluster import dask_client
 from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.mapping.config import MapConfig
-from misomap.mapping.layers import LAYERS
 from misomap.mapping.chunk import context_bounds, predict_chunk, run_hash, zarr_url
+from misomap.mapping.config import MapConfig
 from misomap.mapping.export import export_all
-from misomap.mapping.store import MapStoreError, ensure_template
+from misomap.mapping.layers import LAYERS
 from misomap.mapping.predictors.api import get_predictor, model_digest
+from misomap.mapping.store import MapStoreError, ensure_template
 from misomap.plan.plan import RegionPlan, StageCost, estimate, make_plan, statewide_grid
 from misomap.publish import versions
 from misomap.viewer.publish import training_pedons, write_viewer
@@ -110,7 +110,7 @@ def region_plan(config: RunConfig, statewide: bool = False, resolution: float | 
     if statewide or cfg.area == "alaska":
         grid = statewide_grid(res)
     else:
-        grid = Grid.aligned(cfg.crs, res, cube_grid(cfg).bounds)
+        grid = Grid.aligned(cfg.crs, res, planned_grid(cfg).bounds)
     map_res = res if resolution or config.map is None or config.map.resolution is None else config.map.resolution
     chunk_px = config.map.chunk_px if config.map else MapConfig.model_fields["chunk_px"].default
     return make_plan(grid, cfg.chunk, map_res, chunk_px, len(cfg.band_names()), map_bytes_per_px(),
@@ -283,9 +283,8 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     cfg, mc, pub = wconfig.cube, wconfig.map, config.publish
     assert cfg is not None and mc is not None and pub is not None
     current = versions.latest(pub.root, config.storage)  # a dangling pointer is refused here
-    model_options = config.storage.options_for(mc.model_path or "")
-    digest = model_digest(mc, model_options)
-    predictor = get_predictor(mc, model_options)
+    digest = model_digest(mc, config.storage)
+    predictor = get_predictor(mc, config.storage)
     _check_bands(mc, cfg, predictor)
 
     with run_lock(f"{str(config.workdir).rstrip('/')}/regen"):

@@ -20,7 +20,8 @@ from misomap.core.errors import ConfigError
 from misomap.evaluation.comparison import compare
 from misomap.evaluation.report import write_report
 from misomap.evaluation.scores import evaluate, model_dir
-from misomap.labels.pedons import write_bytes, write_parquet
+from misomap.core.storage import Target
+from misomap.labels.pedons import write_parquet
 from misomap.labels.training_table import read_training
 from misomap.models.miso.config import MisoConfig
 from misomap.training import pretrain
@@ -69,7 +70,7 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         write_parquet(loc, frame, config.storage)
         preds[name] = loc
-        write_bytes(f"{model_dir(config.workdir, name)}/training.json", json.dumps(st).encode(), config.storage)
+        Target(f"{model_dir(config.workdir, name)}/training.json", config.storage).write_bytes(json.dumps(st).encode())
         results = evaluate(frame, table, config.evaluation, source=loc)
         out = f"{model_dir(config.workdir, name)}/report"
         reports[name] = write_report(results, name, out, config.evaluation, config.storage)

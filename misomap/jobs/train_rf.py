@@ -21,11 +21,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from misomap.config import RunConfig
+from misomap.core.storage import Target
 from misomap.evaluation.scores import model_dir
 from misomap.jobs.evaluate import run_evaluation
-from misomap.labels.pedons import TARGETS, write_bytes, write_parquet
-from misomap.labels.training_table import build_training_table, feature_bands, read_training
 from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
+from misomap.labels.pedons import TARGETS, write_parquet
+from misomap.labels.training_table import build_training_table, feature_bands, read_training
 from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
 from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
 
@@ -143,7 +144,7 @@ def train_rf(config: RunConfig) -> RFOutputs:
             model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
                                                  for c in model.classes))
         models[target] = f"{mdir}/{target}.skops"
-        write_bytes(models[target], dumps_model(model), config.storage)
+        Target(models[target], config.storage).write_bytes(dumps_model(model))
     preds_loc = f"{mdir}/predictions.parquet"
     write_parquet(preds_loc, pd.concat(preds, ignore_index=True), config.storage)
     log.info("RF predictions -> %s, models -> %s", preds_loc, list(models.values()))

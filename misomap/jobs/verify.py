@@ -39,10 +39,10 @@ class VerifyReport:
 
 
 def _open(url: str, storage: StorageConfig) -> zarr.Group | None:
-    from misomap.cube.store import zarr_store
+    from misomap.core.storage import Target
 
     try:
-        return zarr.open_group(zarr_store(url, storage, read_only=True), mode="r")
+        return zarr.open_group(Target(url, storage).zarr_store(read_only=True), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
 

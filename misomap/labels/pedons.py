@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import logging
 
-import fsspec
 import geopandas as gpd
 import pandas as pd
 
 from misomap.core.classes import SOIL_ORDERS
-from misomap.core.config_base import StorageConfig, is_remote
-from misomap.core.errors import MisomapError
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError, MissingObjectError
+from misomap.core.storage import Target
 from misomap.labels.config import LabelsConfig
 
 log = logging.getLogger(__name__)
@@ -27,30 +27,12 @@ class LabelsError(MisomapError):
     """The label files are missing or malformed; the message names the file, column or pedon."""
 
 
-def storage_options_for(location: str, storage: StorageConfig) -> dict:
-    """fsspec options: the storage section for remote locations, nothing for local ones."""
-    return storage.storage_options() if is_remote(location) else {}
-
-
-def read_bytes(location: str, storage: StorageConfig) -> bytes:
-    """Whole file from a local path or object store."""
-    try:
-        with fsspec.open(location, "rb", **storage_options_for(location, storage)) as f:
-            return f.read()
-    except FileNotFoundError:
-        raise LabelsError(f"file not found: {location}") from None
-
-
-def write_bytes(location: str, data: bytes, storage: StorageConfig) -> None:
-    """Write a whole file (parents created for local paths)."""
-    with fsspec.open(location, "wb", auto_mkdir=True, **storage_options_for(location, storage)) as f:
-        f.write(data)
-
-
 def read_geoparquet(location: str, storage: StorageConfig) -> gpd.GeoDataFrame:
     """A GeoParquet file as a GeoDataFrame."""
     try:
-        return gpd.read_parquet(io.BytesIO(read_bytes(location, storage)))
+        return gpd.read_parquet(io.BytesIO(Target(location, storage).read_bytes()))
+    except MissingObjectError as err:
+        raise LabelsError(str(err)) from None
     except (ValueError, OSError) as err:
         raise LabelsError(f"{location} is not a readable GeoParquet file: {err}") from None
 
@@ -59,7 +41,7 @@ def write_parquet(location: str, table: pd.DataFrame, storage: StorageConfig) ->
     """Write a (Geo)DataFrame as (Geo)Parquet."""
     buf = io.BytesIO()
     table.to_parquet(buf, index=False)
-    write_bytes(location, buf.getvalue(), storage)
+    Target(location, storage).write_bytes(buf.getvalue())
 
 
 def _to_3338(gdf: gpd.GeoDataFrame, location: str) -> gpd.GeoDataFrame:

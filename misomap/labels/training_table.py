@@ -11,15 +11,16 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import xarray as xr
 
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import MisomapError
-from misomap.cube.grid import Grid
-from misomap.cube.store import open_cube
+from misomap.core.storage import Target
+from misomap.cube.reader import cube_data, cube_grid, open_cube
 from misomap.labels.config import FoldsConfig, LabelsConfig
 from misomap.labels.folds import make_folds
-from misomap.labels.pedons import CRS, read_bytes, read_geoparquet, read_labels, write_parquet
+from misomap.labels.pedons import CRS, read_geoparquet, read_labels, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,7 @@ class TrainingPaths:
 
 def open_cube_data(location: str, storage: StorageConfig) -> xr.DataArray:
     """The cube's `data` array (band, y, x), checked against docs/contracts.md section 2."""
-    ds = open_cube(location, storage)
-    if "data" not in ds or ds["data"].dims != ("band", "y", "x"):
-        raise TrainingTableError(f"{location}: no `data` variable with dims (band, y, x); "
-                                 f"variables {list(ds.data_vars)}")
-    return ds["data"]
-
-
-def cube_grid(data: xr.DataArray) -> Grid:
-    """The Grid of a cube from its pixel-centre coordinates."""
-    x, y = data["x"].values, data["y"].values
-    res = float(x[1] - x[0]) if len(x) > 1 else float(y[0] - y[1])
-    return Grid(CRS, res, float(x[0]) - res / 2, float(y[-1]) - res / 2,
-                float(x[-1]) + res / 2, float(y[0]) + res / 2)
+    return cube_data(open_cube(location, storage), location)
 
 
 def sample_cube(data: xr.DataArray, pedons: gpd.GeoDataFrame, window: int = 1) -> gpd.GeoDataFrame:
@@ -65,12 +54,15 @@ def sample_cube(data: xr.DataArray, pedons: gpd.GeoDataFrame, window: int = 1) -
 
     Pedons outside the cube or on an all-nodata pixel are dropped with a warning naming them."""
     grid = cube_grid(data)
+    if not pyproj.CRS.from_user_input(grid.crs).equals(pyproj.CRS.from_user_input(CRS), ignore_axis_order=True):
+        raise TrainingTableError(f"the cube's CRS ({pyproj.CRS.from_user_input(grid.crs).name}) is not the "
+                                 f"labels' {CRS}: build the cube in {CRS} (cube.crs)")
     px, py = pedons.geometry.x.to_numpy(), pedons.geometry.y.to_numpy()
     row, col = grid.rowcol(px, py)
     inside = (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
     if not inside.any():
         raise TrainingTableError(f"none of the {len(pedons)} pedons lies inside the cube bounds "
-                                 f"{grid.bounds} (EPSG:3338)")
+                                 f"{grid.bounds} ({CRS})")
     if (~inside).any():
         log.warning("%d pedon(s) outside the cube, dropped: %s", int((~inside).sum()),
                     list(pedons.loc[~inside, "pedon_id"][:5]))
@@ -130,7 +122,7 @@ def read_training(workdir: str, storage: StorageConfig) -> tuple[gpd.GeoDataFram
     """The saved training table and folds of a run, rows aligned by pedon_id."""
     paths = TrainingPaths.of(workdir)
     table = read_geoparquet(paths.table, storage)
-    folds = pd.read_parquet(io.BytesIO(read_bytes(paths.folds, storage)))
+    folds = pd.read_parquet(io.BytesIO(Target(paths.folds, storage).read_bytes()))
     if set(folds["pedon_id"]) != set(table["pedon_id"]):
         raise TrainingTableError(f"{paths.folds} and {paths.table} list different pedons; "
                                  "rebuild both with `misomap train-rf`")

@@ -7,16 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 from misomap.core.config_base import StorageConfig
 from misomap.cube.grid import ChunkWindow, Grid
+from misomap.cube.reader import cube_grid, open_cube_cached, read_window
 from misomap.jobs.completion import CompletionLog
-from misomap.jobs.cube_window import cube_grid, read_window
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import encode_layers
 from misomap.mapping.predictors.api import MapPredictor, get_predictor
@@ -31,20 +29,9 @@ def progress_url(cfg: MapConfig) -> str:
     return f"{cfg.output}/_progress/map"
 
 
-@lru_cache(maxsize=4)
-def _open_cube(url: str, options_json: str) -> xr.Dataset:
-    options = json.loads(options_json)
-    return xr.open_zarr(url, storage_options=options or None, consolidated=None)
-
-
-def open_cube_cached(url: str, storage_options: dict[str, Any]) -> xr.Dataset:
-    """The cube opened lazily once per process."""
-    return _open_cube(url, json.dumps(storage_options, sort_keys=True))
-
-
 def output_grid(cfg: MapConfig, storage: StorageConfig) -> Grid:
     """The map grid: the cube's bounds at the configured (or the cube's) resolution."""
-    cgrid = cube_grid(open_cube_cached(cfg.cube, storage.options_for(cfg.cube)))
+    cgrid = cube_grid(open_cube_cached(cfg.cube, storage))
     if cfg.resolution is None or cfg.resolution == cgrid.resolution:
         return cgrid
     return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
@@ -64,10 +51,10 @@ def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[flo
 def predict_chunk(region: ChunkWindow, cfg: MapConfig, storage: StorageConfig) -> dict[str, Any]:
     """Predict one output chunk and write it; a pure function of (region, map section, storage)."""
     options = storage.options_for(cfg.output)
-    predictor = get_predictor(cfg, storage.options_for(cfg.model_path or ""))
+    predictor = get_predictor(cfg, storage)
     grid = output_grid(cfg, storage)
     sub = grid.window(region.row0, region.col0, region.height, region.width)
-    cube = open_cube_cached(cfg.cube, storage.options_for(cfg.cube))
+    cube = open_cube_cached(cfg.cube, storage)
     window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
     probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
     layers = encode_layers(probs)

@@ -31,14 +31,15 @@ from rio_cogeo.profiles import cog_profiles
 
 from misomap import __version__
 from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
-from misomap.core.config_base import StorageConfig, is_remote
+from misomap.core.config_base import StorageConfig
 from misomap.core.errors import MisomapError
+from misomap.core.storage import Target, is_remote, staging_dir
 from misomap.cube.grid import Grid
-from misomap.mapping.chunk import open_cube_cached, zarr_url
+from misomap.cube.reader import open_cube_cached
+from misomap.mapping.chunk import zarr_url
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
 from misomap.mapping.predictors.api import get_predictor, model_paths
-from misomap.storage import atomic_put, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def _iso(value: str, time_of_day: str) -> str:
 
 def check_exportable(cfg: MapConfig, storage: StorageConfig) -> None:
     """Refuse before any work a cube whose map could not carry true dates."""
-    imagery_period(open_cube_cached(cfg.cube, storage.options_for(cfg.cube)), cfg.cube)
+    imagery_period(open_cube_cached(cfg.cube, storage), cfg.cube)
 
 
 def export_all(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid) -> dict[str, str]:
@@ -94,32 +95,29 @@ def export_all(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid) ->
     return their URLs."""
     options = storage.options_for(cfg.output)
     group = zarr.open_group(zarr_url(cfg), mode="r", storage_options=options or None)
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
+    out = Target(cfg.output, storage)
+    fs, root = out.fs, out.path
     written: dict[str, str] = {}
     with staging_dir("misomap-export") as tmp:
         if cfg.cogs:
             for layer in LAYERS:
                 local = Path(tmp) / f"{layer.name}.tif"
                 write_cog(group[layer.name], layer, grid, local, Path(tmp))
-                written[layer.name] = _upload(fs, local, f"{root}/cogs/{local.name}")
+                written[layer.name] = out.join("cogs", local.name).atomic_put(local)
                 if layer.classes:
                     aux = local.with_name(local.name + ".aux.xml")
-                    written[f"{layer.name}_categories"] = _upload(fs, aux, f"{root}/cogs/{aux.name}")
+                    written[f"{layer.name}_categories"] = out.join("cogs", aux.name).atomic_put(aux)
         png = Path(tmp) / "quicklook.png"
         write_quicklook(group, png)
-        written["quicklook"] = _upload(fs, png, f"{root}/quicklook.png")
+        written["quicklook"] = out.join("quicklook.png").atomic_put(png)
         stac_dir = Path(tmp) / "stac"
         write_stac(cfg, storage, name, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
         for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
-            _upload(fs, path, f"{root}/stac/{path.relative_to(stac_dir)}")
+            out.join("stac", str(path.relative_to(stac_dir))).atomic_put(path)
         written["stac"] = f"{cfg.output}/stac/collection.json"
     for name, url in written.items():
         log.info("map output %-28s %s", name, url)
     return written
-
-
-def _upload(fs: fsspec.AbstractFileSystem, local: Path, remote: str) -> str:
-    return atomic_put(fs, local, remote)
 
 
 def write_cog(arr: zarr.Array, layer: Layer, grid: Grid, dst: Path, tmp: Path) -> None:
@@ -225,11 +223,10 @@ def _model_description(cfg: MapConfig, storage: StorageConfig
                        ) -> tuple[dict[str, Any], dict[str, pystac.Asset]]:
     """MLM properties of the model that made the map, and one asset per model file (empty when the
     model has no file, e.g. a code-only custom predictor)."""
-    options = storage.options_for(cfg.model_path or "")
     files = model_paths(cfg)
     if not files:
         return {}, {}
-    predictor = get_predictor(cfg, options)
+    predictor = get_predictor(cfg, storage)
     architecture, framework, artifact = MODEL_KINDS.get(cfg.model, (cfg.model, "", "file"))
     bands = list(predictor.bands)
     tile = _input_px(predictor)
@@ -254,7 +251,8 @@ def _model_description(cfg: MapConfig, storage: StorageConfig
         props["mlm:framework"] = framework
     assets = {}
     for path in files:
-        fs, fpath = fsspec.core.url_to_fs(path, **options)
+        model_file = Target(path, storage)
+        fs, fpath = model_file.fs, model_file.path
         name = posixpath.basename(fpath)
         assets["model_" + _slug(name.rsplit(".", 1)[0]).replace("-", "_")] = pystac.Asset(
             href=path, title=f"{cfg.model} model file {name}", roles=["mlm:model"],
@@ -275,7 +273,7 @@ def write_stac(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid, ru
     """A self-contained STAC collection (relative hrefs) with one item per map run: the Zarr store,
     every COG (with band and class names), the quicklook and the model file(s) as assets."""
     collection_id, item_id = stac_ids(cfg, name, run_hash)
-    start, end = imagery_period(open_cube_cached(cfg.cube, storage.options_for(cfg.cube)), cfg.cube)
+    start, end = imagery_period(open_cube_cached(cfg.cube, storage), cfg.cube)
     bbox = _lonlat_bbox(grid)
     geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]],
                                                     [bbox[2], bbox[3]], [bbox[0], bbox[3]],

@@ -18,11 +18,10 @@ import zarr
 from distributed import as_completed
 from tqdm import tqdm
 
-from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
 from misomap.jobs.cluster import dask_client
+from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
 from misomap.spectral.prepare import prepare
-from misomap.spectral.store import (SpectralRun, ensure_library, load_models, spectral_paths,
-                                    spectral_section, storage_options)
+from misomap.spectral.store import SpectralRun, ensure_library, load_models, spectral_paths, spectral_section
 from misomap.models.spectral.nir import nir_from_arch, nir_to_mir
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.models.spectral.serialization import load_state, read_metadata
@@ -156,7 +155,7 @@ def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) 
     sc = spectral_section(cfg)
     paths = spectral_paths(cfg)
     library = ensure_library(cfg) if sc.library is None else sc.library
-    group = open_library_group(library, storage_options(cfg, library))
+    group = open_library_group(library, cfg.storage.options_for(library))
     needed = {"mir_vae.safetensors"} | ({"nir_encoder.safetensors"} if sc.embed_sensor == "nir" else set())
     if sc.predict:
         needed.add(f"{sc.embed_sensor}_regressor.skops")
@@ -165,8 +164,8 @@ def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) 
         raise SpectralError(f"model bundle {paths.models} lacks {missing}: retrain with a library that has "
                             f"'{sc.embed_sensor}' spectra paired with MIR")
     axis = AxisSpec(**meta["mir_axis" if sc.embed_sensor == "mir" else "nir_axis"])
-    return EmbedPlan(library, storage_options(cfg, library), paths.embeddings,
-                     storage_options(cfg, paths.embeddings), f"{paths.embeddings}.progress", sc.embed_sensor,
+    return EmbedPlan(library, cfg.storage.options_for(library), paths.embeddings,
+                     cfg.storage.options_for(paths.embeddings), f"{paths.embeddings}.progress", sc.embed_sensor,
                      axis, models, sc.predict, sc.convert, sc.chunk_size, sensor_rows(group, sc.embed_sensor))
 
 

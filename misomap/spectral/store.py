@@ -8,9 +8,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
-
-from misomap.core.config_base import GatewayConfig, StorageConfig, is_remote
+from misomap.core.config_base import GatewayConfig, StorageConfig
+from misomap.core.errors import MissingObjectError
+from misomap.core.storage import Target
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import SpectralLibrary, open_library_group, write_library
@@ -60,49 +60,29 @@ def spectral_paths(cfg: SpectralRun) -> SpectralPaths:
                          sc.report or f"{base}/report", sc.embeddings or f"{base}/embeddings.zarr")
 
 
-def storage_options(cfg: SpectralRun, url: str) -> dict[str, Any] | None:
-    """fsspec options for remote locations (credentials come from the environment)."""
-    return cfg.storage.storage_options() if is_remote(url) else None
-
-
 def ensure_library(cfg: SpectralRun) -> str:
     """The library URL; with none configured, the synthetic library is generated once."""
     sc = spectral_section(cfg)
     url = spectral_paths(cfg).library
     if sc.library is None:
         try:
-            open_library_group(url, storage_options(cfg, url))
+            open_library_group(url, cfg.storage.options_for(url))
         except SpectralError:
             syn = sc.synthetic
             log.info("no spectral library configured: generating the synthetic one (%d samples) at %s",
                      syn.n_samples, url)
             lib = synthetic_library(syn.n_samples, syn.nir_fraction, syn.repeats, sc.mir_axis, sc.nir_axis,
                                     seed=cfg.seed)
-            write_library(lib, url, storage_options(cfg, url), chunk_rows=sc.chunk_size)
+            write_library(lib, url, cfg.storage.options_for(url), chunk_rows=sc.chunk_size)
     return url
-
-
-def write_bytes(cfg: SpectralRun, url: str, data: bytes) -> None:
-    """Write one object (parent folders created for local paths)."""
-    with fsspec.open(url, "wb", auto_mkdir=True, **(storage_options(cfg, url) or {})) as f:
-        f.write(data)
-
-
-def read_bytes(cfg: SpectralRun, url: str) -> bytes:
-    """Read one object, naming it when it is missing."""
-    try:
-        with fsspec.open(url, "rb", **(storage_options(cfg, url) or {})) as f:
-            return f.read()
-    except FileNotFoundError:
-        raise SpectralError(f"missing {url}: run `misomap train-spectral` with this config first") from None
 
 
 def save_models(cfg: SpectralRun, files: dict[str, bytes], meta: dict[str, Any]) -> str:
     """Write the model bundle (files by name plus spectral_model.json); returns its folder."""
     folder = spectral_paths(cfg).models
     for name, data in files.items():
-        write_bytes(cfg, f"{folder}/{name}", data)
-    write_bytes(cfg, f"{folder}/spectral_model.json", json.dumps(meta, indent=2, sort_keys=True).encode())
+        Target(f"{folder}/{name}", cfg.storage).write_bytes(data)
+    Target(f"{folder}/spectral_model.json", cfg.storage).write_bytes(json.dumps(meta, indent=2, sort_keys=True).encode())
     log.info("saved spectral models to %s", folder)
     return folder
 
@@ -110,25 +90,27 @@ def save_models(cfg: SpectralRun, files: dict[str, bytes], meta: dict[str, Any])
 def load_models(cfg: SpectralRun) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The model bundle's files and its metadata."""
     folder = spectral_paths(cfg).models
-    meta = json.loads(read_bytes(cfg, f"{folder}/spectral_model.json"))
-    files = {name: read_bytes(cfg, f"{folder}/{name}") for name in meta["files"]}
+    try:
+        meta = json.loads(Target(f"{folder}/spectral_model.json", cfg.storage).read_bytes())
+        files = {name: Target(f"{folder}/{name}", cfg.storage).read_bytes() for name in meta["files"]}
+    except MissingObjectError as err:
+        raise SpectralError(f"{err}: run `misomap train-spectral` with this config first") from None
     return files, meta
 
 
 def import_library(tables: dict[str, str], out: str, soillab: str | None = None, properties: tuple[str, ...] = (),
                    id_column: str = OSSL_ID_COLUMN, paired_only: bool = False, chunk_rows: int = 1024,
-                   storage: dict[str, Any] | None = None) -> SpectralLibrary:
+                   storage: StorageConfig | None = None) -> SpectralLibrary:
     """Read OSSL-layout tables ({sensor: file}) into a new Zarr library at `out`; refuses an existing
     store (nothing is overwritten) and checks every sensor before writing."""
     from misomap.spectra.preprocess import validate_sensor
     from misomap.spectra.readers import library_from_tables, read_table
 
-    fs, path = fsspec.core.url_to_fs(out, **(storage or {}))
-    if fs.exists(path):
+    if Target(out, storage).exists():
         raise SpectralError(f"{out} already exists: import into a new location (nothing is overwritten)")
     lib = library_from_tables({name: read_table(f) for name, f in tables.items()},
                               read_table(soillab) if soillab else None, properties, id_column, paired_only)
     for name, sensor in lib.sensors.items():
         validate_sensor(sensor, f"{name} table {tables[name]}", min_samples=2)
-    write_library(lib, out, storage, chunk_rows=chunk_rows)
+    write_library(lib, out, Target(out, storage).options or None, chunk_rows=chunk_rows)
     return lib

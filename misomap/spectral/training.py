@@ -21,8 +21,7 @@ from tqdm import tqdm
 from misomap.spectral import report as report
 from misomap.spectral.limesoda import mean_ccc_table, plan_limesoda, run_limesoda, verdict_lines
 from misomap.spectral.prepare import Prepared, prepare, schedule, train_vae_rows
-from misomap.spectral.store import (SpectralRun, ensure_library, save_models, spectral_paths,
-                                    spectral_section, storage_options)
+from misomap.spectral.store import SpectralRun, ensure_library, save_models, spectral_paths, spectral_section
 from misomap.models.spectral import nir as nirmod
 from misomap.models.spectral import vae as vaemod
 from misomap.models.spectral.metrics import metrics_table
@@ -141,7 +140,7 @@ def train(cfg: SpectralRun) -> TrainResult:
     paths = spectral_paths(cfg)
     url = ensure_library(cfg)
     # -- every input read and checked before any training --
-    lib = read_library(url, storage_options(cfg, url))
+    lib = read_library(url, cfg.storage.options_for(url))
     if "mir" not in lib.sensors:
         raise LibraryFormatError(f"library {url} has no 'mir' sensor; it has {sorted(lib.sensors)}")
     mir_raw = lib.sensors["mir"]
@@ -154,7 +153,7 @@ def train(cfg: SpectralRun) -> TrainResult:
     pre = None
     mir_ranges = {f"library {url} mir": axis_range(mir_raw.axis)}
     if sc.pretrain_library is not None:
-        pre = open_pretrain_library(sc.pretrain_library, storage_options(cfg, sc.pretrain_library))
+        pre = open_pretrain_library(sc.pretrain_library, cfg.storage.options_for(sc.pretrain_library))
         mir_ranges[f"pretraining library {pre.url}"] = pre.range
     mir_axis = common_axis(mir_ranges, sc.mir_axis)
     nir_axis = sc.nir_axis

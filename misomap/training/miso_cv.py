@@ -13,10 +13,11 @@ import pandas as pd
 import torch
 
 from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MissingObjectError
+from misomap.core.storage import Target
 from misomap.evaluation.config import EvaluationConfig
 from misomap.evaluation.scores import model_dir
 from misomap.labels.folds import carve_validation, scheme_columns
-from misomap.labels.pedons import LabelsError, read_bytes, write_bytes
 from misomap.models.miso.config import SOIL_ORDERS, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points
 from misomap.models.miso.model import MisoModel, parameter_count
@@ -52,12 +53,12 @@ class FsCheckpointStore:
     storage: StorageConfig
 
     def save(self, name: str, data: bytes) -> None:
-        write_bytes(f"{self.root}/{name}", data, self.storage)
+        Target(f"{self.root}/{name}", self.storage).write_bytes(data)
 
     def load(self, name: str) -> bytes | None:
         try:
-            return read_bytes(f"{self.root}/{name}", self.storage)
-        except LabelsError:
+            return Target(f"{self.root}/{name}", self.storage).read_bytes()
+        except MissingObjectError:
             return None
 
 def prediction_rows(pred: dict[str, np.ndarray], ids: np.ndarray, points: Points, scheme: str,
@@ -129,7 +130,7 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
     if unknown:
         raise MisoJobError(f"fold scheme(s) {unknown} not in the folds table; it has {scheme_columns(folds)}")
     mdir = model_dir(config.workdir, name)
-    write_bytes(f"{mdir}/config.json", cfg.model_dump_json(indent=2).encode(), config.storage)
+    Target(f"{mdir}/config.json", config.storage).write_bytes(cfg.model_dump_json(indent=2).encode())
     out, per_fold, device = [], [], select_device(cfg.train)
     for scheme in schemes:
         col = folds[scheme].to_numpy()
@@ -162,8 +163,8 @@ def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, ta
     model's cross-validation selected, with the median of its folds' decision offsets baked into
     the heads. Returns the map model's location (`final/model.safetensors`)."""
     try:
-        stats = json.loads(read_bytes(f"{model_dir(config.workdir, MODEL)}/training.json", config.storage))
-    except LabelsError:
+        stats = json.loads(Target(f"{model_dir(config.workdir, MODEL)}/training.json", config.storage).read_bytes())
+    except MissingObjectError:
         raise MisoJobError(f"no cross-validation of the full model under {model_dir(config.workdir, MODEL)}: "
                            "the final model's step count comes from it; run with miso.include_full "
                            "true") from None
@@ -177,7 +178,7 @@ def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, ta
     offsets = median_offsets([DecisionOffsets.from_dict(f["offsets"]) for f in stats["folds"]])
     bake_offsets(model, offsets)
     loc = f"{root}/model.safetensors"
-    write_bytes(loc, model_checkpoint_bytes(model), config.storage)
+    Target(loc, config.storage).write_bytes(model_checkpoint_bytes(model))
     log.info("final model: %d pedons, %d steps (selected by CV), offsets %s -> %s", int(labelled.sum()),
              stats["selected_steps"], offsets.as_dict(), loc)
     return loc

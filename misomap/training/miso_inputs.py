@@ -12,11 +12,10 @@ import pandas as pd
 
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import MisomapError
+from misomap.core.storage import Target
 from misomap.cube.crops import LazyBands, band_mean_std, open_bands
 from misomap.cube.grid import Grid
-from misomap.cube.store import open_cube
-from misomap.labels.pedons import read_bytes
-from misomap.labels.training_table import cube_grid
+from misomap.cube.reader import cube_data, cube_grid, open_cube
 from misomap.models.miso.config import SOIL_ORDERS, EncoderConfig, MisoConfig
 from misomap.models.miso.crops import Points
 from misomap.models.miso.model import MisoModel
@@ -42,10 +41,7 @@ class CubeArrays:
 
 def load_arrays(location: str, storage: StorageConfig, cfg: MisoConfig) -> CubeArrays:
     """Open the imagery and covariate bands of the cube lazily (crops read chunk by chunk, cached)."""
-    ds = open_cube(location, storage)
-    if "data" not in ds or ds["data"].dims != ("band", "y", "x"):
-        raise MisoJobError(f"{location}: no `data` variable (band, y, x); variables {list(ds.data_vars)}")
-    data = ds["data"]
+    data = cube_data(open_cube(location, storage), location)
     names = [str(b) for b in data["band"].values]
 
     def read(enc: EncoderConfig | None, which: str) -> LazyBands | None:
@@ -65,7 +61,7 @@ def read_weights(cfg: MisoConfig, storage: StorageConfig) -> dict[str, Checkpoin
     for which in ENCODERS:
         enc = getattr(cfg, which)
         if enc is not None and enc.weights is not None:
-            out[which] = read_checkpoint(read_bytes(enc.weights.path, storage), enc.weights.path)
+            out[which] = read_checkpoint(Target(enc.weights.path, storage).read_bytes(), enc.weights.path)
     return out
 
 def resolve_config(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint]) -> MisoConfig:

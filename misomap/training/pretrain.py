@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from misomap.core.config_base import StorageConfig
-from misomap.labels.pedons import write_bytes
+from misomap.core.storage import Target
 from misomap.models.miso.config import EncoderConfig, MisoConfig
 from misomap.models.miso.crops import CropSampler, Points
 from misomap.models.miso.pretrain import pretrain_encoder
@@ -37,7 +37,7 @@ def pretrain(cfg: MisoConfig, arrays: CubeArrays, out: str, storage: StorageConf
                                          lambda n, rng, s=sampler: s.unlabelled(n, rng).imagery,
                                          cfg.pretrain, seed, device)
         loc = f"{out}/{which}.safetensors"
-        write_bytes(loc, data, storage)
+        Target(loc, storage).write_bytes(data)
         log.info("pretrained %s encoder in %.0f s (masked L1 %.4f → %.4f) → %s", which,
                  time.perf_counter() - t0, history[0], history[-1], loc)
         written[which] = loc

@@ -21,7 +21,8 @@ from pyproj import CRS
 
 from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.core.config_base import StorageConfig
-from misomap.core.errors import MisomapError
+from misomap.core.errors import MisomapError, MissingObjectError
+from misomap.core.storage import Target
 from misomap.cube.grid import Grid
 from misomap.labels.pedons import LabelsError
 from misomap.labels.training_table import read_training
@@ -99,7 +100,7 @@ def training_pedons(workdir: str, storage: StorageConfig) -> tuple[pd.DataFrame,
     """The run's training table and folds (the pedons its models were scored on), if saved."""
     try:
         return read_training(workdir, storage)
-    except LabelsError as err:
+    except (LabelsError, MissingObjectError) as err:
         log.info("viewer: no training pedons to show (%s)", err)
         return None
 
@@ -138,8 +139,8 @@ def write_viewer(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid,
     if not cfg.cogs:
         log.info("viewer: not published, the map has no COGs (map.cogs is false)")
         return None
-    options = storage.options_for(cfg.output)
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
+    out = Target(cfg.output, storage)
+    fs, root = out.fs, out.path
     files = {f"{VIEWER_DIR}/{k}": v for k, v in static_files().items()}
     doc = manifest(grid, f"{name} soil and permafrost map ({cfg.model})", cfg.model)
     if training is None:

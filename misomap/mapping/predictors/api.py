@@ -7,12 +7,13 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import fsspec
 import numpy as np
 
-from misomap.core.errors import MisomapError
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError, MissingObjectError
+from misomap.core.storage import Target
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import MapProbabilities
 
@@ -43,14 +44,13 @@ _CACHE: dict[str, MapPredictor] = {}
 LOADS: list[str] = []  # load events in this process, for tests and logs
 
 
-def read_model_files(paths: list[str], storage_options: dict[str, Any]) -> dict[str, bytes]:
+def read_model_files(paths: list[str], storage: StorageConfig) -> dict[str, bytes]:
     """Each model file's bytes by its path, from local paths or s3:// URLs."""
     blobs = {}
     for path in paths:
         try:
-            with fsspec.open(path, "rb", **storage_options) as fh:
-                blobs[path] = fh.read()
-        except FileNotFoundError:
+            blobs[path] = Target(path, storage).read_bytes()
+        except MissingObjectError:
             raise PredictorError(f"model file not found: {path}") from None
     return blobs
 
@@ -94,20 +94,20 @@ def model_paths(cfg: MapConfig) -> list[str]:
     return files
 
 
-def model_digest(cfg: MapConfig, storage_options: dict[str, Any]) -> str:
+def model_digest(cfg: MapConfig, storage: StorageConfig) -> str:
     """sha256 over the model's files (or its factory name), so a new model invalidates old chunks."""
     h = hashlib.sha256(cfg.model.encode())
-    for path, blob in sorted(read_model_files(model_paths(cfg), storage_options).items()):
+    for path, blob in sorted(read_model_files(model_paths(cfg), storage).items()):
         h.update(path.rsplit("/", 1)[-1].encode())
         h.update(blob)
     return h.hexdigest()
 
 
-def get_predictor(cfg: MapConfig, storage_options: dict[str, Any]) -> MapPredictor:
+def get_predictor(cfg: MapConfig, storage: StorageConfig) -> MapPredictor:
     """The predictor for `cfg`, built at most once per process (i.e. once per dask worker)."""
     key = f"{cfg.model}|{cfg.model_path}|{cfg.device}|{cfg.batch_size}"
     if key not in _CACHE:
-        blobs = read_model_files(model_paths(cfg), storage_options)
+        blobs = read_model_files(model_paths(cfg), storage)
         _CACHE[key] = _kind(cfg.model).load(blobs, cfg)
         LOADS.append(key)
         log.info("loaded model %s", key)
