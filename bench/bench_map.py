@@ -370,7 +370,7 @@ def bench_job(chunk: int, quick: bool) -> None:
 def bench_trained(checkpoint: str, cube: str, n: int = 1000) -> None:
     """A trained checkpoint on its cube: the map (its global tiles) vs centred crops at n random
     valid pixels — how far the old scoring was from the map, on a real model."""
-    from misomap.jobs.cube_window import cube_grid
+    from misomap.cube.reader import cube_grid
     from misomap.mapping.config import MapConfig
     from misomap.mapping.predictors.miso import load_miso_predictor
     from misomap.models.miso.crops import CropSampler, Points

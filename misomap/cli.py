@@ -168,7 +168,7 @@ def evaluate(
     model: Annotated[str, typer.Option(help="Model whose models/<model>/predictions.parquet to score.")] = "rf",
 ) -> None:
     """Regenerate a model's evaluation report from its cross-validated predictions."""
-    from misomap.evaluation.scores import run_evaluation
+    from misomap.jobs.evaluate import run_evaluation
 
     typer.echo(f"report: {run_evaluation(_config(config), model)}")
 
