@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 import yaml
 import zarr
-from cube_fixtures import cube_section, write_source_world
+from tests.support.cube_fixtures import cube_section, write_source_world
 
 from misomap.config import config_from_dict
 from misomap.core.config_base import StorageConfig
 from misomap.jobs.build_cube import run_build_cube
 from misomap.jobs.verify import verify
+from tests.support import ROOT
 
-TESTS = Path(__file__).parent
 CHUNK = 16  # 24 chunks on the 96 x 64 px test world: long enough to fault mid-run
 CLI = [sys.executable, "-c", "from misomap.cli import run_cli; run_cli()"]
 
@@ -158,10 +158,10 @@ def test_verify_names_corrupt_and_missing_chunks(reference_cube, tmp_path):
 def test_verify_map_store(reference_cube, tmp_path, monkeypatch):
     from misomap.jobs.predict import run_predict
 
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "map"
-    cfg = config_from_dict({"map": {"cube": str(reference_cube), "output": str(out), "model": "fault_predictor:factory",
+    cfg = config_from_dict({"map": {"cube": str(reference_cube), "output": str(out), "model": "tests.support.fault_predictor:factory",
                                     "chunk_px": 32, "workers": 1, "cogs": False}})
     run_predict(cfg)
     report = verify(str(out))
@@ -208,9 +208,9 @@ def test_full_disk_during_export_publishes_nothing_half_written(reference_cube, 
     if not _unshare_ok():
         pytest.skip("needs `unshare -rm` (user + mount namespaces) to mount a private tmpfs")
     ref = tmp_path / "ref"
-    cfg = {"map": {"cube": str(reference_cube), "output": str(ref / "map"), "model": "fault_predictor:factory",
+    cfg = {"map": {"cube": str(reference_cube), "output": str(ref / "map"), "model": "tests.support.fault_predictor:factory",
                    "chunk_px": 32, "workers": 1}}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     (tmp_path / "ref.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     subprocess.run([*CLI, "predict", "-c", str(tmp_path / "ref.yaml")], check=True, env=env, timeout=600,
                    capture_output=True)
@@ -382,12 +382,12 @@ def test_gateway_worker_killed_mid_map_reruns_its_task(reference_cube, tmp_path,
     from misomap.jobs.predict import run_predict
     from misomap.services.gateway import dask_gateway_server
 
-    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.syspath_prepend(str(ROOT))
     local = tmp_path / "local"
-    base = {"cube": str(reference_cube), "model": "fault_predictor:factory", "chunk_px": 16, "workers": 2,
+    base = {"cube": str(reference_cube), "model": "tests.support.fault_predictor:factory", "chunk_px": 16, "workers": 2,
             "cogs": False}
     run_predict(config_from_dict({"map": {**base, "output": str(local)}}))
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with dask_gateway_server(tmp_path / "gw", env=env) as (server, proc):
         monkeypatch.setenv("MISOMAP_GATEWAY_PASSWORD", server.password)
         out = tmp_path / "gw-map"
@@ -430,14 +430,14 @@ def test_failed_overwrite_leaves_no_stale_exports_and_an_incomplete_map(referenc
     from misomap.mapping.store import require_map_complete
     from misomap.jobs.predict import MapJobError, run_predict
 
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "map"
     base = {"cube": str(reference_cube), "output": str(out), "chunk_px": 32, "workers": 1}
-    run_predict(config_from_dict({"map": {**base, "model": "fault_predictor:factory"}}))
+    run_predict(config_from_dict({"map": {**base, "model": "tests.support.fault_predictor:factory"}}))
     assert (out / "stac" / "collection.json").exists() and (out / "cogs").exists()
     with pytest.raises(MapJobError) as info:
-        run_predict(config_from_dict({"map": {**base, "model": "fault_predictor:failing_factory"}}), overwrite=True)
+        run_predict(config_from_dict({"map": {**base, "model": "tests.support.fault_predictor:failing_factory"}}), overwrite=True)
     message = str(info.value)
     assert "\n" not in message and message.count("injected model failure") == 1  # one line per cause
     assert "2 of 6 map chunks failed" in message and "(chunks 0.2, 1.2)" in message

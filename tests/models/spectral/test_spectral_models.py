@@ -15,7 +15,7 @@ from misomap.models.spectral.serialization import load_state, module_to_bytes, r
 from misomap.models.spectral.vae import Schedule, VAEArch, embed, fit_vae, reconstruct, vae_from_arch
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import pair_rows
-from spectral_helpers import MIR_AXIS, NIR_AXIS, small_library
+from tests.support.spectral_helpers import MIR_AXIS, NIR_AXIS, small_library
 
 torch.set_num_threads(1)
 

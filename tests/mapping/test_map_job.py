@@ -16,28 +16,10 @@ import yaml
 
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
-from misomap.cube.store import COMPLETE_KEY
 from misomap.mapping.store import MapStoreError
 from misomap.jobs.predict import run_predict
-
-TESTS = Path(__file__).parent
-FACTORY = "map_test_predictor:factory"
-IMAGERY_PERIOD = ["2019-06-15T20:31:00Z", "2023-08-14T21:02:00Z"]
-
-
-def write_cube(path: Path, grid: Grid, chunk: int = 40) -> None:
-    rng = np.random.default_rng(1)
-    h, w = grid.shape
-    data = rng.normal(size=(2, h, w)).astype("float32")
-    data[:, :35, :35] = np.nan  # an all-nodata corner spanning a whole output chunk
-    ds = xr.Dataset({"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
-                    coords={"band": np.array(["b0", "b1"], dtype=object),  # vlen-utf8, as the real cube
-                            "y": grid.y_coords(), "x": grid.x_coords(),
-                            "spatial_ref": ((), 0, grid.spatial_ref_attrs())},
-                    # written whole in one go, so it carries the complete mark a finished build writes last
-                    attrs={"misomap": {"imagery_datetime": IMAGERY_PERIOD},
-                           COMPLETE_KEY: {"records_sha256": "written-whole", "chunks": 0}})
-    ds.chunk({"band": 2, "y": chunk, "x": chunk}).to_zarr(path, zarr_format=3, mode="w", consolidated=True)
+from tests.support import ROOT
+from tests.support.map_cube import FACTORY, write_cube
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +36,8 @@ def run_config(cube: Path, out: Path, **map_kw):
 
 @pytest.fixture(autouse=True)
 def _importable_test_predictor(monkeypatch):
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
 
 
 def _decoded(out: Path) -> xr.Dataset:

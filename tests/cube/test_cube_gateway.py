@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cube_fixtures import cube_section, write_source_world
+from tests.support.cube_fixtures import cube_section, write_source_world
 
 from misomap.config import config_from_dict
 from misomap.cube.errors import ChunkBuildError

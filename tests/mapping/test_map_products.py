@@ -25,7 +25,8 @@ from misomap.cube.grid import Grid
 from misomap.mapping.export import MapExportError, stac_ids
 from misomap.mapping.layers import LAYERS, MapProbabilities, encode_layers
 from misomap.jobs.predict import run_predict
-from test_map_job import FACTORY, IMAGERY_PERIOD, write_cube
+from tests.support import ROOT
+from tests.support.map_cube import FACTORY, IMAGERY_PERIOD, write_cube
 
 GRID = Grid("EPSG:3338", 30.0, 300000.0, 1710000.0, 300000.0 + 90 * 30, 1710000.0 + 70 * 30)
 CLASS_LAYERS = {"permafrost_class": PERMAFROST_CLASSES, "soil_order_class": SOIL_ORDERS}
@@ -33,7 +34,7 @@ CLASS_LAYERS = {"permafrost_class": PERMAFROST_CLASSES, "soil_order_class": SOIL
 
 @pytest.fixture(autouse=True)
 def _importable_test_predictor(monkeypatch):
-    tests = str(Path(__file__).parent)
+    tests = str(ROOT)
     monkeypatch.syspath_prepend(tests)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
 
@@ -54,7 +55,7 @@ def workdir(tmp_path_factory) -> Path:
     (root / "models").mkdir()
     (root / "models" / "model.bin").write_bytes(b"weights of a test model\n" * 40)
     mp = pytest.MonkeyPatch()
-    tests = str(Path(__file__).parent)
+    tests = str(ROOT)
     mp.syspath_prepend(tests)
     mp.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
     try:

@@ -22,21 +22,21 @@ import xarray as xr
 import yaml
 from pyproj import Transformer
 
-from cube_fixtures import X0, Y1, cube_section, write_source_world
+from tests.support.cube_fixtures import X0, Y1, cube_section, write_source_world
 from misomap.config import config_from_dict
 from misomap.core.config_base import StorageConfig
 from misomap.jobs.regenerate import RegenerateError, run_regenerate
 from misomap.publish import versions
 from misomap.publish.versions import PublishError
+from tests.support import ROOT
 
-TESTS = Path(__file__).parent
 STORAGE = StorageConfig()
 
 
 @pytest.fixture(autouse=True)
 def _importable_test_predictor(monkeypatch):
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def _model(path: Path, bands: list[str]) -> Path:
 def _config(tmp: Path, url: str, model: Path, keep: int = 2) -> dict:
     return {"name": "regen-test", "workdir": str(tmp / "work"), "stac": {"url": url},
             "cube": cube_section(str(tmp / "ignored.zarr"), workers=1),
-            "map": {"cube": "ignored-cube", "output": "ignored-output", "model": "regen_predictor:factory",
+            "map": {"cube": "ignored-cube", "output": "ignored-output", "model": "tests.support.regen_predictor:factory",
                     "model_path": str(model), "chunk_px": 32, "workers": 1},
             "publish": {"root": str(tmp / "published"), "keep": keep}}
 

@@ -26,7 +26,7 @@ from misomap.cube.grid import Grid, plan_chunks
 from misomap.cube.search import FoundItems, check_item, datatake
 from misomap.cube.stack import forget_datasets, read_window
 
-DATA = Path(__file__).parent / "data" / "catalogs"
+DATA = Path(__file__).parents[1] / "data" / "catalogs"
 N = 40  # pixels of the window served, per side, at the finest resolution
 
 

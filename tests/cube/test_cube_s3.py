@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cube_fixtures import cube_section, write_source_world
+from tests.support.cube_fixtures import cube_section, write_source_world
 
 from misomap.config import RunConfig, config_from_dict
 from misomap.core.config_base import StorageConfig

@@ -30,7 +30,7 @@ from misomap.spectra.errors import (MissingPropertyError, SampleIdMismatchError,
                                     SpectralValueError)
 from misomap.spectra.library import SensorSpectra, SpectralLibrary, write_library
 from misomap.spectra.synthetic import synthetic_library
-from spectral_helpers import MIR_AXIS, NIR_AXIS, PROPS, small_config, small_library
+from tests.support.spectral_helpers import MIR_AXIS, NIR_AXIS, PROPS, small_config, small_library
 
 FEATURES = {"mir", "mir_embedding", "nir", "nir_to_mir_embedding", "nir_to_mir_spectra"}
 

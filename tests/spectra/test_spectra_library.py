@@ -12,7 +12,7 @@ from misomap.spectra.errors import LibraryFormatError, MissingPropertyError, Sam
 from misomap.spectra.library import (open_library_group, pair_rows, read_library, read_sensor, sensor_rows,
                                      write_library)
 from misomap.spectra.readers import properties_from_frame, read_limesoda, read_ossl_csv
-from spectral_helpers import small_library
+from tests.support.spectral_helpers import small_library
 
 
 def _assert_same(a, b):

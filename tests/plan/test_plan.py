@@ -12,7 +12,7 @@ import yaml
 from pyproj import Transformer
 from shapely.geometry import box
 
-from cube_fixtures import cube_section
+from tests.support.cube_fixtures import cube_section
 from misomap.config import config_from_dict
 from misomap.cube.grid import Grid
 from misomap.jobs.regenerate import dry_run, region_plan

@@ -17,7 +17,7 @@ import rasterio
 import rioxarray  # noqa: F401 - registers the .rio accessor
 import xarray as xr
 import yaml
-from cube_fixtures import (
+from tests.support.cube_fixtures import (
     CHUNK,
     COVER_X,
     S2_BANDS,
@@ -268,7 +268,7 @@ def test_signing_hook_rewrites_hrefs(stac_api_factory, tmp_path, world):
     with pytest.raises(ChunkBuildError, match="blob.invalid"):
         run_build_cube(run_config(url, tmp_path / "unsigned.zarr"))
     out = tmp_path / "signed.zarr"
-    run_build_cube(run_config(url, out, sign="cube_fixtures:fake_sign"))
+    run_build_cube(run_config(url, out, sign="tests.support.cube_fixtures:fake_sign"))
     assert np.isfinite(open_cube(str(out), NO_STORAGE).data.sel(band="s2_summer_red").values[:, :40]).mean() > 0.9
 
 
