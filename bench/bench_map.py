@@ -218,6 +218,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
     from misomap.jobs import predict as job
     from misomap.cube.reader import cube_grid, open_cube_cached, read_window
     from misomap.jobs.map_layers import encode_layers
+    from misomap.core.storage import Target
     from misomap.jobs.map_store import ensure_template, write_chunk
     from misomap.jobs.predictors import get_predictor
     from misomap.models.miso.train import model_checkpoint_bytes
@@ -231,7 +232,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
                                         "model": "miso", "model_path": str(tmp / "m.safetensors"),
                                         "chunk_px": chunk, "workers": 1, "device": "cpu", "cogs": False}})
         grid = job.output_grid(cfg)
-        ensure_template(job.zarr_url(cfg.map), {}, grid, chunk, 3, {}, "bench")
+        ensure_template(Target(job.zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
         region = plan_chunks(grid, chunk)[4]  # the centre chunk: a full halo of real data
         pred = get_predictor(cfg.map, cfg.storage)
         torch.set_num_threads(1)
@@ -247,7 +248,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
         prof.disable()
         t_predict = time.process_time() - c0
         layers, t_export, _ = _timed(lambda: encode_layers(probs))
-        _, t_write, _ = _timed(lambda: write_chunk(job.zarr_url(cfg.map), {}, region, layers))
+        _, t_write, _ = _timed(lambda: write_chunk(Target(job.zarr_url(cfg.map)), region, layers))
     stats = pstats.Stats(prof).stats
     scale = t_predict / max(sum(v[2] for v in stats.values()), 1e-9)  # cProfile overhead removed
 
@@ -326,13 +327,14 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
 
     from misomap.config import config_from_dict
     from misomap.cube.grid import plan_chunks
+    from misomap.core.storage import Target
     from misomap.jobs.map_store import ensure_template
     from misomap.jobs.predict import output_grid, predict_chunk, zarr_url
 
     cfg = config_from_dict({"map": {"cube": str(cube), "output": str(out), "model": "miso",
                                     "model_path": str(ckpt), "chunk_px": chunk, "workers": workers}})
     grid = output_grid(cfg)
-    ensure_template(zarr_url(cfg.map), {}, grid, chunk, 3, {}, "bench")
+    ensure_template(Target(zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
     regions = plan_chunks(grid, chunk)
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
             Client(cluster) as client:

@@ -36,7 +36,7 @@ from misomap.config import RunConfig, config_from_dict
 from misomap.core.config_base import StorageConfig
 from misomap.cube.errors import ChunkBuildError, CubeStorageError, SourceItemError, StacSearchError
 from misomap.cube.grid import Grid
-from misomap.cube.store import open_cube
+from misomap.cube.reader import open_cube
 from misomap.jobs.build_cube import run_build_cube
 
 NO_STORAGE = StorageConfig()

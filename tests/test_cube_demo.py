@@ -12,7 +12,7 @@ import rasterio
 
 from misomap.config import config_from_dict
 from misomap.core.config_base import StorageConfig
-from misomap.cube.store import open_cube
+from misomap.cube.reader import open_cube
 from misomap.jobs.build_cube import run_build_cube
 from misomap.jobs.demo import cube_section
 

@@ -12,7 +12,7 @@ from cube_fixtures import cube_section, write_source_world
 from misomap.config import RunConfig, config_from_dict
 from misomap.core.config_base import StorageConfig
 from misomap.cube.errors import CubeStorageError
-from misomap.cube.store import open_cube
+from misomap.cube.reader import open_cube
 from misomap.jobs.build_cube import run_build_cube
 
 

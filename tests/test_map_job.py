@@ -175,12 +175,13 @@ def test_two_concurrent_runs_end_identical(cube, reference_map, tmp_path):
 def test_model_loaded_once_per_worker(cube, tmp_path):
     from distributed import Client, LocalCluster
 
+    from misomap.core.storage import Target
     from misomap.jobs.predict import plan_chunks, predict_chunk, output_grid, ensure_template, zarr_url
     from misomap.mapping.predictors import api as predictors
 
     cfg = run_config(cube, tmp_path / "once")
     grid = output_grid(cfg)
-    ensure_template(zarr_url(cfg.map), {}, grid, 32, 3, {}, "h")
+    ensure_template(Target(zarr_url(cfg.map)), grid, 32, 3, {}, "h")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
             Client(cl) as client:
         client.gather(client.map(predict_chunk, plan_chunks(grid, 32), config=cfg, pure=False))

@@ -96,8 +96,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
     from misomap.jobs.predict import map_config, zarr_url
 
     cfg = map_config(config)
-    options = config.storage.options_for(cfg.output)
-    group = zarr.open_group(zarr_url(cfg), mode="r", storage_options=options or None)
+    group = zarr.open_group(Target(zarr_url(cfg), config.storage).zarr_store(read_only=True), mode="r")
     out = Target(cfg.output, config.storage)
     fs, root = out.fs, out.path
     written: dict[str, str] = {}
