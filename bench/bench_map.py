@@ -217,6 +217,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
     from misomap.cube.grid import plan_chunks
     from misomap.mapping import chunk as job
     from misomap.cube.reader import cube_grid, open_cube_cached, read_window
+    from misomap.core.storage import Target
     from misomap.mapping.layers import encode_layers
     from misomap.mapping.store import ensure_template, write_chunk
     from misomap.mapping.predictors.api import get_predictor
@@ -231,7 +232,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
                                         "model": "miso", "model_path": str(tmp / "m.safetensors"),
                                         "chunk_px": chunk, "workers": 1, "device": "cpu", "cogs": False}})
         grid = job.output_grid(cfg.map, cfg.storage)
-        ensure_template(job.zarr_url(cfg.map), {}, grid, chunk, 3, {}, "bench")
+        ensure_template(Target(job.zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
         region = plan_chunks(grid, chunk)[4]  # the centre chunk: a full halo of real data
         pred = get_predictor(cfg.map, cfg.storage)
         torch.set_num_threads(1)
@@ -247,7 +248,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
         prof.disable()
         t_predict = time.process_time() - c0
         layers, t_export, _ = _timed(lambda: encode_layers(probs))
-        _, t_write, _ = _timed(lambda: write_chunk(job.zarr_url(cfg.map), {}, region, layers))
+        _, t_write, _ = _timed(lambda: write_chunk(Target(job.zarr_url(cfg.map)), region, layers))
     stats = pstats.Stats(prof).stats
     scale = t_predict / max(sum(v[2] for v in stats.values()), 1e-9)  # cProfile overhead removed
 
@@ -326,21 +327,22 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
 
     from misomap.config import config_from_dict
     from misomap.cube.grid import plan_chunks
+    from misomap.core.storage import Target
+    from misomap.mapping.chunk import MapChunkSpec, output_grid, predict_chunk, zarr_url
     from misomap.mapping.store import ensure_template
-    from misomap.mapping.chunk import output_grid, predict_chunk, zarr_url
 
     cfg = config_from_dict({"map": {"cube": str(cube), "output": str(out), "model": "miso",
                                     "model_path": str(ckpt), "chunk_px": chunk, "workers": workers}})
     grid = output_grid(cfg.map, cfg.storage)
-    ensure_template(zarr_url(cfg.map), {}, grid, chunk, 3, {}, "bench")
+    ensure_template(Target(zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
     regions = plan_chunks(grid, chunk)
+    spec = MapChunkSpec(cfg.map, cfg.storage)
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         client.run(torch.set_num_threads, 1)
-        client.submit(predict_chunk, regions[0], cfg.map, cfg.storage, pure=False).result()  # warm: model loaded per worker
+        client.submit(predict_chunk, regions[0], spec, pure=False).result()  # warm: model loaded per worker
         t0 = time.perf_counter()
-        client.gather(client.map(predict_chunk, regions[1:], cfg=cfg.map, storage=cfg.storage,
-                                  pure=False))
+        client.gather(client.map(predict_chunk, regions[1:], spec=spec, pure=False))
         seconds = time.perf_counter() - t0
         rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return (len(regions) - 1) * chunk * chunk / seconds, sorted(rss.values())

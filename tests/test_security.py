@@ -12,7 +12,7 @@ import skops.io as sio
 from sklearn.model_selection import ShuffleSplit
 
 from misomap.core.errors import RedactingFilter, redact
-from misomap.jobs.cluster import dask_client
+from misomap.runtime.cluster import dask_client
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.spectra.errors import SpectralError
 

@@ -1,4 +1,5 @@
-"""`misomap predict`: one dask task per output chunk (misomap.mapping.chunk), then the exports and viewer.
+"""`misomap predict`: the map chunk by chunk on the chunk engine (each chunk a pure function of
+(region, MapChunkSpec), misomap.mapping.chunk), then the exports and the viewer.
 
 Resumable: finished chunks carry completion records and are skipped on rerun, so a killed run,
 rerun, ends byte-identical to an uninterrupted one. Runs on a local dask cluster by default or on a
@@ -11,23 +12,21 @@ import logging
 import time
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from misomap import __version__
 from misomap.config import RunConfig
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import ConfigError, MisomapError, one_line
 from misomap.core.storage import Target
-from misomap.cube.grid import ChunkWindow, plan_chunks
-from misomap.cube.store import require_complete
-from misomap.jobs.cluster import dask_client
-from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.mapping.chunk import output_grid, predict_chunk, progress_url, run_hash, zarr_url
+from misomap.cube.grid import plan_chunks
 from misomap.cube.reader import open_cube_cached
+from misomap.cube.store import require_complete
+from misomap.mapping.chunk import MapChunkSpec, output_grid, predict_chunk, progress_url, run_hash, zarr_url
 from misomap.mapping.config import MapConfig
 from misomap.mapping.export import check_exportable, export_all
 from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
 from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete
+from misomap.runtime.records import CompletionRecords, run_lock
+from misomap.runtime.runner import Executor, run_plan
 from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def check_inputs(config: RunConfig) -> str:
     task submitted: the output is ours, the cube is finished and has the model's bands, the model
     loads. Returns the model's digest."""
     cfg = map_config(config)
-    check_map_owned(cfg.output, config.storage.options_for(cfg.output))
+    check_map_owned(Target(cfg.output, config.storage))
     require_complete(cfg.cube, config.storage)
     try:
         digest = model_digest(cfg, config.storage)
@@ -104,59 +103,40 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then mark the store complete and export
     COGs, a quicklook and, last, STAC."""
     cfg = map_config(config)
-    options = config.storage.options_for(cfg.output)
     start = time.perf_counter()
     digest = check_inputs(config)
     check_exportable(cfg, config.storage)
+    store = Target(zarr_url(cfg), config.storage)
     with run_lock(cfg.output):
         grid = output_grid(cfg, config.storage)
         rhash = run_hash(cfg, digest)
-        progress = CompletionLog(progress_url(cfg), options)
+        records = CompletionRecords(Target(progress_url(cfg), config.storage))
         attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
                  "misomap_input_cube": cfg.cube, "misomap_model": cfg.model,
                  "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest,
                  "misomap_status": "incomplete"}
         if overwrite:
             _discard_map(cfg, config.storage)
-        if ensure_template(zarr_url(cfg), options, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
-            progress.clear()
+        if ensure_template(store, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
+            records.clear()
         regions = plan_chunks(grid, cfg.chunk_px)
-        done = progress.done_keys()
-        todo = [r for r in regions if r.key not in done]
-        log.info("map %s: %d chunks, %d done, %d to run", cfg.output, len(regions), len(done), len(todo))
-        failures = _run_chunks(todo, cfg, config, cfg.workers)
-        if failures:
+        report = run_plan(regions, predict_chunk, MapChunkSpec(cfg, config.storage), records,
+                          Executor(cfg.workers, config.gateway), name="map chunks", expected=(Exception,))
+        if report.failures:
             causes: dict[str, list[str]] = {}
-            for key, err in failures:
-                causes.setdefault(err, []).append(key)
-            raise MapJobError(f"{len(failures)} of {len(regions)} map chunks failed (map {zarr_url(cfg)} stays "
+            for f in report.failures:
+                causes.setdefault(f.message, []).append(f.key)
+            raise MapJobError(f"{len(report.failures)} of {len(regions)} map chunks failed (map {store.url} stays "
                               "marked incomplete; rerun to retry them): " +
                               "; ".join(f"{err} (chunks {', '.join(sorted(keys)[:5])}"
                                         f"{' ...' if len(keys) > 5 else ''})" for err, keys in causes.items()))
-        mark_map_complete(zarr_url(cfg), options, progress.digest())
+        mark_map_complete(store, records.digest())
         export_all(cfg, config.storage, config.name, grid)
         write_viewer(cfg, config.storage, config.name, grid,
                      training_pedons(config.workdir, config.storage))
     seconds = time.perf_counter() - start
-    pixels = sum(r.height * r.width for r in todo)
-    summary = PredictSummary(cfg.output, len(regions), len(todo), pixels, seconds)
-    log.info("map done: %d/%d chunks run, %d px in %.1f s (%.0f px/s)", len(todo), len(regions),
+    pixels = sum(r.height * r.width for r in report.todo)
+    summary = PredictSummary(cfg.output, len(regions), report.ran, pixels, seconds)
+    log.info("map done: %d/%d chunks run, %d px in %.1f s (%.0f px/s)", report.ran, len(regions),
              pixels, seconds, summary.pixels_per_second)
     return summary
-
-
-def _run_chunks(todo: list[ChunkWindow], cfg: MapConfig, config: RunConfig,
-                workers: int) -> list[tuple[str, str]]:
-    if not todo:
-        return []
-    from distributed import as_completed
-
-    failures: list[tuple[str, str]] = []
-    with dask_client(workers, config.gateway) as client:
-        futures = {client.submit(predict_chunk, r, cfg, config.storage, key=f"map-{r.key}", pure=False): r
-                   for r in todo}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="map chunks", unit="chunk"):
-            if fut.status == "error":
-                err = fut.exception()
-                failures.append((futures[fut].key, f"{type(err).__name__}: {one_line(err)}"))
-    return failures

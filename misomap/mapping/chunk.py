@@ -1,5 +1,5 @@
 """The map's chunk task: one output chunk predicted from its cube window (with the predictor's halo)
-and written to the map store, a pure function of (region, map section, storage); plus the map's
+and written to the map store, a pure function of (region, MapChunkSpec); plus the map's
 locations, its output grid and its run hash."""
 
 from __future__ import annotations
@@ -7,14 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from misomap.core.config_base import StorageConfig
+from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.reader import cube_grid, open_cube_cached, read_window
-from misomap.jobs.completion import CompletionLog
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import encode_layers
 from misomap.mapping.predictors.api import MapPredictor, get_predictor
@@ -48,9 +49,18 @@ def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[flo
     return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
 
 
-def predict_chunk(region: ChunkWindow, cfg: MapConfig, storage: StorageConfig) -> dict[str, Any]:
-    """Predict one output chunk and write it; a pure function of (region, map section, storage)."""
-    options = storage.options_for(cfg.output)
+@dataclass(frozen=True)
+class MapChunkSpec:
+    """What every map chunk task needs: the map section and the storage section."""
+
+    map: MapConfig
+    storage: StorageConfig
+
+
+def predict_chunk(region: ChunkWindow, spec: MapChunkSpec) -> dict[str, Any]:
+    """Predict one output chunk and write it; a pure function of (region, spec). Returns the
+    chunk's completion record: what it wrote and its checksum."""
+    cfg, storage = spec.map, spec.storage
     predictor = get_predictor(cfg, storage)
     grid = output_grid(cfg, storage)
     sub = grid.window(region.row0, region.col0, region.height, region.width)
@@ -58,12 +68,10 @@ def predict_chunk(region: ChunkWindow, cfg: MapConfig, storage: StorageConfig) -
     window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
     probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
     layers = encode_layers(probs)
-    write_chunk(zarr_url(cfg), options, region, layers)
+    write_chunk(Target(zarr_url(cfg), storage), region, layers)
     valid = int(np.isfinite(probs.permafrost).sum())
-    info = {"key": region.key, "valid_pixels": valid, "layers": list(layers),
+    return {"key": region.key, "valid_pixels": valid, "layers": list(layers),
             "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
-    CompletionLog(progress_url(cfg), options).mark_done(region.key, info)
-    return info
 
 
 def run_hash(cfg: MapConfig, digest: str) -> str:

@@ -93,8 +93,7 @@ def check_exportable(cfg: MapConfig, storage: StorageConfig) -> None:
 def export_all(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid) -> dict[str, str]:
     """Write COGs (if configured), the quicklook and last the STAC collection of run `name`'s map;
     return their URLs."""
-    options = storage.options_for(cfg.output)
-    group = zarr.open_group(zarr_url(cfg), mode="r", storage_options=options or None)
+    group = zarr.open_group(Target(zarr_url(cfg), storage).zarr_store(read_only=True), mode="r")
     out = Target(cfg.output, storage)
     fs, root = out.fs, out.path
     written: dict[str, str] = {}

@@ -6,29 +6,28 @@ same bytes (every chunk is a pure function of its rows and the models)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
-from distributed import as_completed
-from tqdm import tqdm
 
-from misomap.jobs.cluster import dask_client
-from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
+from misomap.core.config_base import StorageConfig
+from misomap.core.storage import Target
 from misomap.spectral.prepare import prepare
 from misomap.spectral.store import SpectralRun, ensure_library, load_models, spectral_paths, spectral_section
 from misomap.models.spectral.nir import nir_from_arch, nir_to_mir
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.models.spectral.serialization import load_state, read_metadata
 from misomap.models.spectral.vae import embed, vae_from_arch
-from misomap.spectra.config import AxisSpec, SpectralConfig
+from misomap.spectra.config import AxisSpec
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import open_library_group, read_sensor, sensor_rows
+from misomap.runtime.records import COMPLETE_ATTR, CompletionRecords, run_lock
+from misomap.runtime.runner import Executor, RowChunk, row_chunks, run_plan
+from misomap.runtime.zarr_io import claim, open_group, write_region
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +41,8 @@ class EmbedPlan:
     """Everything a worker needs for any chunk (picklable; model files travel as bytes)."""
 
     library: str
-    library_options: dict[str, Any] | None
     output: str
-    output_options: dict[str, Any] | None
-    progress: str
+    storage: StorageConfig
     sensor: str
     axis: AxisSpec
     models: dict[str, bytes]
@@ -58,6 +55,10 @@ class EmbedPlan:
     def n_chunks(self) -> int:
         """Number of row chunks."""
         return -(-self.n_rows // self.chunk_size)
+
+    def chunks(self) -> list[RowChunk]:
+        """The plan's row chunks, in order."""
+        return row_chunks(self.n_rows, self.chunk_size)
 
 
 @dataclass(frozen=True)
@@ -87,18 +88,13 @@ def _create_array(group: zarr.Group, name: str, shape: tuple[int, ...], rows: in
 def open_output(plan: EmbedPlan, meta: dict[str, Any]) -> zarr.Group:
     """Create the output group, or reopen one whose signature matches this run exactly."""
     signature = _signature(plan, meta["properties"])
-    opts = plan.output_options
-    try:
-        group = zarr.open_group(store=plan.output, mode="r+", storage_options=opts, zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        group = None
-    if group is not None:
-        if group.attrs.get("misomap_spectral_embedding") != signature:
-            raise EmbeddingOutputError(
-                f"{plan.output} holds embeddings of another run (library, models or settings differ): "
-                "delete it or set spectral.embeddings to a new location")
+    target = Target(plan.output, plan.storage)
+    group = open_group(target, mode="r+")
+    stored = group.attrs.get("misomap_spectral_embedding") if group is not None else None
+    if not claim(target, stored, signature, "embeddings (library, models or settings differ)",
+                 EmbeddingOutputError):
         return group
-    group = zarr.open_group(store=plan.output, mode="w", storage_options=opts, zarr_format=3)
+    group = zarr.open_group(target.zarr_store(), mode="w", zarr_format=3)
     group.attrs["misomap_spectral_embedding"] = signature
     n, rows = plan.n_rows, plan.chunk_size
     _create_array(group, "sample_id", (n,), rows, str, "")
@@ -113,15 +109,16 @@ def open_output(plan: EmbedPlan, meta: dict[str, Any]) -> zarr.Group:
     return group
 
 
-def embed_chunk(plan: EmbedPlan, chunk: int) -> dict[str, Any]:
-    """Embed rows of one chunk, write them, then write the chunk's completion record."""
+def embed_chunk(chunk: RowChunk, plan: EmbedPlan) -> dict[str, Any]:
+    """Embed the rows of one chunk and write them; returns the chunk's completion record (its rows
+    and the checksum of what it wrote). A pure function of (chunk, plan)."""
     import torch
 
     torch.set_num_threads(1)
-    start, stop = chunk * plan.chunk_size, min(plan.n_rows, (chunk + 1) * plan.chunk_size)
-    lib = open_library_group(plan.library, plan.library_options)
+    start, stop = chunk.start, chunk.stop
+    lib = open_library_group(plan.library, Target(plan.library, plan.storage).options or None)
     spectra = read_sensor(lib, plan.sensor, start, stop)
-    prepared = prepare(spectra, f"{plan.sensor} rows {start}..{stop - 1} (chunk {chunk})", plan.axis)
+    prepared = prepare(spectra, f"{plan.sensor} rows {start}..{stop - 1} (chunk {chunk.index})", plan.axis)
     blob = plan.models["mir_vae.safetensors"]
     vae = load_state(vae_from_arch(read_metadata(blob)[1]), blob)
     layers: dict[str, np.ndarray] = {}
@@ -138,16 +135,12 @@ def embed_chunk(plan: EmbedPlan, chunk: int) -> dict[str, Any]:
     if plan.predict:
         model = regressor_from_bytes(plan.models[regressor_file])
         layers["predictions"] = model.predict(layers["embedding"]).astype(np.float32)
-    out = zarr.open_group(store=plan.output, mode="r+", storage_options=plan.output_options, zarr_format=3)
-    out["sample_id"][start:stop] = spectra.sample_id
+    values = {"sample_id": spectra.sample_id, **{name: layers[name].astype(np.float32) for name in sorted(layers)}}
+    write_region(Target(plan.output, plan.storage), values, slice(start, stop))
     digest = hashlib.sha256(spectra.sample_id.astype(str).tobytes())
     for name in sorted(layers):
-        values = layers[name].astype(np.float32)
-        out[name][start:stop] = values
-        digest.update(values.tobytes())
-    info = {"chunk": chunk, "rows": [start, stop], "sha256": digest.hexdigest()}
-    CompletionLog(plan.progress, plan.output_options).mark_done(f"chunk-{chunk:06d}", info)
-    return info
+        digest.update(values[name].tobytes())
+    return {"chunk": chunk.index, "rows": [start, stop], "sha256": digest.hexdigest()}
 
 
 def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) -> EmbedPlan:
@@ -155,7 +148,7 @@ def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) 
     sc = spectral_section(cfg)
     paths = spectral_paths(cfg)
     library = ensure_library(cfg) if sc.library is None else sc.library
-    group = open_library_group(library, cfg.storage.options_for(library))
+    group = open_library_group(library, cfg.storage.options_for(library) or None)
     needed = {"mir_vae.safetensors"} | ({"nir_encoder.safetensors"} if sc.embed_sensor == "nir" else set())
     if sc.predict:
         needed.add(f"{sc.embed_sensor}_regressor.skops")
@@ -164,24 +157,8 @@ def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) 
         raise SpectralError(f"model bundle {paths.models} lacks {missing}: retrain with a library that has "
                             f"'{sc.embed_sensor}' spectra paired with MIR")
     axis = AxisSpec(**meta["mir_axis" if sc.embed_sensor == "mir" else "nir_axis"])
-    return EmbedPlan(library, cfg.storage.options_for(library), paths.embeddings,
-                     cfg.storage.options_for(paths.embeddings), f"{paths.embeddings}.progress", sc.embed_sensor,
-                     axis, models, sc.predict, sc.convert, sc.chunk_size, sensor_rows(group, sc.embed_sensor))
-
-
-@contextlib.contextmanager
-def _client(cfg: SpectralRun, sc: SpectralConfig) -> Iterator[Any]:
-    """dask-gateway when configured, else a local cluster of processes or threads."""
-    if cfg.gateway.address or sc.local_processes:
-        workers = cfg.gateway.workers if cfg.gateway.address else sc.local_workers
-        with dask_client(workers, cfg.gateway) as client:
-            yield client
-        return
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=sc.local_workers, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
+    return EmbedPlan(library, paths.embeddings, cfg.storage, sc.embed_sensor, axis, models, sc.predict, sc.convert,
+                     sc.chunk_size, sensor_rows(group, sc.embed_sensor))
 
 
 def embed_library(cfg: SpectralRun) -> EmbedSummary:
@@ -189,23 +166,12 @@ def embed_library(cfg: SpectralRun) -> EmbedSummary:
     sc = spectral_section(cfg)
     models, meta = load_models(cfg)
     plan = make_plan(cfg, models, meta)
+    executor = (Executor(cfg.gateway.workers, cfg.gateway) if cfg.gateway.address
+                else Executor(sc.local_workers, threads=not sc.local_processes))
     with run_lock(plan.output):
         group = open_output(plan, meta)
-        progress = CompletionLog(plan.progress, plan.output_options)
-        done = progress.done_keys()
-        todo = [c for c in range(plan.n_chunks) if f"chunk-{c:06d}" not in done]
-        log.info("embedding %d %s spectra from %s: %d chunks, %d already done", plan.n_rows, plan.sensor,
-                 plan.library, plan.n_chunks, plan.n_chunks - len(todo))
-        if todo:
-            with _client(cfg, sc) as client:
-                shared = client.scatter(plan, broadcast=True)
-                futures = client.map(embed_chunk, [shared] * len(todo), todo, pure=False)
-                try:
-                    for fut in tqdm(as_completed(futures), total=len(todo), desc="embed-spectra", unit="chunk"):
-                        fut.result()
-                except BaseException:
-                    client.cancel(futures)
-                    raise
+        records = CompletionRecords(Target(f"{plan.output}.progress", plan.storage))
+        report = run_plan(plan.chunks(), embed_chunk, plan, records, executor, name="embed-spectra")
         # the complete mark, written last: the digest of every chunk's record (`misomap verify`)
-        group.attrs[COMPLETE_ATTR] = progress.digest()
-    return EmbedSummary(plan.output, plan.n_rows, plan.n_chunks, len(todo))
+        group.attrs[COMPLETE_ATTR] = records.digest()
+    return EmbedSummary(plan.output, plan.n_rows, plan.n_chunks, report.ran)

@@ -427,6 +427,7 @@ def _is_worker(pid: int) -> bool:
 
 def test_failed_overwrite_leaves_no_stale_exports_and_an_incomplete_map(reference_cube, tmp_path, monkeypatch):
     from misomap.core.errors import IncompleteInputError
+    from misomap.core.storage import Target
     from misomap.mapping.store import require_map_complete
     from misomap.jobs.predict import MapJobError, run_predict
 
@@ -444,5 +445,5 @@ def test_failed_overwrite_leaves_no_stale_exports_and_an_incomplete_map(referenc
     for stale in ("stac", "cogs", "quicklook.png", "viewer"):
         assert not (out / stale).exists(), stale
     with pytest.raises(IncompleteInputError, match="unfinished"):
-        require_map_complete(str(out / "map.zarr"), {})
+        require_map_complete(Target(str(out / "map.zarr")))
     assert not verify(str(out)).whole

@@ -157,17 +157,18 @@ def test_two_concurrent_runs_end_identical(cube, reference_map, tmp_path):
 def test_model_loaded_once_per_worker(cube, tmp_path):
     from distributed import Client, LocalCluster
 
+    from misomap.core.storage import Target
     from misomap.cube.grid import plan_chunks
-    from misomap.mapping.chunk import output_grid, predict_chunk, zarr_url
+    from misomap.mapping.chunk import MapChunkSpec, output_grid, predict_chunk, zarr_url
     from misomap.mapping.store import ensure_template
     from misomap.mapping.predictors import api as predictors
 
     cfg = run_config(cube, tmp_path / "once")
     grid = output_grid(cfg.map, cfg.storage)
-    ensure_template(zarr_url(cfg.map), {}, grid, 32, 3, {}, "h")
+    ensure_template(Target(zarr_url(cfg.map)), grid, 32, 3, {}, "h")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
             Client(cl) as client:
-        client.gather(client.map(predict_chunk, plan_chunks(grid, 32), cfg=cfg.map, storage=cfg.storage,
+        client.gather(client.map(predict_chunk, plan_chunks(grid, 32), spec=MapChunkSpec(cfg.map, cfg.storage),
                                   pure=False))
         loads = client.run(lambda: len(predictors.LOADS))
     assert sum(loads.values()) <= 2 and all(n <= 1 for n in loads.values())

@@ -120,11 +120,12 @@ def test_zarr_metadata_has_only_specified_types_axes_and_crs(workdir, zarr_forma
 
 
 def test_template_write_raises_no_unspecified_dtype_warning(tmp_path):
+    from misomap.core.storage import Target
     from misomap.mapping.store import ensure_template
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ensure_template(str(tmp_path / "m.zarr"), {}, GRID, 32, 3, {}, "h")
+        ensure_template(Target(str(tmp_path / "m.zarr")), GRID, 32, 3, {}, "h")
     assert not [w for w in caught if "specification" in str(w.message) and "data type" in str(w.message)]
 
 

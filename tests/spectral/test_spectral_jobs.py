@@ -134,7 +134,7 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     models, meta = load_models(spectral_run(cfg))
     plan = make_plan(spectral_run(_with(cfg, embeddings=str(tmp_path / "again.zarr"))), models, meta)
     open_output(plan, meta)
-    embed_chunk(plan, 3)
+    embed_chunk(plan.chunks()[3], plan)
     again = zarr.open_group(str(tmp_path / "again.zarr"), mode="r")
     np.testing.assert_array_equal(again["embedding"][48:64], out["embedding"][48:64])
     assert np.isfinite(out["embedding"][:]).all()
@@ -205,14 +205,14 @@ def test_embed_resamples_another_grid_and_refuses_one_that_does_not_cover(traine
         plan = make_plan(spectral_run(_with(cfg, library=_write_variant(tmp_path / f"{name}.zarr", lib), chunk_size=32,
                                embeddings=str(tmp_path / f"{name}-emb.zarr"))), models, meta)
         open_output(plan, meta)
-        embed_chunk(plan, 0)
+        embed_chunk(plan.chunks()[0], plan)
         embeddings.append(zarr.open_group(plan.output, mode="r")["embedding"][:])
     assert np.corrcoef(embeddings[0].ravel(), embeddings[1].ravel())[0, 1] > 0.9
     narrow = synthetic_library(32, 0.5, 1, AxisSpec(start=700, stop=4000, step=4), NIR_AXIS, seed=4)
     plan = make_plan(spectral_run(_with(cfg, library=_write_variant(tmp_path / "narrow.zarr", narrow), chunk_size=32,
                            embeddings=str(tmp_path / "narrow-emb.zarr"))), models, meta)
     with pytest.raises(SpectralGridError, match="700..4000"):
-        embed_chunk(plan, 0)
+        embed_chunk(plan.chunks()[0], plan)
 
 
 def test_embed_chunk_with_nan_names_chunk_and_sample(trained, tmp_path):
@@ -223,7 +223,7 @@ def test_embed_chunk_with_nan_names_chunk_and_sample(trained, tmp_path):
     plan = make_plan(spectral_run(_with(cfg, library=_write_variant(tmp_path / "lib.zarr", lib), chunk_size=16,
                            embeddings=str(tmp_path / "e.zarr"))), models, meta)
     with pytest.raises(SpectralValueError, match=r"chunk 1.*syn-0000021"):
-        embed_chunk(plan, 1)
+        embed_chunk(plan.chunks()[1], plan)
 
 
 def test_embed_refuses_an_output_from_another_run(trained, tmp_path):

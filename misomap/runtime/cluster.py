@@ -1,5 +1,5 @@
 """The dask client every chunked job runs on: a dask-gateway cluster when configured, else local
-worker processes. Everything local listens on 127.0.0.1 only."""
+worker processes, or worker threads in this process. Everything local listens on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from misomap.core.errors import ConfigError, ServiceError, one_line
 
 
 @contextlib.contextmanager
-def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[Any]:
-    """A distributed client: on a dask-gateway cluster if an address is given, else local processes."""
+def dask_client(workers: int, gateway: GatewayConfig | None = None, threads: bool = False) -> Iterator[Any]:
+    """A distributed client: on a dask-gateway cluster if an address is given, else `workers` local
+    processes, or with `threads` one in-process worker of `workers` threads (tasks that keep
+    assets open across chunks, or share memory)."""
     from distributed import Client, LocalCluster
 
     if gateway is not None and gateway.address:
@@ -41,6 +43,11 @@ def dask_client(workers: int, gateway: GatewayConfig | None = None) -> Iterator[
         finally:
             cluster.shutdown()
             gw.close()
+        return
+    if threads:
+        with LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
