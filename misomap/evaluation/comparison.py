@@ -89,7 +89,8 @@ def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, model
               "| model | parameters | mean training seconds per fold | folds |", "|---|---|---|---|"]
     lines += [f"| {c['model']} | {c['parameters']} | {c['seconds']:.1f} | {c['folds']} |" for c in cost]
     Target(f"{out}.md", storage).write_bytes(("\n".join(lines) + "\n").encode())
-    Target(f"{out}.png", storage).write_bytes(_comparison_png(df[df["metric"].isin([v[0] for v in COMPARED.values()])]))
+    recall = df[df["metric"].isin([v[0] for v in COMPARED.values()])]
+    Target(f"{out}.png", storage).write_bytes(_comparison_png(recall))
     log.info("comparison written to %s.md", out)
     return f"{out}.md"
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from misomap.config import RunConfig
 from misomap.core.errors import ConfigError
+from misomap.core.storage import Target
 from misomap.evaluation.comparison import compare
 from misomap.evaluation.report import write_report
 from misomap.evaluation.scores import evaluate, model_dir
-from misomap.core.storage import Target
 from misomap.labels.pedons import write_parquet
 from misomap.labels.training_table import read_training
 from misomap.models.miso.config import MisoConfig
@@ -41,6 +41,7 @@ class MisoOutputs:
     reports: dict[str, str]
     comparison: str
     final_model: str | None
+
 
 def miso_section(config: RunConfig) -> MisoConfig:
     """The run's `miso` section, or a ConfigError saying it is needed."""
@@ -70,7 +71,8 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         write_parquet(loc, frame, config.storage)
         preds[name] = loc
-        Target(f"{model_dir(config.workdir, name)}/training.json", config.storage).write_bytes(json.dumps(st).encode())
+        Target(f"{model_dir(config.workdir, name)}/training.json", config.storage).write_bytes(
+            json.dumps(st).encode())
         results = evaluate(frame, table, config.evaluation, source=loc)
         out = f"{model_dir(config.workdir, name)}/report"
         reports[name] = write_report(results, name, out, config.evaluation, config.storage)

@@ -163,7 +163,8 @@ def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, ta
     model's cross-validation selected, with the median of its folds' decision offsets baked into
     the heads. Returns the map model's location (`final/model.safetensors`)."""
     try:
-        stats = json.loads(Target(f"{model_dir(config.workdir, MODEL)}/training.json", config.storage).read_bytes())
+        stats = json.loads(Target(f"{model_dir(config.workdir, MODEL)}/training.json",
+                                  config.storage).read_bytes())
     except MissingObjectError:
         raise MisoJobError(f"no cross-validation of the full model under {model_dir(config.workdir, MODEL)}: "
                            "the final model's step count comes from it; run with miso.include_full "
