@@ -46,7 +46,7 @@ def write_cube(path: Path, side: int) -> None:
 
 
 def measure(mode: str, path: str, batches: int, cache_mb: int) -> dict:
-    from misomap.config_base import StorageConfig
+    from misomap.core.config_base import StorageConfig
     from misomap.cube.crops import band_mean_std, open_bands
     from misomap.cube.reader import cube_grid, open_cube
     from misomap.models.miso.config import CropConfig

@@ -168,7 +168,7 @@ def evaluate(
     model: Annotated[str, typer.Option(help="Model whose models/<model>/predictions.parquet to score.")] = "rf",
 ) -> None:
     """Regenerate a model's evaluation report from its cross-validated predictions."""
-    from misomap.evaluation.scores import run_evaluation
+    from misomap.jobs.evaluate import run_evaluation
 
     typer.echo(f"report: {run_evaluation(_config(config), model)}")
 
@@ -218,7 +218,7 @@ def experiment(
 @app.command("train-spectral")
 def train_spectral(config: ConfigOpt = None) -> None:
     """Spectral models: MIR VAE, NIR->MIR encoder, property regressors; saved with a report."""
-    from misomap.spectral.training import train_spectral as run
+    from misomap.jobs.train_spectral import train_spectral as run
 
     result = run(_config(config))
     typer.echo(f"models: {result.models}\nreport: {result.report / 'report.md'}")
@@ -251,7 +251,7 @@ def import_spectra(
 @app.command("embed-spectra")
 def embed_spectra(config: ConfigOpt = None) -> None:
     """Embed a spectral library chunk by chunk through dask into Zarr; resumable."""
-    from misomap.spectral.embed import embed_spectra as run
+    from misomap.jobs.embed_spectra import embed_spectra as run
 
     s = run(_config(config))
     typer.echo(f"embeddings: {s.output}  rows {s.rows}  chunks run {s.chunks_run}/{s.chunks_total}")

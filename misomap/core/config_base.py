@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from misomap.core.storage import is_remote
 
 SECRET_FIELD_NAMES = frozenset(
     {
@@ -27,6 +26,11 @@ SECRET_FIELD_NAMES = frozenset(
 )
 _URL_RE = re.compile(r"^(https?)://[^\s/:]+(:\d{1,5})?(/\S*)?$")
 _LOCATION_SCHEMES = ("s3://", "file://", "http://", "https://")
+
+
+def is_remote(location: str) -> bool:
+    """True for object-store or http locations, False for local paths (plain or file://)."""
+    return "://" in location and not location.startswith("file://")
 
 
 def _check_http_url(value: str) -> str:

@@ -23,19 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 
+from misomap.core.config_base import StorageConfig, is_remote
 from misomap.core.errors import MissingObjectError, StorageError, StorageWriteError, redact
 
 if TYPE_CHECKING:
     import zarr
 
-    from misomap.core.config_base import StorageConfig
-
 log = logging.getLogger(__name__)
-
-
-def is_remote(location: str) -> bool:
-    """True for object-store or http locations, False for local paths (plain or file://)."""
-    return "://" in location and not location.startswith("file://")
 
 
 

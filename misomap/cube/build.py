@@ -39,7 +39,7 @@ def search_bbox(grid: Grid) -> tuple[float, float, float, float]:
     return tr.transform_bounds(*grid.bounds, densify_pts=21)
 
 
-def _overlapping(items: Sequence[pystac.Item], bbox: tuple[float, float, float, float]) -> list[pystac.Item]:
+def overlapping(items: Sequence[pystac.Item], bbox: tuple[float, float, float, float]) -> list[pystac.Item]:
     w, s, e, n = bbox
     return [it for it in items if it.bbox and it.bbox[0] <= e and it.bbox[2] >= w
             and it.bbox[1] <= n and it.bbox[3] >= s]
@@ -77,7 +77,7 @@ def build_chunk(cfg: CubeConfig, found: Sequence[FoundItems], grid: Grid, window
     for f in found:
         order = ["static"] if f.source.kind == "static" else list(cfg.seasons)
         for group in order:
-            items = _overlapping(f.groups[group], bbox)
+            items = overlapping(f.groups[group], bbox)
             if not items:
                 parts.append(np.full((len(f.source.bands), *sub.shape), np.nan, np.float32))
                 continue

@@ -1,39 +1,13 @@
-"""Configuration of the label files / training-table sampling and of the evaluation report
-(pydantic only, so loading a run configuration stays fast)."""
+"""Configuration of the evaluation report and of the rules every model is judged under (pydantic
+only, so loading a run configuration stays fast)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from misomap.core.config_base import Location, StrictModel
-
-
-class LabelsConfig(StrictModel):
-    """Where the labels are and how the cube is sampled at them for the training table."""
-
-    world: Location | None = Field(None, description="demo-world folder; default parent of the "
-                                                     "label files below")
-    pedons: Location | None = None
-    regions: Location | None = None
-    zones: Location | None = None
-    cube: Location | None = Field(None, description="cube to sample; default <workdir>/cube.zarr")
-    window: int = Field(1, ge=1, description="odd window side (px); >1 adds window mean/sd columns")
-
-    @model_validator(mode="after")
-    def _check(self) -> LabelsConfig:
-        if self.window % 2 == 0:
-            raise ValueError(f"labels.window must be odd, got {self.window}")
-        return self
-
-    def location(self, which: str) -> str | None:
-        """The configured file for `pedons`, `regions` or `zones`, else its place in `world`."""
-        explicit = getattr(self, which)
-        if explicit or not self.world:
-            return explicit
-        name = {"pedons": "pedons", "regions": "regions", "zones": "permafrost_zones"}[which]
-        return f"{self.world}/labels/{name}.parquet"
+from misomap.core.config_base import StrictModel
 
 
 class EvaluationConfig(StrictModel):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,11 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from misomap.core.config_base import StorageConfig  # noqa: E402
 from misomap.core.storage import Target  # noqa: E402
+from misomap.evaluation.config import EvaluationConfig  # noqa: E402
 from misomap.evaluation.scores import TargetEvaluation  # noqa: E402
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +173,9 @@ def render_markdown(results: dict[str, TargetEvaluation], model: str,
 
 
 def write_report(results: dict[str, TargetEvaluation], model: str, out: str,
-                 config: RunConfig, notes: list[str] | None = None) -> str:
-    """Write report.md (with `notes` up front), the PNGs and CSV tables under `out`; returns
-    report.md's location."""
-    storage = config.storage
+                 rules: EvaluationConfig, storage: StorageConfig, notes: list[str] | None = None) -> str:
+    """Write report.md (with `notes` up front, after the class-weighting rule of `rules`), the PNGs and
+    CSV tables under `out`; returns report.md's location."""
     for target, ev in results.items():
         Target(f"{out}/{target}_confusion.png", storage).write_bytes(plot_confusions(ev))
         Target(f"{out}/{target}_recall_distance.png", storage).write_bytes(plot_recall_distance(ev))
@@ -187,9 +184,8 @@ def write_report(results: dict[str, TargetEvaluation], model: str, out: str,
         for name in ("per_fold", "summary", "by_region", "by_zone", "by_distance", "reliability"):
             csv = getattr(ev, name).to_csv(index=False).encode()
             Target(f"{out}/{target}_{name}.csv", storage).write_bytes(csv)
-    ev = config.evaluation
-    rule = (f"Class weighting (one rule for every model): `{ev.class_weighting}`; validation for it and "
-            f"for early stopping: {ev.val_fraction:.0%} of each fold's training pedons, carved as whole "
+    rule = (f"Class weighting (one rule for every model): `{rules.class_weighting}`; validation for it and "
+            f"for early stopping: {rules.val_fraction:.0%} of each fold's training pedons, carved as whole "
             "spatial patches from the training part only.")
     loc = f"{out}/report.md"
     Target(loc, storage).write_bytes(render_markdown(results, model, [rule, *(notes or [])]).encode())

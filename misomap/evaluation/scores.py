@@ -13,22 +13,18 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from misomap.core.storage import Target
+from misomap.core.config_base import StorageConfig
 from misomap.core.errors import MisomapError
+from misomap.core.storage import Target
 from misomap.evaluation.config import EvaluationConfig
-from misomap.labels.pedons import TARGETS
-from misomap.labels.training_table import read_training
 from misomap.labels.folds import distance_to_training, scheme_columns
+from misomap.labels.pedons import TARGETS
 from misomap.models.metrics import (binary_metrics, confusion, mean_sd, multiclass_calibration,
                                     multiclass_metrics, reliability)
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -200,22 +196,6 @@ def evaluate(preds: pd.DataFrame, table: pd.DataFrame, cfg: EvaluationConfig,
     return {t: evaluate_target(t, preds, table, cfg) for t in TARGETS if (preds["target"] == t).any()}
 
 
-def read_predictions(location: str, config: RunConfig) -> pd.DataFrame:
+def read_predictions(location: str, storage: StorageConfig) -> pd.DataFrame:
     """A model's saved predictions table."""
-    return pd.read_parquet(io.BytesIO(Target(location, config.storage).read_bytes()))
-
-
-def run_evaluation(config: RunConfig, model: str = "rf") -> str:
-    """Regenerate a model's report from its saved predictions; returns the report's location."""
-    from misomap.evaluation.report import write_report  # report imports this module
-
-    mdir = model_dir(config.workdir, model)
-    preds_loc = f"{mdir}/predictions.parquet"
-    preds = read_predictions(preds_loc, config)
-    table, folds = read_training(config)
-    check_against_folds(preds, folds, preds_loc)
-    results = evaluate(preds, table, config.evaluation, source=preds_loc)
-    missing = [s for s in scheme_columns(folds) if s not in set(preds["scheme"])]
-    notes = [f"Fold schemes without predictions (no usable folds, see the folds log): {missing}"
-             ] if missing else []
-    return write_report(results, model, f"{mdir}/report", config, notes)
+    return pd.read_parquet(io.BytesIO(Target(location, storage).read_bytes()))

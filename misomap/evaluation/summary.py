@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from misomap.config import RunConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.errors import MissingObjectError
+from misomap.evaluation.config import EvaluationConfig
+from misomap.evaluation.map_truth import map_vs_truth
 from misomap.evaluation.scores import evaluate, model_dir, read_predictions
 from misomap.labels.training_table import read_training
 
@@ -33,14 +35,15 @@ class ModelFigures:
     values: dict[str, float]  # column title -> mean over folds
 
 
-def cv_figures(config: RunConfig, models: tuple[str, ...], scheme: str) -> list[ModelFigures]:
+def cv_figures(workdir: str, storage: StorageConfig, ev_cfg: EvaluationConfig, models: tuple[str, ...],
+               scheme: str) -> list[ModelFigures]:
     """Every model's figures on `scheme`, each scored on the test folds all the models were run on
     (the demo runs MISO on fewer folds than the RF; a fair table uses the same held-out pedons)."""
-    table, _ = read_training(config)
+    table, _ = read_training(workdir, storage)
     preds: dict[str, pd.DataFrame] = {}
     for name in models:
         try:
-            p = read_predictions(f"{model_dir(config.workdir, name)}/predictions.parquet", config)
+            p = read_predictions(f"{model_dir(workdir, name)}/predictions.parquet", storage)
         except MissingObjectError:
             log.info("no predictions of %s: left out of the summary", name)
             continue
@@ -55,7 +58,7 @@ def cv_figures(config: RunConfig, models: tuple[str, ...], scheme: str) -> list[
         level = metrics_log.level
         metrics_log.setLevel(logging.ERROR)  # absent classes were reported when the model was scored
         try:
-            scores = evaluate(p, table, config.evaluation, source=name) if len(p) else {}
+            scores = evaluate(p, table, ev_cfg, source=name) if len(p) else {}
         finally:
             metrics_log.setLevel(level)
         values = {}
@@ -83,8 +86,6 @@ def format_table(figures: list[ModelFigures], extra: dict[str, dict[str, float]]
 def map_figures(maps: dict[str, str], world: str) -> dict[str, dict[str, float]]:
     """Each model's map against the demo world's truth rasters, over all land it covers:
     {model: {column title: value}} for `format_table`'s extra columns."""
-    from misomap.evaluation.map_truth import map_vs_truth
-
     out = {}
     for model, url in maps.items():
         df = map_vs_truth(url, world)

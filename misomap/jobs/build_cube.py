@@ -20,9 +20,9 @@ from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError, StacSearchError
 from misomap.cube.grid import plan_chunks
 from misomap.cube.quicklook import quicklook_png
+from misomap.cube.reader import open_cube
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
-from misomap.cube.reader import open_cube
 from misomap.cube.store import (check_owned, check_writable, consolidate, mark_complete, stored_lineage, template,
                                 write_template)
 from misomap.runtime.records import CompletionRecords

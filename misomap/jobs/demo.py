@@ -197,6 +197,7 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
         result.outputs[f"{model} map"] = summary.output
     result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
     result.scheme = demo_scheme(world)
-    result.figures = cv_figures(config, ("rf", "miso"), result.scheme)
+    result.figures = cv_figures(config.workdir, config.storage, config.evaluation, ("rf", "miso"),
+                                result.scheme)
     result.map_scores = map_figures({m: f"{out}/maps/{m}/map.zarr" for m in ("rf", "miso")}, str(world))
     return result

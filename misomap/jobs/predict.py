@@ -1,4 +1,4 @@
-"""The map job: one dask task per output chunk, each a pure function of (region, config).
+"""`misomap predict`: one dask task per output chunk (misomap.mapping.chunk), then the exports and viewer.
 
 Resumable: finished chunks carry completion records and are skipped on rerun, so a killed run,
 rerun, ends byte-identical to an uninterrupted one. Runs on a local dask cluster by default or on a
@@ -7,30 +7,26 @@ dask-gateway cluster.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from misomap import __version__
 from misomap.config import RunConfig
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import ConfigError, MisomapError, one_line
 from misomap.core.storage import Target
-from misomap.cube.grid import ChunkWindow, Grid, plan_chunks
-from misomap.cube.reader import cube_grid, open_cube_cached, read_window
+from misomap.cube.grid import plan_chunks
 from misomap.cube.store import require_complete
+from misomap.cube.reader import open_cube_cached
+from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, progress_url, run_hash, zarr_url
 from misomap.mapping.config import MapConfig
-from misomap.mapping.layers import encode_layers
-from misomap.mapping.predictors.api import MapPredictor, PredictorError, get_predictor, model_digest
-from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete, write_chunk
+from misomap.mapping.export import check_exportable, export_all
+from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
+from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete
 from misomap.runtime.records import CompletionRecords, run_lock
 from misomap.runtime.runner import Executor, run_plan
+from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
 
@@ -65,64 +61,10 @@ def with_map(config: RunConfig, model: str, model_path: str) -> RunConfig:
     """The run with a map section for `model`: the configured map settings if any, else defaults;
     the cube from the run (map.cube, else the cube section's output), the output
     `<workdir>/maps/<model>`."""
-    from misomap.labels.training_table import cube_location
-
-    base = config.map.model_dump() if config.map is not None else {"cube": cube_location(config)}
+    base = config.map.model_dump() if config.map is not None else {"cube": config.cube_location()}
     section = MapConfig.model_validate({**base, "model": model, "model_path": model_path,
                                         "output": f"{config.workdir}/maps/{model}"})
     return config.model_copy(update={"map": section})
-
-
-def zarr_url(cfg: MapConfig) -> str:
-    return f"{cfg.output}/map.zarr"
-
-
-def progress_url(cfg: MapConfig) -> str:
-    return f"{cfg.output}/_progress/map"
-
-
-def output_grid(config: RunConfig) -> Grid:
-    """The map grid: the cube's bounds at the configured (or the cube's) resolution."""
-    cfg = map_config(config)
-    cgrid = cube_grid(open_cube_cached(cfg.cube, config.storage))
-    if cfg.resolution is None or cfg.resolution == cgrid.resolution:
-        return cgrid
-    return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
-
-
-def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[float, float, float, float]:
-    """Bounds of the cube window for an output block: the block plus the predictor's halo,
-    widened to multiples of its alignment on the cube's pixel grid."""
-    r, a, halo = cgrid.resolution, predictor.align_px, predictor.halo_px
-    col0 = math.floor((math.floor((sub.xmin - cgrid.xmin) / r + 1e-9) - halo) / a) * a
-    col1 = math.ceil((math.ceil((sub.xmax - cgrid.xmin) / r - 1e-9) + halo) / a) * a
-    row0 = math.floor((math.floor((cgrid.ymax - sub.ymax) / r + 1e-9) - halo) / a) * a
-    row1 = math.ceil((math.ceil((cgrid.ymax - sub.ymin) / r - 1e-9) + halo) / a) * a
-    return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
-
-
-def predict_chunk(region: ChunkWindow, config: RunConfig) -> dict[str, Any]:
-    """Predict one output chunk and write it; a pure function of (region, config). Returns the
-    chunk's completion record: what it wrote and its checksum."""
-    cfg = map_config(config)
-    predictor = get_predictor(cfg, config.storage)
-    grid = output_grid(config)
-    sub = grid.window(region.row0, region.col0, region.height, region.width)
-    cube = open_cube_cached(cfg.cube, config.storage)
-    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
-    probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
-    layers = encode_layers(probs)
-    write_chunk(Target(zarr_url(cfg), config.storage), region, layers)
-    valid = int(np.isfinite(probs.permafrost).sum())
-    return {"key": region.key, "valid_pixels": valid, "layers": list(layers),
-            "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
-
-
-def run_hash(config: RunConfig, digest: str) -> str:
-    """Identity of a map run: the map section and the model file's digest."""
-    cfg = map_config(config)
-    ident = cfg.model_dump(exclude={"output", "workers", "device", "batch_size", "cogs"})
-    return hashlib.sha256(json.dumps([ident, digest], sort_keys=True).encode()).hexdigest()
 
 
 def check_inputs(config: RunConfig) -> str:
@@ -159,17 +101,14 @@ def _discard_map(cfg: MapConfig, storage: StorageConfig) -> None:
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then mark the store complete and export
     COGs, a quicklook and, last, STAC."""
-    from misomap.mapping.export import check_exportable, export_all
-    from misomap.viewer.publish import write_viewer
-
     cfg = map_config(config)
     start = time.perf_counter()
     digest = check_inputs(config)
-    check_exportable(config)
+    check_exportable(cfg, config.storage)
     store = Target(zarr_url(cfg), config.storage)
     with run_lock(cfg.output):
-        grid = output_grid(config)
-        rhash = run_hash(config, digest)
+        grid = output_grid(cfg, config.storage)
+        rhash = run_hash(cfg, digest)
         records = CompletionRecords(Target(progress_url(cfg), config.storage))
         attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
                  "misomap_input_cube": cfg.cube, "misomap_model": cfg.model,
@@ -180,8 +119,8 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
         if ensure_template(store, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
             records.clear()
         regions = plan_chunks(grid, cfg.chunk_px)
-        report = run_plan(regions, predict_chunk, config, records, Executor(cfg.workers, config.gateway),
-                          name="map chunks", expected=(Exception,))
+        report = run_plan(regions, predict_chunk, MapSpec(cfg, config.storage), records,
+                          Executor(cfg.workers, config.gateway), name="map chunks", expected=(Exception,))
         if report.failures:
             causes: dict[str, list[str]] = {}
             for f in report.failures:
@@ -191,8 +130,9 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
                               "; ".join(f"{err} (chunks {', '.join(sorted(keys)[:5])}"
                                         f"{' ...' if len(keys) > 5 else ''})" for err, keys in causes.items()))
         mark_map_complete(store, records.digest())
-        export_all(config, grid)
-        write_viewer(config, grid)
+        export_all(cfg, config.storage, config.name, grid)
+        write_viewer(cfg, config.storage, config.name, grid,
+                     training_pedons(config.workdir, config.storage))
     seconds = time.perf_counter() - start
     pixels = sum(r.height * r.width for r in report.todo)
     summary = PredictSummary(cfg.output, len(regions), report.ran, pixels, seconds)

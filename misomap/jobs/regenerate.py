@@ -24,7 +24,7 @@ from typing import Any
 from misomap import __version__
 from misomap.core.classes import SOIL_ORDERS
 from misomap.config import RunConfig
-from misomap.cube.build import CubeChunkSpec, _overlapping, build_cube_chunk, planned_grid, search_bbox
+from misomap.cube.build import CubeChunkSpec, build_cube_chunk, overlapping, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
@@ -32,16 +32,18 @@ from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import consolidate, stored_lineage, template, write_template
 from misomap.core.errors import ConfigError, MisomapError
 from misomap.core.storage import Target
+from misomap.mapping.chunk import MapSpec, context_bounds, predict_chunk, run_hash, zarr_url
 from misomap.runtime.cluster import dask_client
 from misomap.runtime.records import CompletionRecords, run_lock
 from misomap.runtime.runner import KeyedChunk, RunReport, run_plan
 from misomap.mapping.config import MapConfig
+from misomap.mapping.export import export_all
 from misomap.mapping.layers import LAYERS
-from misomap.mapping.store import MapStoreError, ensure_template
-from misomap.jobs.predict import context_bounds, predict_chunk, run_hash, zarr_url
 from misomap.mapping.predictors.api import get_predictor, model_digest
+from misomap.mapping.store import MapStoreError, ensure_template
 from misomap.plan.plan import RegionPlan, StageCost, estimate, make_plan, statewide_grid
 from misomap.publish import versions
+from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +181,7 @@ def cube_keys(cfg: CubeConfig, found: list[FoundItems], plan: RegionPlan) -> dic
     for w in plan.cube_chunks:
         bbox = search_bbox(plan.grid.window(w.row0, w.col0, w.height, w.width))
         items = sorted((f.source.collection, group, it.id, _updated(it))
-                       for f in found for group, its in f.groups.items() for it in _overlapping(its, bbox))
+                       for f in found for group, its in f.groups.items() for it in overlapping(its, bbox))
         keys[w.key] = _sha([ident, w.key, items])[:24]
     return keys
 
@@ -189,9 +191,9 @@ def _cube_task(chunk: KeyedChunk, spec: CubeChunkSpec) -> dict[str, Any]:
     return {"chunk": chunk.window.key, **build_cube_chunk(chunk.window, spec)}
 
 
-def _predict_task(chunk: KeyedChunk, config: RunConfig) -> dict[str, Any]:
+def _predict_task(chunk: KeyedChunk, spec: MapSpec) -> dict[str, Any]:
     """Predict one map chunk (the map job's own task); recorded under its input key."""
-    return {"chunk": chunk.window.key, **predict_chunk(chunk.window, config)}
+    return {"chunk": chunk.window.key, **predict_chunk(chunk.window, spec)}
 
 
 def _raise_failures(report: RunReport, what: str) -> None:
@@ -269,7 +271,7 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     with run_lock(f"{str(config.workdir).rstrip('/')}/regen"):
         found = _search(config, cfg, plan.grid)
         ckeys = cube_keys(cfg, found, plan)
-        rhash = run_hash(wconfig, digest)
+        rhash = run_hash(mc, digest)
         inputs_key = _sha([sorted(ckeys.items()), rhash, [w.key for w in plan.map_chunks]])
         stages = [StageReport("search", sum(len(its) for f in found for its in f.groups.values()), 0, "items")]
         if current is not None and current.inputs_key == inputs_key:
@@ -292,11 +294,9 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
         stages += [StageReport("cube", len(cube_todo), len(plan.cube_chunks) - len(cube_todo), "chunks"),
                    StageReport("predict", len(map_todo), len(plan.map_chunks) - len(map_todo), "chunks")]
         if map_todo or not _has_exports(wconfig):
-            from misomap.mapping.export import export_all
-            from misomap.viewer.publish import write_viewer
-
-            export_all(wconfig, plan.map_grid)
-            write_viewer(wconfig, plan.map_grid)
+            export_all(mc, wconfig.storage, wconfig.name, plan.map_grid)
+            write_viewer(mc, wconfig.storage, wconfig.name, plan.map_grid,
+                         training_pedons(wconfig.workdir, wconfig.storage))
         version, new = versions.publish(mc.output, pub.root, config.storage, inputs_key, pub.keep,
                                         search_bbox(plan.grid), title=f"{config.name} soil and permafrost map")
         stages.append(StageReport("publish", int(new), int(not new), version.id))
@@ -329,7 +329,8 @@ def _compute(wconfig: RunConfig, found: list[FoundItems], plan: RegionPlan, cube
                             "cube")
             consolidate(cfg.out, wconfig.storage)
         if map_todo:
-            _raise_failures(run_plan([KeyedChunk(m, map_keys[m.key]) for m in map_todo], _predict_task, wconfig,
+            _raise_failures(run_plan([KeyedChunk(m, map_keys[m.key]) for m in map_todo], _predict_task,
+                                     MapSpec(mc, wconfig.storage),
                                      _state(wconfig, "map"), client, name="regen-map", expected=(Exception,)),
                             "map")
 

@@ -15,22 +15,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from misomap.config import RunConfig
 from misomap.core.storage import Target
-from misomap.evaluation.scores import model_dir, run_evaluation
+from misomap.evaluation.scores import model_dir
+from misomap.jobs.evaluate import run_evaluation
+from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
 from misomap.labels.pedons import TARGETS, write_parquet
 from misomap.labels.training_table import build_training_table, feature_bands, read_training
-from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
 from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
 from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
 
 log = logging.getLogger(__name__)
 MODEL = "rf"
@@ -128,8 +126,9 @@ def train_rf(config: RunConfig) -> RFOutputs:
     """The whole RF baseline of a run: table, folds (rebuilt; the same seed gives the same
     folds), CV predictions, final models (every labelled pedon; under `threshold`, the median of
     the folds' decision offsets), report."""
-    build_training_table(config)
-    table, folds = read_training(config)
+    build_training_table(config.labels, config.folds, config.cube_location(), config.workdir, config.storage,
+                         config.seed)
+    table, folds = read_training(config.workdir, config.storage)
     mdir = model_dir(config.workdir, MODEL)
     features = select_features(feature_bands(table), config.rf)
     preds, models = [], {}

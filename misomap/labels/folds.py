@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 from sklearn.cluster import DBSCAN, KMeans
 from sklearn.model_selection import GroupKFold, KFold
 
-from misomap.models.baseline_config import FoldsConfig
+from misomap.labels.config import FoldsConfig
 from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import pandas as pd
 
 from misomap.core.classes import SOIL_ORDERS
 from misomap.core.config_base import StorageConfig
-from misomap.core.storage import Target
 from misomap.core.errors import MisomapError, MissingObjectError
-from misomap.evaluation.config import LabelsConfig
+from misomap.core.storage import Target
+from misomap.labels.config import LabelsConfig
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -15,15 +14,13 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError
 from misomap.core.storage import Target
 from misomap.cube.reader import cube_data, cube_grid, open_cube
-from misomap.core.errors import MisomapError
-from misomap.labels.pedons import CRS, read_geoparquet, read_labels, write_parquet
+from misomap.labels.config import FoldsConfig, LabelsConfig
 from misomap.labels.folds import make_folds
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
-    from misomap.core.config_base import StorageConfig
+from misomap.labels.pedons import CRS, read_geoparquet, read_labels, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +41,6 @@ class TrainingPaths:
     @classmethod
     def of(cls, workdir: str) -> TrainingPaths:
         return cls(f"{workdir}/training/table.parquet", f"{workdir}/training/folds.parquet")
-
-
-def cube_location(config: RunConfig) -> str:
-    """`labels.cube`, else the cube section's output, else <workdir>/cube.zarr."""
-    if config.labels.cube:
-        return config.labels.cube
-    return config.cube.out if config.cube else f"{config.workdir}/cube.zarr"
 
 
 def open_cube_data(location: str, storage: StorageConfig) -> xr.DataArray:
@@ -114,25 +104,25 @@ def feature_bands(table: pd.DataFrame) -> list[str]:
             and not c.endswith(("_wmean", "_wsd"))]
 
 
-def build_training_table(config: RunConfig) -> TrainingPaths:
+def build_training_table(labels: LabelsConfig, folds_cfg: FoldsConfig, cube: str, workdir: str,
+                         storage: StorageConfig, seed: int) -> TrainingPaths:
     """Sample the cube at the labelled pedons, save the table and the folds (seeded) beside it."""
-    paths = TrainingPaths.of(config.workdir)
-    pedons = read_labels(config.labels, config.storage)
-    loc = cube_location(config)
-    table = sample_cube(open_cube_data(loc, config.storage), pedons, config.labels.window)
-    write_parquet(paths.table, table, config.storage)
-    folds = make_folds(table, config.folds, config.seed)
-    write_parquet(paths.folds, folds, config.storage)
+    paths = TrainingPaths.of(workdir)
+    pedons = read_labels(labels, storage)
+    table = sample_cube(open_cube_data(cube, storage), pedons, labels.window)
+    write_parquet(paths.table, table, storage)
+    folds = make_folds(table, folds_cfg, seed)
+    write_parquet(paths.folds, folds, storage)
     log.info("training table: %d pedons x %d bands from %s -> %s; folds %s", len(table),
-             len(feature_bands(table)), loc, paths.table, list(folds.columns[1:]))
+             len(feature_bands(table)), cube, paths.table, list(folds.columns[1:]))
     return paths
 
 
-def read_training(config: RunConfig) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+def read_training(workdir: str, storage: StorageConfig) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """The saved training table and folds of a run, rows aligned by pedon_id."""
-    paths = TrainingPaths.of(config.workdir)
-    table = read_geoparquet(paths.table, config.storage)
-    folds = pd.read_parquet(io.BytesIO(Target(paths.folds, config.storage).read_bytes()))
+    paths = TrainingPaths.of(workdir)
+    table = read_geoparquet(paths.table, storage)
+    folds = pd.read_parquet(io.BytesIO(Target(paths.folds, storage).read_bytes()))
     if set(folds["pedon_id"]) != set(table["pedon_id"]):
         raise TrainingTableError(f"{paths.folds} and {paths.table} list different pedons; "
                                  "rebuild both with `misomap train-rf`")

@@ -1,1 +1,3 @@
-"""Mapping: the map section, layers, the map Zarr store, the per-chunk task, exports (COG/STAC) and predictors."""
+"""Mapping: the map section, layers, the map Zarr store, the per-chunk task, exports (COG/STAC) and
+predictors.
+"""

@@ -31,12 +31,15 @@ from rio_cogeo.profiles import cog_profiles
 
 from misomap import __version__
 from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
-from misomap.config import RunConfig
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError
 from misomap.core.storage import Target, is_remote, staging_dir
 from misomap.cube.grid import Grid
-from misomap.core.errors import MisomapError
+from misomap.cube.reader import open_cube_cached
+from misomap.mapping.chunk import zarr_url
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
+from misomap.mapping.predictors.api import get_predictor, model_paths
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +85,16 @@ def _iso(value: str, time_of_day: str) -> str:
     return value if "T" in value else value + time_of_day
 
 
-def check_exportable(config: RunConfig) -> None:
+def check_exportable(cfg: MapConfig, storage: StorageConfig) -> None:
     """Refuse before any work a cube whose map could not carry true dates."""
-    from misomap.cube.reader import open_cube_cached
-    from misomap.jobs.predict import map_config
-
-    cfg = map_config(config)
-    imagery_period(open_cube_cached(cfg.cube, config.storage), cfg.cube)
+    imagery_period(open_cube_cached(cfg.cube, storage), cfg.cube)
 
 
-def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
-    """Write COGs (if configured), the quicklook and last the STAC collection; return their URLs."""
-    from misomap.jobs.predict import map_config, zarr_url
-
-    cfg = map_config(config)
-    group = zarr.open_group(Target(zarr_url(cfg), config.storage).zarr_store(read_only=True), mode="r")
-    out = Target(cfg.output, config.storage)
+def export_all(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid) -> dict[str, str]:
+    """Write COGs (if configured), the quicklook and last the STAC collection of run `name`'s map;
+    return their URLs."""
+    group = zarr.open_group(Target(zarr_url(cfg), storage).zarr_store(read_only=True), mode="r")
+    out = Target(cfg.output, storage)
     fs, root = out.fs, out.path
     written: dict[str, str] = {}
     with staging_dir("misomap-export") as tmp:
@@ -113,7 +110,7 @@ def export_all(config: RunConfig, grid: Grid) -> dict[str, str]:
         write_quicklook(group, png)
         written["quicklook"] = out.join("quicklook.png").atomic_put(png)
         stac_dir = Path(tmp) / "stac"
-        write_stac(config, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
+        write_stac(cfg, storage, name, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
         for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
             out.join("stac", str(path.relative_to(stac_dir))).atomic_put(path)
         written["stac"] = f"{cfg.output}/stac/collection.json"
@@ -195,11 +192,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def stac_ids(config: RunConfig, run_hash: str) -> tuple[str, str]:
+def stac_ids(cfg: MapConfig, name: str, run_hash: str) -> tuple[str, str]:
     """(collection id, item id): one collection per run name, product and model; one item per run
     version (the run hash covers the map settings and the model file's digest)."""
-    cfg: MapConfig = config.map  # type: ignore[assignment]
-    collection_id = f"{_slug(config.name)}-{PRODUCT}-{_slug(cfg.model)}"
+    collection_id = f"{_slug(name)}-{PRODUCT}-{_slug(cfg.model)}"
     return collection_id, f"{collection_id}-{run_hash[:12]}"
 
 
@@ -222,17 +218,14 @@ def _layer_fields(layer: Layer) -> dict[str, Any]:
     return fields
 
 
-def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pystac.Asset]]:
+def _model_description(cfg: MapConfig, storage: StorageConfig
+                       ) -> tuple[dict[str, Any], dict[str, pystac.Asset]]:
     """MLM properties of the model that made the map, and one asset per model file (empty when the
     model has no file, e.g. a code-only custom predictor)."""
-    from misomap.jobs.predict import map_config
-    from misomap.mapping.predictors.api import _files, get_predictor
-
-    cfg = map_config(config)
-    files = _files(cfg)
+    files = model_paths(cfg)
     if not files:
         return {}, {}
-    predictor = get_predictor(cfg, config.storage)
+    predictor = get_predictor(cfg, storage)
     architecture, framework, artifact = MODEL_KINDS.get(cfg.model, (cfg.model, "", "file"))
     bands = list(predictor.bands)
     tile = _input_px(predictor)
@@ -257,7 +250,7 @@ def _model_description(config: RunConfig) -> tuple[dict[str, Any], dict[str, pys
         props["mlm:framework"] = framework
     assets = {}
     for path in files:
-        model_file = Target(path, config.storage)
+        model_file = Target(path, storage)
         fs, fpath = model_file.fs, model_file.path
         name = posixpath.basename(fpath)
         assets["model_" + _slug(name.rsplit(".", 1)[0]).replace("-", "_")] = pystac.Asset(
@@ -274,24 +267,20 @@ def _input_px(predictor: Any) -> int | None:
     return int(grid.tile) if grid is not None else None
 
 
-def write_stac(config: RunConfig, grid: Grid, run_hash: str, fs: fsspec.AbstractFileSystem, root: str,
-               out: Path) -> None:
+def write_stac(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid, run_hash: str,
+               fs: fsspec.AbstractFileSystem, root: str, out: Path) -> None:
     """A self-contained STAC collection (relative hrefs) with one item per map run: the Zarr store,
     every COG (with band and class names), the quicklook and the model file(s) as assets."""
-    from misomap.cube.reader import open_cube_cached
-    from misomap.jobs.predict import map_config
-
-    cfg = map_config(config)
-    collection_id, item_id = stac_ids(config, run_hash)
-    start, end = imagery_period(open_cube_cached(cfg.cube, config.storage), cfg.cube)
+    collection_id, item_id = stac_ids(cfg, name, run_hash)
+    start, end = imagery_period(open_cube_cached(cfg.cube, storage), cfg.cube)
     bbox = _lonlat_bbox(grid)
     geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]],
                                                     [bbox[2], bbox[3]], [bbox[0], bbox[3]],
                                                     [bbox[0], bbox[1]]]]}
-    mlm, model_assets = _model_description(config)
+    mlm, model_assets = _model_description(cfg, storage)
     item = pystac.Item(id=item_id, geometry=geometry, bbox=bbox, datetime=None,
                        properties={"start_datetime": start, "end_datetime": end,
-                                   "title": f"{config.name}: soil order and permafrost ({cfg.model})",
+                                   "title": f"{name}: soil order and permafrost ({cfg.model})",
                                    "gsd": grid.resolution,
                                    "misomap:model": cfg.model, "misomap:version": __version__,
                                    "misomap:run_hash": run_hash,
@@ -324,20 +313,19 @@ def write_stac(config: RunConfig, grid: Grid, run_hash: str, fs: fsspec.Abstract
         item.add_asset(key, asset)
     item.add_link(pystac.Link("derived_from", link_href(cfg.cube, item_dir), media_type=ZARR_MEDIA_TYPE,
                               title="input cube"))
-    collection = _collection(config, collection_id, item, bbox, start, end)
+    collection = _collection(cfg, name, collection_id, item, bbox, start, end)
     collection.add_item(item)
     collection.normalize_hrefs(str(out))
     collection.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(out))
     # pystac names the collection file collection.json and the item <id>/<id>.json
 
 
-def _collection(config: RunConfig, collection_id: str, item: pystac.Item, bbox: list[float], start: str,
-                end: str) -> pystac.Collection:
+def _collection(cfg: MapConfig, name: str, collection_id: str, item: pystac.Item, bbox: list[float],
+                start: str, end: str) -> pystac.Collection:
     """The collection describing the product: extent, providers, summaries, item_assets, thumbnail."""
-    cfg: MapConfig = config.map  # type: ignore[assignment]
     times = [pystac.utils.str_to_datetime(t) for t in (start, end)]
     collection = pystac.Collection(
-        id=collection_id, title=f"misomap {PRODUCT} ({cfg.model}) — {config.name}",
+        id=collection_id, title=f"misomap {PRODUCT} ({cfg.model}) — {name}",
         description=("Near-surface permafrost (within 1 m) and USDA soil-order maps of Alaska predicted by "
                      f"misomap with the {cfg.model!r} model: probabilities (percent, scale 0.01), classes, "
                      "and normalised entropies; uint8, 255 = nodata."),

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 import zarr
 
-from misomap.config import RunConfig
 from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
-from misomap.spectral.training import prepare
-from misomap.spectral.store import ensure_library, load_models, spectral_paths, spectral_section
+from misomap.spectral.prepare import prepare
+from misomap.spectral.store import SpectralRun, ensure_library, load_models, spectral_paths, spectral_section
 from misomap.models.spectral.nir import nir_from_arch, nir_to_mir
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.models.spectral.serialization import load_state, read_metadata
@@ -144,7 +143,7 @@ def embed_chunk(chunk: RowChunk, plan: EmbedPlan) -> dict[str, Any]:
     return {"chunk": chunk.index, "rows": [start, stop], "sha256": digest.hexdigest()}
 
 
-def make_plan(cfg: RunConfig, models: dict[str, bytes], meta: dict[str, Any]) -> EmbedPlan:
+def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) -> EmbedPlan:
     """The plan for this run's library, sensor and models."""
     sc = spectral_section(cfg)
     paths = spectral_paths(cfg)
@@ -162,7 +161,7 @@ def make_plan(cfg: RunConfig, models: dict[str, bytes], meta: dict[str, Any]) ->
                      sc.chunk_size, sensor_rows(group, sc.embed_sensor))
 
 
-def embed_spectra(cfg: RunConfig) -> EmbedSummary:
+def embed_library(cfg: SpectralRun) -> EmbedSummary:
     """Embed the configured library's `embed_sensor` spectra; skips chunks already recorded."""
     sc = spectral_section(cfg)
     models, meta = load_models(cfg)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from misomap.spectral.training import Prepared, prepare, schedule, train_vae_rows
+from misomap.spectral.prepare import Prepared, prepare, schedule, train_vae_rows
 from misomap.models.spectral import vae as vaemod
 from misomap.models.spectral.metrics import metrics_table
 from misomap.models.spectral.regressors import PropertyRegressor, composition_columns

@@ -8,10 +8,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from misomap.config import RunConfig
-from misomap.core.config_base import StorageConfig
-from misomap.core.storage import Target
+from misomap.core.config_base import GatewayConfig, StorageConfig
 from misomap.core.errors import MissingObjectError
+from misomap.core.storage import Target
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.library import SpectralLibrary, open_library_group, write_library
@@ -25,6 +24,18 @@ MODEL_FILES = ("mir_vae.safetensors", "nir_encoder.safetensors", "mir_regressor.
 
 
 @dataclass(frozen=True)
+class SpectralRun:
+    """What the spectral wing needs of a run: its spectral section, storage, workdir, seed and
+    gateway (the fields keep the run configuration's names)."""
+
+    spectral: SpectralConfig | None
+    storage: StorageConfig
+    workdir: str
+    seed: int = 0
+    gateway: GatewayConfig = GatewayConfig()
+
+
+@dataclass(frozen=True)
 class SpectralPaths:
     """Resolved locations of one run's spectral inputs and outputs."""
 
@@ -34,14 +45,14 @@ class SpectralPaths:
     embeddings: str
 
 
-def spectral_section(cfg: RunConfig) -> SpectralConfig:
+def spectral_section(cfg: SpectralRun) -> SpectralConfig:
     """The run's spectral section, or a clear error when the config has none."""
     if cfg.spectral is None:
         raise SpectralError("the run configuration has no 'spectral:' section; add one (see docs)")
     return cfg.spectral
 
 
-def spectral_paths(cfg: RunConfig) -> SpectralPaths:
+def spectral_paths(cfg: SpectralRun) -> SpectralPaths:
     """Configured locations, defaulting under <workdir>/spectral/."""
     sc = spectral_section(cfg)
     base = f"{cfg.workdir}/spectral"
@@ -49,7 +60,7 @@ def spectral_paths(cfg: RunConfig) -> SpectralPaths:
                          sc.report or f"{base}/report", sc.embeddings or f"{base}/embeddings.zarr")
 
 
-def ensure_library(cfg: RunConfig) -> str:
+def ensure_library(cfg: SpectralRun) -> str:
     """The library URL; with none configured, the synthetic library is generated once."""
     sc = spectral_section(cfg)
     url = spectral_paths(cfg).library
@@ -66,7 +77,7 @@ def ensure_library(cfg: RunConfig) -> str:
     return url
 
 
-def save_models(cfg: RunConfig, files: dict[str, bytes], meta: dict[str, Any]) -> str:
+def save_models(cfg: SpectralRun, files: dict[str, bytes], meta: dict[str, Any]) -> str:
     """Write the model bundle (files by name plus spectral_model.json); returns its folder."""
     folder = spectral_paths(cfg).models
     for name, data in files.items():
@@ -76,7 +87,7 @@ def save_models(cfg: RunConfig, files: dict[str, bytes], meta: dict[str, Any]) -
     return folder
 
 
-def load_models(cfg: RunConfig) -> tuple[dict[str, bytes], dict[str, Any]]:
+def load_models(cfg: SpectralRun) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The model bundle's files and its metadata."""
     folder = spectral_paths(cfg).models
     try:

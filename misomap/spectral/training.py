@@ -18,57 +18,23 @@ import torch
 from sklearn.model_selection import KFold
 from tqdm import tqdm
 
-from misomap.config import RunConfig
-from misomap.spectral import report
-from misomap.spectral.store import ensure_library, save_models, spectral_paths, spectral_section
+from misomap.spectral import report as report
+from misomap.spectral.limesoda import mean_ccc_table, plan_limesoda, run_limesoda, verdict_lines
+from misomap.spectral.prepare import Prepared, prepare, schedule, train_vae_rows
+from misomap.spectral.store import SpectralRun, ensure_library, save_models, spectral_paths, spectral_section
 from misomap.models.spectral import nir as nirmod
 from misomap.models.spectral import vae as vaemod
 from misomap.models.spectral.metrics import metrics_table
 from misomap.models.spectral.regressors import (PropertyRegressor, RegressorKind, composition_columns,
                                                 regressor_to_bytes)
 from misomap.models.spectral.serialization import module_to_bytes
-from misomap.spectra.config import AxisSpec, NIRSpec, SpectralConfig, VAESpec
+from misomap.spectra.config import AxisSpec, SpectralConfig
 from misomap.spectra.errors import LibraryFormatError, SpectralGridError, SpectralValueError
-from misomap.spectra.library import (SensorSpectra, open_library_group, pair_rows, read_library, read_sensor,
+from misomap.spectra.library import (open_library_group, pair_rows, read_library, read_sensor,
                                      sensor_rows)
-from misomap.spectra.preprocess import (axis_range, axis_values, check_unit, common_axis, spectral_pipeline,
-                                        validate_sensor)
+from misomap.spectra.preprocess import (axis_range, axis_values, check_unit, common_axis)
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class Prepared:
-    """One sensor's spectra preprocessed: sample means and every scan repeat."""
-
-    ids: np.ndarray
-    means: np.ndarray
-    scans: np.ndarray
-    scan_rows: np.ndarray
-
-
-def prepare(spectra: SensorSpectra, sensor: str, axis: AxisSpec, min_samples: int = 1) -> Prepared:
-    """Validate, then resample -> log10(1/R) if reflectance -> SNV, for means and scans."""
-    validate_sensor(spectra, sensor, min_samples)
-    pipe = spectral_pipeline(spectra.axis, axis, spectra.quantity)
-    scans, rows = spectra.scans()
-    return Prepared(spectra.sample_id, pipe.fit_transform(spectra.mean()), pipe.fit_transform(scans), rows)
-
-
-def schedule(spec: VAESpec | NIRSpec, n_rows: int, seed: int) -> vaemod.Schedule:
-    """Epochs extended to at least `min_steps` optimiser steps for small training sets."""
-    steps_per_epoch = max(1, math.ceil(n_rows / spec.batch_size))
-    epochs = max(spec.epochs, math.ceil(spec.min_steps / steps_per_epoch))
-    return vaemod.Schedule(epochs, spec.batch_size, spec.learning_rate, getattr(spec, "beta", 0.0), seed)
-
-
-def train_vae_rows(prep: Prepared, rows: np.ndarray, sc: SpectralConfig, seed: int
-                   ) -> tuple[vaemod.SpectralVAE, list[float]]:
-    """The MIR VAE on every scan repeat of the given sample rows."""
-    keep = np.isin(prep.scan_rows, rows)
-    arch = vaemod.VAEArch(prep.scans.shape[1], sc.vae.latent_dim, sc.vae.hidden)
-    return vaemod.fit_vae(prep.scans[keep], prep.scan_rows[keep], arch,
-                          schedule(sc.vae, int(keep.sum()), seed))
-
 
 @dataclass(frozen=True)
 class PretrainLibrary:
@@ -167,10 +133,8 @@ class TrainResult:
     limesoda: pd.DataFrame | None
 
 
-def train_spectral(cfg: RunConfig) -> TrainResult:
+def train(cfg: SpectralRun) -> TrainResult:
     """Train, evaluate, save and report; see the module docstring."""
-    from misomap.spectral.limesoda import plan_limesoda, run_limesoda  # it builds on this module
-
     sc = spectral_section(cfg)
     torch.set_num_threads(sc.torch_threads)
     paths = spectral_paths(cfg)
@@ -356,8 +320,6 @@ def _write_report(folder: Path, sc: SpectralConfig, metrics: pd.DataFrame, lime:
         ("Cross-validation on the training set, per property", metrics[metrics.split == "cv"].drop(columns="split")),
     ]
     if lime is not None:
-        from misomap.spectral.limesoda import mean_ccc_table, verdict_lines
-
         lime.to_csv(folder / "limesoda_metrics.csv", index=False)
         report.plot_metric_bars(lime, "ccc", "dataset", folder / "limesoda_ccc.png")
         sections += [("LimeSoDa (real data, own folds, out of fold): mean CCC over properties", mean_ccc_table(lime)),

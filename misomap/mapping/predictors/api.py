@@ -12,8 +12,8 @@ from typing import Protocol
 import numpy as np
 
 from misomap.core.config_base import StorageConfig
-from misomap.core.storage import Target
 from misomap.core.errors import MisomapError, MissingObjectError
+from misomap.core.storage import Target
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import MapProbabilities
 
@@ -63,15 +63,19 @@ class PredictorKind:
     load: Callable[[dict[str, bytes], MapConfig], MapPredictor]
 
 
+# The built-in kinds, named by module like any `module:factory` plug-in and imported on first use
+# (MISO's pulls in torch; a Random Forest map never does). Each module has `model_files(model_path)`.
+BUILTIN: dict[str, tuple[str, str]] = {
+    "rf": ("misomap.mapping.predictors.rf", "load_rf_predictor"),
+    "miso": ("misomap.mapping.predictors.miso", "load_miso_predictor"),
+}
+
+
 def _kind(name: str) -> PredictorKind:
-    if name == "rf":
-        from misomap.mapping.predictors import rf as rf_predictor
-
-        return PredictorKind(rf_predictor.model_files, rf_predictor.load_rf_predictor)
-    if name == "miso":
-        from misomap.mapping.predictors import miso as miso_predictor
-
-        return PredictorKind(miso_predictor.model_files, miso_predictor.load_miso_predictor)
+    if name in BUILTIN:
+        module_name, loader = BUILTIN[name]
+        module = importlib.import_module(module_name)
+        return PredictorKind(module.model_files, getattr(module, loader))
     module, _, attr = name.partition(":")
     if not attr:
         raise PredictorError(f"model {name!r}: use 'rf', 'miso' or 'package.module:factory'")
@@ -82,7 +86,8 @@ def _kind(name: str) -> PredictorKind:
     return PredictorKind(lambda path: [path] if path else [], factory)
 
 
-def _files(cfg: MapConfig) -> list[str]:
+def model_paths(cfg: MapConfig) -> list[str]:
+    """The model's files under `map.model_path` (none for a code-only custom predictor)."""
     files = _kind(cfg.model).files(cfg.model_path or "")
     if cfg.model in ("rf", "miso") and not cfg.model_path:
         raise PredictorError(f"map.model_path is required for model {cfg.model!r}")
@@ -92,7 +97,7 @@ def _files(cfg: MapConfig) -> list[str]:
 def model_digest(cfg: MapConfig, storage: StorageConfig) -> str:
     """sha256 over the model's files (or its factory name), so a new model invalidates old chunks."""
     h = hashlib.sha256(cfg.model.encode())
-    for path, blob in sorted(read_model_files(_files(cfg), storage).items()):
+    for path, blob in sorted(read_model_files(model_paths(cfg), storage).items()):
         h.update(path.rsplit("/", 1)[-1].encode())
         h.update(blob)
     return h.hexdigest()
@@ -102,7 +107,7 @@ def get_predictor(cfg: MapConfig, storage: StorageConfig) -> MapPredictor:
     """The predictor for `cfg`, built at most once per process (i.e. once per dask worker)."""
     key = f"{cfg.model}|{cfg.model_path}|{cfg.device}|{cfg.batch_size}"
     if key not in _CACHE:
-        blobs = read_model_files(_files(cfg), storage)
+        blobs = read_model_files(model_paths(cfg), storage)
         _CACHE[key] = _kind(cfg.model).load(blobs, cfg)
         LOADS.append(key)
         log.info("loaded model %s", key)
