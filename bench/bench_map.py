@@ -328,7 +328,7 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
     from misomap.config import config_from_dict
     from misomap.cube.grid import plan_chunks
     from misomap.core.storage import Target
-    from misomap.mapping.chunk import MapChunkSpec, output_grid, predict_chunk, zarr_url
+    from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, zarr_url
     from misomap.mapping.store import ensure_template
 
     cfg = config_from_dict({"map": {"cube": str(cube), "output": str(out), "model": "miso",
@@ -336,10 +336,10 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
     grid = output_grid(cfg.map, cfg.storage)
     ensure_template(Target(zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
     regions = plan_chunks(grid, chunk)
-    spec = MapChunkSpec(cfg.map, cfg.storage)
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         client.run(torch.set_num_threads, 1)
+        spec = MapSpec(cfg.map, cfg.storage)
         client.submit(predict_chunk, regions[0], spec, pure=False).result()  # warm: model loaded per worker
         t0 = time.perf_counter()
         client.gather(client.map(predict_chunk, regions[1:], spec=spec, pure=False))

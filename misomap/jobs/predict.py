@@ -1,5 +1,5 @@
 """`misomap predict`: the map chunk by chunk on the chunk engine (each chunk a pure function of
-(region, MapChunkSpec), misomap.mapping.chunk), then the exports and the viewer.
+(region, MapSpec), misomap.mapping.chunk), then the exports and the viewer.
 
 Resumable: finished chunks carry completion records and are skipped on rerun, so a killed run,
 rerun, ends byte-identical to an uninterrupted one. Runs on a local dask cluster by default or on a
@@ -18,9 +18,9 @@ from misomap.core.config_base import StorageConfig
 from misomap.core.errors import ConfigError, MisomapError, one_line
 from misomap.core.storage import Target
 from misomap.cube.grid import plan_chunks
-from misomap.cube.reader import open_cube_cached
 from misomap.cube.store import require_complete
-from misomap.mapping.chunk import MapChunkSpec, output_grid, predict_chunk, progress_url, run_hash, zarr_url
+from misomap.cube.reader import open_cube_cached
+from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, progress_url, run_hash, zarr_url
 from misomap.mapping.config import MapConfig
 from misomap.mapping.export import check_exportable, export_all
 from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
@@ -120,7 +120,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
         if ensure_template(store, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
             records.clear()
         regions = plan_chunks(grid, cfg.chunk_px)
-        report = run_plan(regions, predict_chunk, MapChunkSpec(cfg, config.storage), records,
+        report = run_plan(regions, predict_chunk, MapSpec(cfg, config.storage), records,
                           Executor(cfg.workers, config.gateway), name="map chunks", expected=(Exception,))
         if report.failures:
             causes: dict[str, list[str]] = {}

@@ -32,7 +32,7 @@ from misomap.cube.stack import forget_datasets, source_gdal_options
 from misomap.cube.store import consolidate, stored_lineage, template, write_template
 from misomap.core.errors import ConfigError, MisomapError
 from misomap.core.storage import Target
-from misomap.mapping.chunk import MapChunkSpec, context_bounds, predict_chunk, run_hash, zarr_url
+from misomap.mapping.chunk import MapSpec, context_bounds, predict_chunk, run_hash, zarr_url
 from misomap.runtime.cluster import dask_client
 from misomap.runtime.records import CompletionRecords, run_lock
 from misomap.runtime.runner import KeyedChunk, RunReport, run_plan
@@ -191,7 +191,7 @@ def _cube_task(chunk: KeyedChunk, spec: CubeChunkSpec) -> dict[str, Any]:
     return {"chunk": chunk.window.key, **build_cube_chunk(chunk.window, spec)}
 
 
-def _predict_task(chunk: KeyedChunk, spec: MapChunkSpec) -> dict[str, Any]:
+def _predict_task(chunk: KeyedChunk, spec: MapSpec) -> dict[str, Any]:
     """Predict one map chunk (the map job's own task); recorded under its input key."""
     return {"chunk": chunk.window.key, **predict_chunk(chunk.window, spec)}
 
@@ -330,7 +330,7 @@ def _compute(wconfig: RunConfig, found: list[FoundItems], plan: RegionPlan, cube
             consolidate(cfg.out, wconfig.storage)
         if map_todo:
             _raise_failures(run_plan([KeyedChunk(m, map_keys[m.key]) for m in map_todo], _predict_task,
-                                     MapChunkSpec(mc, wconfig.storage),
+                                     MapSpec(mc, wconfig.storage),
                                      _state(wconfig, "map"), client, name="regen-map", expected=(Exception,)),
                             "map")
 

@@ -1,5 +1,5 @@
 """The map's chunk task: one output chunk predicted from its cube window (with the predictor's halo)
-and written to the map store, a pure function of (region, MapChunkSpec); plus the map's
+and written to the map store, a pure function of (region, MapSpec); plus the map's
 locations, its output grid and its run hash."""
 
 from __future__ import annotations
@@ -50,16 +50,16 @@ def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[flo
 
 
 @dataclass(frozen=True)
-class MapChunkSpec:
+class MapSpec:
     """What every map chunk task needs: the map section and the storage section."""
 
     map: MapConfig
     storage: StorageConfig
 
 
-def predict_chunk(region: ChunkWindow, spec: MapChunkSpec) -> dict[str, Any]:
-    """Predict one output chunk and write it; a pure function of (region, spec). Returns the
-    chunk's completion record: what it wrote and its checksum."""
+def predict_chunk(region: ChunkWindow, spec: MapSpec) -> dict[str, Any]:
+    """Predict one output chunk and write it; a pure function of (region, spec). Returns the chunk's
+    completion record: what it wrote and its checksum."""
     cfg, storage = spec.map, spec.storage
     predictor = get_predictor(cfg, storage)
     grid = output_grid(cfg, storage)

@@ -46,7 +46,7 @@ def dask_client(workers: int, gateway: GatewayConfig | None = None, threads: boo
         return
     if threads:
         with LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",

@@ -159,7 +159,7 @@ def test_model_loaded_once_per_worker(cube, tmp_path):
 
     from misomap.core.storage import Target
     from misomap.cube.grid import plan_chunks
-    from misomap.mapping.chunk import MapChunkSpec, output_grid, predict_chunk, zarr_url
+    from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, zarr_url
     from misomap.mapping.store import ensure_template
     from misomap.mapping.predictors import api as predictors
 
@@ -168,7 +168,7 @@ def test_model_loaded_once_per_worker(cube, tmp_path):
     ensure_template(Target(zarr_url(cfg.map)), grid, 32, 3, {}, "h")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
             Client(cl) as client:
-        client.gather(client.map(predict_chunk, plan_chunks(grid, 32), spec=MapChunkSpec(cfg.map, cfg.storage),
+        client.gather(client.map(predict_chunk, plan_chunks(grid, 32), spec=MapSpec(cfg.map, cfg.storage),
                                   pure=False))
         loads = client.run(lambda: len(predictors.LOADS))
     assert sum(loads.values()) <= 2 and all(n <= 1 for n in loads.values())
