@@ -25,17 +25,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import zarr
-from tqdm import tqdm
 
 from misomap import __version__
-from misomap.classes import SOIL_ORDERS
 from misomap.config import RunConfig
-from misomap.config_base import overlaps
-from misomap.cube.build import _overlapping, build_chunk, cube_grid, search_bbox
+from misomap.core.classes import SOIL_ORDERS
+from misomap.core.config_base import overlaps
+from misomap.core.errors import ConfigError, MisomapError, OwnershipError
+from misomap.core.storage import Target
+from misomap.cube.build import CubeChunkSpec, build_cube_chunk, overlapping, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
-from misomap.cube.errors import ChunkBuildError
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
@@ -47,20 +46,20 @@ from misomap.cube.store import (
     require_complete,
     stored_lineage,
     template,
-    write_region,
     write_template,
-    zarr_store,
 )
-from misomap.errors import ConfigError, MisomapError, OwnershipError
-from misomap.jobs.cluster import dask_client
-from misomap.jobs.completion import COMPLETE_ATTR, CompletionLog, run_lock
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import LAYERS
-from misomap.jobs.map_store import MapStoreError, check_map_owned, ensure_template, mark_map_complete
-from misomap.jobs.predict import context_bounds, predict_chunk, progress_url, run_hash, zarr_url
-from misomap.jobs.predictors import get_predictor, model_digest
+from misomap.mapping.chunk import MapSpec, context_bounds, predict_chunk, run_hash, zarr_url
+from misomap.mapping.config import MapConfig
+from misomap.mapping.export import export_all
+from misomap.mapping.layers import LAYERS
+from misomap.mapping.predictors.api import get_predictor, model_digest
+from misomap.mapping.store import MapStoreError, check_map_owned, ensure_template, mark_map_complete
 from misomap.plan.plan import RegionPlan, StageCost, estimate, make_plan, statewide_grid
 from misomap.publish import versions
+from misomap.runtime.cluster import dask_client
+from misomap.runtime.records import COMPLETE_ATTR, CompletionRecords, run_lock
+from misomap.runtime.runner import KeyedChunk, RunReport, run_plan
+from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ def region_plan(config: RunConfig, statewide: bool = False, resolution: float | 
     if statewide or cfg.area == "alaska":
         grid = statewide_grid(res)
     else:
-        grid = Grid.aligned(cfg.crs, res, cube_grid(cfg).bounds)
+        grid = Grid.aligned(cfg.crs, res, planned_grid(cfg).bounds)
     map_res = res if resolution or config.map is None or config.map.resolution is None else config.map.resolution
     chunk_px = config.map.chunk_px if config.map else MapConfig.model_fields["chunk_px"].default
     return make_plan(grid, cfg.chunk, map_res, chunk_px, len(cfg.band_names()), map_bytes_per_px(),
@@ -185,9 +184,8 @@ def _regen(config: RunConfig) -> str:
     return f"{str(config.workdir).rstrip('/')}/regen"
 
 
-def _state(config: RunConfig, stage: str) -> CompletionLog:
-    root = f"{_regen(config)}/state/{stage}"
-    return CompletionLog(root, config.storage.options_for(root))
+def _state(config: RunConfig, stage: str) -> CompletionRecords:
+    return CompletionRecords(Target(f"{_regen(config)}/state/{stage}", config.storage))
 
 
 REGEN_PARTS = frozenset({"cube.zarr", "map", "state"})
@@ -204,7 +202,8 @@ def check_working_stores(config: RunConfig, wconfig: RunConfig) -> None:
     if overlaps(pub.root, regen):
         raise ConfigError(f"publish.root {pub.root} overlaps regenerate's working stores {regen}: publish "
                           "outside <workdir>/regen")
-    fs, path = fsspec.core.url_to_fs(regen, **config.storage.options_for(regen))
+    target = Target(regen, config.storage)
+    fs, path = target.fs, target.path
     names = versions.child_names(fs, path, regen) or []
     foreign = sorted(set(names) - REGEN_PARTS)
     if "state" in names:
@@ -214,7 +213,7 @@ def check_working_stores(config: RunConfig, wconfig: RunConfig) -> None:
         raise OwnershipError(f"{regen} holds {', '.join(foreign[:3])} not written by `misomap regenerate`: "
                              "nothing was changed; remove them or set workdir to a new location")
     check_owned(cfg.out, wconfig.storage)
-    check_map_owned(mc.output, wconfig.storage.options_for(mc.output))
+    check_map_owned(Target(mc.output, wconfig.storage))
     versions.check_owned(pub.root, config.storage)
 
 
@@ -223,31 +222,17 @@ def _records_digest(keys: dict[str, str]) -> str:
     return _sha(sorted(f"{k}-{v}" for k, v in keys.items()))
 
 
-def _cube_mark(cfg: CubeConfig, config: RunConfig) -> str | None:
-    group = zarr.open_group(zarr_store(cfg.out, config.storage, read_only=True), mode="r")
-    return (group.attrs.get(COMPLETE_KEY) or {}).get("records_sha256")
+def _group(url: str, config: RunConfig, read_only: bool) -> zarr.Group:
+    return zarr.open_group(Target(url, config.storage).zarr_store(read_only=read_only), mode="r" if read_only else "r+")
 
 
-def _map_group(config: RunConfig, mode: str) -> zarr.Group:
-    mc = config.map
-    assert mc is not None
-    return zarr.open_group(zarr_url(mc), mode=mode, storage_options=config.storage.options_for(mc.output) or None)
-
-
-def _unmark(config: RunConfig, cube: bool) -> None:
-    """Remove the working cube's (or map's) complete mark before any of its chunks is rewritten."""
-    cfg = config.cube
-    assert cfg is not None
-    if cube:
-        group = zarr.open_group(zarr_store(cfg.out, config.storage), mode="r+")
-        if COMPLETE_KEY in group.attrs:
-            del group.attrs[COMPLETE_KEY]
-            consolidate(cfg.out, config.storage)
-        return
-    group = _map_group(config, "r+")
-    if COMPLETE_ATTR in group.attrs:
-        del group.attrs[COMPLETE_ATTR]
-        group.attrs["misomap_status"] = "incomplete"
+def _unmark(url: str, config: RunConfig, attr: str) -> None:
+    """Remove a working store's complete mark before any of its chunks is rewritten."""
+    group = _group(url, config, read_only=False)
+    if attr in group.attrs:
+        del group.attrs[attr]
+        if attr == COMPLETE_ATTR and "misomap_status" in group.attrs:
+            group.attrs["misomap_status"] = "incomplete"
         zarr.consolidate_metadata(group.store)
 
 
@@ -264,41 +249,25 @@ def cube_keys(cfg: CubeConfig, found: list[FoundItems], plan: RegionPlan) -> dic
     for w in plan.cube_chunks:
         bbox = search_bbox(plan.grid.window(w.row0, w.col0, w.height, w.width))
         items = sorted((f.source.collection, group, it.id, _updated(it))
-                       for f in found for group, its in f.groups.items() for it in _overlapping(its, bbox))
+                       for f in found for group, its in f.groups.items() for it in overlapping(its, bbox))
         keys[w.key] = _sha([ident, w.key, items])[:24]
     return keys
 
 
-def _cube_task(cfg: CubeConfig, config: RunConfig, found: list[FoundItems], grid: Grid, window: ChunkWindow,
-               gdal_options: dict[str, str], record: str) -> str | None:
-    """Build, write and record one cube chunk; the error message if its build failed."""
-    try:
-        values = build_chunk(cfg, found, grid, window, gdal_options)
-    except ChunkBuildError as err:
-        return str(err)
-    write_region(cfg.out, config.storage, values, window.row0, window.col0)
-    _state(config, "cube").mark_done(record, {"chunk": window.key})
-    return None
+def _cube_task(chunk: KeyedChunk, spec: CubeChunkSpec) -> dict[str, Any]:
+    """Build and write one cube chunk (the cube build's own task); recorded under its input key."""
+    return {"chunk": chunk.window.key, **build_cube_chunk(chunk.window, spec)}
 
 
-def _predict_task(region: ChunkWindow, config: RunConfig, record: str) -> None:
-    """Predict one map chunk (the map job's own task), then record its input key."""
-    predict_chunk(region, config)
-    _state(config, "map").mark_done(record, {"chunk": region.key})
+def _predict_task(chunk: KeyedChunk, spec: MapSpec) -> dict[str, Any]:
+    """Predict one map chunk (the map job's own task); recorded under its input key."""
+    return {"chunk": chunk.window.key, **predict_chunk(chunk.window, spec)}
 
 
-def _run(client: Any, tasks: list[tuple[str, Any, tuple[Any, ...]]], desc: str) -> list[str]:
-    """Submit tasks (key, function, args) and gather failures as messages."""
-    from distributed import as_completed
-
-    futures = {client.submit(fn, *args, key=key, pure=False): key for key, fn, args in tasks}
-    failures = []
-    for fut in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="chunk"):
-        if fut.status == "error":
-            failures.append(f"{futures[fut]}: {fut.exception()!r}")
-        elif fut.result():
-            failures.append(fut.result())
-    return failures
+def _raise_failures(report: RunReport, what: str) -> None:
+    if report.failures:
+        raise RegenerateError(f"{len(report.failures)} {what} chunk(s) failed (the others are recorded; rerun to "
+                              "retry them):\n  " + "\n  ".join(f"{f.key}: {f.message}" for f in report.failures))
 
 
 def _ensure_cube_template(cfg: CubeConfig, config: RunConfig, grid: Grid) -> None:
@@ -310,7 +279,6 @@ def _ensure_cube_template(cfg: CubeConfig, config: RunConfig, grid: Grid) -> Non
     log.info("writing the working cube template %s (stored fingerprint %s, now %s)", cfg.out,
              existing and existing.get("fingerprint"), ident)
     _state(config, "cube").clear()
-    _state(config, "export").clear()
     lineage = {"software": f"misomap {__version__}", "grid": grid.to_dict(), "chunk": cfg.chunk,
                "bands": cfg.band_names(), "fingerprint": ident,
                "items": "per chunk: see <workdir>/regen/state/cube",
@@ -325,16 +293,15 @@ def _ensure_map_template(wconfig: RunConfig, grid: Grid, rhash: str, digest: str
     discard (readers only ever see published versions)."""
     mc = wconfig.map
     assert mc is not None
-    options = wconfig.storage.options_for(mc.output)
+    store = Target(zarr_url(mc), wconfig.storage)
     attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
              "misomap_model": mc.model, "misomap_model_sha256": digest, "misomap_status": "incomplete"}
     try:
-        written = ensure_template(zarr_url(mc), options, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
+        written = ensure_template(store, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
     except MapStoreError:
-        fs, path = fsspec.core.url_to_fs(mc.output, **options)
         log.info("working map %s is from another model or map section: starting it afresh", mc.output)
-        fs.rm(path, recursive=True)
-        written = ensure_template(zarr_url(mc), options, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
+        Target(mc.output, wconfig.storage).delete()
+        written = ensure_template(store, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
     if written:
         _state(wconfig, "map").clear()
         _state(wconfig, "export").clear()
@@ -366,16 +333,15 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     cfg, mc, pub = wconfig.cube, wconfig.map, config.publish
     assert cfg is not None and mc is not None and pub is not None
     current = versions.latest(pub.root, config.storage)  # a dangling pointer is refused here
-    model_options = config.storage.options_for(mc.model_path or "")
-    digest = model_digest(mc, model_options)
-    predictor = get_predictor(mc, model_options)
+    digest = model_digest(mc, config.storage)
+    predictor = get_predictor(mc, config.storage)
     _check_bands(mc, cfg, predictor)
     check_working_stores(config, wconfig)
 
     with run_lock(_regen(config)):
         found = _search(config, cfg, plan.grid)
         ckeys = cube_keys(cfg, found, plan)
-        rhash = run_hash(_without_locations(wconfig), digest)
+        rhash = run_hash(_without_locations(mc), digest)
         inputs_key = _sha([sorted(ckeys.items()), rhash, [w.key for w in plan.map_chunks]])
         stages = [StageReport("search", sum(len(its) for f in found for its in f.groups.values()), 0, "items")]
         if current is not None and current.inputs_key == inputs_key:
@@ -385,11 +351,11 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
             return RegenerateSummary(tuple(stages), current.id, False, inputs_key, time.perf_counter() - start)
 
         _ensure_cube_template(cfg, wconfig, plan.grid)
-        cube_done = _state(wconfig, "cube").done_keys()
+        cube_done = _state(wconfig, "cube").done()
         cube_todo = [w for w in plan.cube_chunks if f"{w.key}-{ckeys[w.key]}" not in cube_done]
         _ensure_map_template(wconfig, plan.map_grid, rhash, digest)
         map_keys = _map_keys(plan, ckeys, rhash, predictor)
-        map_done = _state(wconfig, "map").done_keys()
+        map_done = _state(wconfig, "map").done()
         map_todo = [m for m in plan.map_chunks if f"{m.key}-{map_keys[m.key]}" not in map_done]
         log.info("regenerate: %d/%d cube chunks and %d/%d map chunks to run", len(cube_todo),
                  len(plan.cube_chunks), len(map_todo), len(plan.map_chunks))
@@ -397,13 +363,11 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
         stages += [StageReport("cube", len(cube_todo), len(plan.cube_chunks) - len(cube_todo), "chunks"),
                    StageReport("predict", len(map_todo), len(plan.map_chunks) - len(map_todo), "chunks")]
         exported = _records_digest(map_keys)[:24]
-        if map_todo or not _state(wconfig, "export").is_done(exported):
-            from misomap.jobs.map_export import export_all
-            from misomap.viewer.publish import write_viewer
-
-            export_all(wconfig, plan.map_grid)
-            write_viewer(wconfig, plan.map_grid)
-            _state(wconfig, "export").mark_done(exported, {"map_records_sha256": _records_digest(map_keys)})
+        if map_todo or exported not in _state(wconfig, "export").done():
+            export_all(mc, wconfig.storage, wconfig.name, plan.map_grid)
+            write_viewer(mc, wconfig.storage, wconfig.name, plan.map_grid,
+                         training_pedons(wconfig.workdir, wconfig.storage))
+            _state(wconfig, "export").mark(exported, {"map_records_sha256": _records_digest(map_keys)})
         version, new = versions.publish(mc.output, pub.root, config.storage, inputs_key, pub.keep,
                                         search_bbox(plan.grid), title=f"{config.name} soil and permafrost map")
         stages.append(StageReport("publish", int(new), int(not new), version.id))
@@ -411,13 +375,11 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     return RegenerateSummary(tuple(stages), version.id, new, inputs_key, time.perf_counter() - start)
 
 
-def _without_locations(wconfig: RunConfig) -> RunConfig:
-    """The run as the map's identity sees it: the working cube's and the model's locations left out
-    (the chunk keys and the model digest say what was read), so the published bytes do not depend on
-    where the working stores or the checkpoint live."""
-    mc = wconfig.map
-    assert mc is not None
-    return wconfig.model_copy(update={"map": mc.model_copy(update={"cube": "regen-cube", "model_path": None})})
+def _without_locations(mc: MapConfig) -> MapConfig:
+    """The map section as the map's identity sees it: the working cube's and the model's locations
+    left out (the chunk keys and the model digest say what was read), so the published bytes do not
+    depend on where the working stores or the checkpoint live."""
+    return mc.model_copy(update={"cube": "regen-cube", "model_path": None})
 
 
 def _map_keys(plan: RegionPlan, ckeys: dict[str, str], rhash: str, predictor: Any) -> dict[str, str]:
@@ -439,36 +401,29 @@ def _compute(wconfig: RunConfig, found: list[FoundItems], plan: RegionPlan, cube
     cfg, mc = wconfig.cube, wconfig.map
     assert cfg is not None and mc is not None
     if cube_todo:
-        _unmark(wconfig, cube=True)
+        _unmark(cfg.out, wconfig, COMPLETE_KEY)
     if map_todo:
-        _unmark(wconfig, cube=False)
+        _unmark(zarr_url(mc), wconfig, COMPLETE_ATTR)
     forget_datasets()
-    gdal = source_gdal_options(wconfig.storage)
+    spec = CubeChunkSpec(cfg, wconfig.storage, found, plan.grid, source_gdal_options(wconfig.storage))
     busy = bool(cube_todo or map_todo)
     with dask_client(max(cfg.workers, mc.workers), wconfig.gateway) if busy else contextlib.nullcontext() as client:
         if cube_todo:
-            [shared] = client.scatter([found], broadcast=True)
-            failures = _run(client, [(f"regen-cube-{w.key}-{ckeys[w.key]}", _cube_task,
-                                      (cfg, wconfig, shared, plan.grid, w, gdal, f"{w.key}-{ckeys[w.key]}"))
-                                     for w in cube_todo], "cube chunks")
-            if failures:
-                raise RegenerateError(f"{len(failures)} cube chunk(s) failed (the others are recorded; rerun to "
-                                      "retry them):\n  " + "\n  ".join(failures))
+            _raise_failures(run_plan([KeyedChunk(w, ckeys[w.key]) for w in cube_todo], _cube_task, spec,
+                                     _state(wconfig, "cube"), client, name="regen-cube", expected=(Exception,)),
+                            "cube")
         digest = _records_digest(ckeys)
-        if _cube_mark(cfg, wconfig) != digest:
+        if (_group(cfg.out, wconfig, read_only=True).attrs.get(COMPLETE_KEY) or {}).get("records_sha256") != digest:
             mark_complete(cfg.out, wconfig.storage, digest, len(ckeys))
         if map_todo:
             require_complete(cfg.out, wconfig.storage)  # the map stage reads only a finished cube
-            failures = _run(client, [(f"regen-map-{m.key}-{map_keys[m.key]}", _predict_task,
-                                      (m, wconfig, f"{m.key}-{map_keys[m.key]}")) for m in map_todo],
-                            "map chunks")
-            if failures:
-                raise RegenerateError(f"{len(failures)} map chunk(s) failed (the others are recorded; rerun to "
-                                      "retry them):\n  " + "\n  ".join(failures))
-    options = wconfig.storage.options_for(mc.output)
-    digest = CompletionLog(progress_url(mc), options).digest()  # the map job's own mark (misomap verify)
-    if _map_group(wconfig, "r").attrs.get(COMPLETE_ATTR) != digest:
-        mark_map_complete(zarr_url(mc), options, digest)
+            _raise_failures(run_plan([KeyedChunk(m, map_keys[m.key]) for m in map_todo], _predict_task,
+                                     MapSpec(mc, wconfig.storage),
+                                     _state(wconfig, "map"), client, name="regen-map", expected=(Exception,)),
+                            "map")
+    digest = _records_digest(map_keys)
+    if _group(zarr_url(mc), wconfig, read_only=True).attrs.get(COMPLETE_ATTR) != digest:
+        mark_map_complete(Target(zarr_url(mc), wconfig.storage), digest)
 
 
 def _forget_stale(wconfig: RunConfig, current: dict[str, dict[str, str]]) -> None:
@@ -476,8 +431,8 @@ def _forget_stale(wconfig: RunConfig, current: dict[str, dict[str, str]]) -> Non
     for stage, keys in current.items():
         log_ = _state(wconfig, stage)
         names = {f"{k}-{v}" if v else k for k, v in keys.items()}
-        for name in log_.done_keys() - names:
-            log_.fs.rm_file(f"{log_.path}/{name}.json")
+        for name in log_.done() - names:
+            log_.forget(name)
 
 
 def plan_report(config: RunConfig, statewide: bool, resolutions: list[float]) -> list[tuple[str, RegionPlan]]:

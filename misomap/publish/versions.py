@@ -27,7 +27,7 @@ import posixpath
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,10 @@ import fsspec
 import pystac
 from fsspec.implementations.local import LocalFileSystem
 
-from misomap.config_base import StorageConfig
-from misomap.errors import IncompleteInputError, MisomapError, OwnershipError
-from misomap.jobs.completion import COMPLETE_ATTR
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import IncompleteInputError, MisomapError, OwnershipError
+from misomap.core.storage import Target
+from misomap.runtime.records import COMPLETE_ATTR
 
 log = logging.getLogger(__name__)
 MANIFEST, POINTER, CATALOG, ITEM = "version.json", "latest.json", "catalog.json", "item.json"
@@ -68,8 +69,8 @@ class Version:
 
 
 def _fs(root: str, storage: StorageConfig) -> tuple[fsspec.AbstractFileSystem, str]:
-    options = storage.options_for(root) or {"auto_mkdir": True}
-    return fsspec.core.url_to_fs(root, **options)
+    target = Target(root, storage)
+    return target.fs, target.path
 
 
 def _read_json(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:
@@ -247,7 +248,7 @@ def publish(src: str, root: str, storage: StorageConfig, inputs_key: str, keep: 
             raise PublishError(f"{src}/{rel} changed while publishing: is another run writing the map?")
         fs.pipe_file(f"{vbase}/{rel}", data)
     _copy_in_store(fs, reused)
-    version = Version(vid, datetime.now(timezone.utc).isoformat(timespec="seconds"), digest, inputs_key, files)
+    version = Version(vid, datetime.now(UTC).isoformat(timespec="seconds"), digest, inputs_key, files)
     fs.pipe_file(f"{vbase}/{ITEM}", _item(version, bbox, title))
     fs.pipe_file(f"{vbase}/{MANIFEST}", json.dumps(version.__dict__, indent=1, sort_keys=True).encode())
     kept = list_versions(root, storage)[-keep:]
