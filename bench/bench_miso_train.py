@@ -51,8 +51,10 @@ def _grid(side: int):
 
 def write_cube(path: Path, side: int) -> None:
     """A finished cube (template, chunk rows, complete mark) of smooth band patterns."""
-    from misomap.config_base import StorageConfig
-    from misomap.cube.store import consolidate, mark_complete, template, write_region, write_template
+    from misomap.core.config_base import StorageConfig
+    from misomap.core.storage import Target
+    from misomap.cube.store import consolidate, mark_complete, template, write_template
+    from misomap.runtime.zarr_io import write_region
 
     imagery, covariates = _bands()
     bands = imagery + covariates
@@ -65,7 +67,8 @@ def write_cube(path: Path, side: int) -> None:
         yy = np.arange(row0, min(row0 + CHUNK, side), dtype=np.float32)[:, None]
         block = np.stack([np.sin(xx / (40 + 7 * i)) + np.cos(yy / (55 + 5 * i)) + 0.1 * i
                           for i in range(len(bands))]).astype(np.float32)
-        write_region(loc, storage, block, row0, 0)
+        write_region(Target(loc, storage), {"data": block}, slice(row0, row0 + block.shape[1]),
+                     slice(0, side))
     consolidate(loc, storage)
     mark_complete(loc, storage, f"bench-{side}", -(-side // CHUNK) ** 2)
 
@@ -76,7 +79,9 @@ def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None)
     import misomap.cube.crops
     from misomap.config import config_from_dict
     from misomap.jobs.demo import demo_miso_section
-    from misomap.jobs.train_miso import CubeArrays, cross_validate, load_arrays
+    from misomap.jobs.train_miso import context
+    from misomap.training.miso_cv import cross_validate
+    from misomap.training.miso_inputs import CubeArrays, load_arrays
 
     imagery, covariates = _bands()
     section = demo_miso_section({"bands": imagery}, {"bands": covariates}, ["block"], max_folds=1)
@@ -89,7 +94,7 @@ def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None)
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS counts from here
     base = _proc_kb("VmRSS")
     t = time.perf_counter()
-    arrays = load_arrays(config, config.miso)
+    arrays = load_arrays(cube, config.storage, config.miso)
     if eager:
         everything = (slice(None),) * 3
         arrays = CubeArrays(arrays.imagery[everything], arrays.covariates[everything], arrays.grid)
@@ -103,7 +108,7 @@ def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None)
                               rng.integers(0, 3, N_PEDONS)]})
     block = np.floor((x - grid.xmin) / (grid.xmax - grid.xmin) * 5).astype(int)  # five x-strips
     folds = pd.DataFrame({"pedon_id": table["pedon_id"], "block": block})
-    preds, stats = cross_validate(config, config.miso, "miso", arrays, table, folds)
+    preds, stats = cross_validate(context(config), config.miso, "miso", arrays, table, folds)
     return {"seconds": time.perf_counter() - t, "peak_rss_mb": (_proc_kb("VmHWM") - base) / 1024,
             "test_pedons": int(preds["pedon_id"].nunique()), "folds": stats["folds_trained"]}
 
@@ -127,7 +132,8 @@ def main() -> None:
     if args.child:
         import torch  # noqa: F401 - imports are not part of the measurement
 
-        import misomap.jobs.train_miso  # noqa: F401
+        import misomap.jobs.train_miso
+        import misomap.training.miso_cv  # noqa: F401
 
         print(json.dumps(measure(args.child, args.steps, args.eager, args.work, args.cache_mb)))
         return

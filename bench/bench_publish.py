@@ -90,7 +90,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import s3fs
 
-    from misomap.config_base import StorageConfig
+    from misomap.core.config_base import StorageConfig
     from misomap.publish import versions
     from misomap.services.s3 import seaweedfs_s3
 
