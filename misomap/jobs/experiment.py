@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
     from misomap.jobs.demo import _same_world, demo_run_config, demo_scheme
-    from misomap.jobs.map_truth import map_vs_truth
-    from misomap.jobs.predict import run_predict, with_map, zarr_url
+    from misomap.evaluation.map_truth import map_vs_truth
+    from misomap.jobs.predict import run_predict, with_map
+    from misomap.mapping.chunk import zarr_url
     from misomap.jobs.train_miso import run_pretrain, run_train_miso
     from misomap.jobs.train_rf import train_rf
     from misomap.services.stac_api import stac_api_server
@@ -99,22 +100,22 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 def fold_scores(config, models: list[str]) -> pd.DataFrame:
     """Per-fold metrics of every model with predictions, each scheme restricted to the folds every
     model ran on, with the training seconds of each fold."""
-    from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-    from misomap.jobs.labels import LabelsError
-    from misomap.jobs.train_miso import _common_folds, fold_seconds
-    from misomap.jobs.training_table import read_training
+    from misomap.core.errors import MissingObjectError
+    from misomap.evaluation.comparison import common_folds, fold_seconds
+    from misomap.evaluation.scores import evaluate, model_dir, read_predictions
+    from misomap.labels.training_table import read_training
 
-    table, _ = read_training(config)
+    table, _ = read_training(config.workdir, config.storage)
     preds = {}
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
-            preds[name] = (read_predictions(loc, config), loc)
-        except LabelsError:
+            preds[name] = (read_predictions(loc, config.storage), loc)
+        except MissingObjectError:
             continue
     rows = []
     for name, (p, loc) in preds.items():
-        common = _common_folds(p, preds)
+        common = common_folds(p, preds)
         secs = fold_seconds(common, name)
         for target, ev in evaluate(common, table, config.evaluation, source=loc).items():
             pf = ev.per_fold.assign(model=name, target=target)
