@@ -41,13 +41,13 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from tqdm import tqdm
 
-from misomap.jobs.spectral import schedule, train_vae_rows
-from misomap.jobs.spectral_limesoda import _on_axis, plan_limesoda
-from misomap.jobs.spectral_report import markdown_table
 from misomap.models.spectral import vae as vaemod
 from misomap.models.spectral.metrics import metrics_table
 from misomap.models.spectral.regressors import PropertyRegressor, base_estimator
 from misomap.spectra.config import SpectralConfig
+from misomap.spectral.limesoda import _on_axis, plan_limesoda
+from misomap.spectral.prepare import schedule, train_vae_rows
+from misomap.spectral.report import markdown_table
 
 log = logging.getLogger("spectral_sweeps")
 REGRESSORS = ("plsr", "ridge", "krr", "mlp", "rf")
@@ -117,7 +117,7 @@ def run_set(name: str, sc: SpectralConfig, latents: list[int], fractions: list[f
     bases, pre_log = {}, []
     configs = [(k, 1.0) for k in latents] + [(default_latent, f) for f in fractions if f < 1.0]
     for k, frac in configs:                       # pretraining: once per set and config, no fold involved
-        keep = np.isin(d_rows, order[:max(2, int(round(frac * len(samples))))])
+        keep = np.isin(d_rows, order[:max(2, round(frac * len(samples)))])
         t0 = time.perf_counter()
         arch = vaemod.VAEArch(d_scans.shape[1], k, sc.vae.hidden)
         base, hist = vaemod.fit_vae(d_scans[keep], d_rows[keep], arch, schedule(sc.vae, int(keep.sum()), seed))
@@ -165,7 +165,7 @@ def run_set(name: str, sc: SpectralConfig, latents: list[int], fractions: list[f
             continue
         for kind in REGRESSORS[1:]:
             put(f"vae{default_latent}/{kind}", test, fit_predict(kind, emb, Y, train, test, seed))
-        put(f"spectra/ridge", test, fit_predict("ridge", own.means, Y, train, test, seed))
+        put("spectra/ridge", test, fit_predict("ridge", own.means, Y, train, test, seed))
         # -- nested choices: inner CV on the training rows only --
         cands = {f"vae{k}/plsr": (feats[f"vae{k}"], "plsr") for k in latents}
         cands.update({f"vae{default_latent}/{kind}": (emb, kind) for kind in REGRESSORS[1:]})
@@ -227,7 +227,7 @@ def summarise(out: Path, parts: Path, latents: list[int], fractions: list[float]
     curves = block(["spectra/plsr", *[f"vae{k}/plsr" for k in latents], *[f"pca{k}/plsr" for k in latents],
                     "vae_pool0/plsr", *[f"vae_pool{f:g}/plsr" for f in fractions if f < 1.0]])
     for ds_name, row in curves.iterrows():
-        style = dict(lw=2.5, color="k") if ds_name == "mean" else dict(lw=1, alpha=0.6)
+        style = {"lw": 2.5, "color": "k"} if ds_name == "mean" else {"lw": 1, "alpha": 0.6}
         line, = ax[0].plot(latents, [row[f"vae{k}/plsr"] for k in latents], "o-", label=ds_name, **style)
         ax[0].plot(latents, [row[f"pca{k}/plsr"] for k in latents], "x:", color=line.get_color(),
                    lw=style["lw"] * 0.7)
@@ -246,9 +246,9 @@ def summarise(out: Path, parts: Path, latents: list[int], fractions: list[float]
     fig.tight_layout()
     fig.savefig(out / "sweeps.png")
     text = ["# Spectral sweeps on LimeSoDa (real spectra, each set on its own 10 folds, out of fold)", "",
-            "Mean CCC over the set's properties (SOC or SOM, pH, clay); `mean` row = mean over sets. "
-            "`select/*`: chosen per outer fold and property by inner 3-fold CV on the training rows only.", "",
-            f"## Latent size (cross-set VAE, PLSR on latent means)", "", table(lat_cols), "",
+            ("Mean CCC over the set's properties (SOC or SOM, pH, clay); `mean` row = mean over sets. "
+            "`select/*`: chosen per outer fold and property by inner 3-fold CV on the training rows only."), "",
+            "## Latent size (cross-set VAE, PLSR on latent means)", "", table(lat_cols), "",
             "## Linear bottleneck: PCA(k) of pool + training spectra, then PLSR", "", table(pca_cols), "",
             f"## Pretraining pool size (latent {d}; fraction of the other sets' samples; 0 = per-fold only)", "",
             table(frac_cols), "", f"## Regressor on the latent-{d} embeddings, and combinations", "",
