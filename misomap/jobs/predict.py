@@ -104,10 +104,11 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     COGs, a quicklook and, last, STAC."""
     cfg = map_config(config)
     start = time.perf_counter()
-    digest = check_inputs(config)
-    check_exportable(cfg, config.storage)
     store = Target(zarr_url(cfg), config.storage)
     with run_lock(cfg.output):
+        # Checked under the lock: a concurrent run's half-written template is never judged foreign.
+        digest = check_inputs(config)
+        check_exportable(cfg, config.storage)
         grid = output_grid(cfg, config.storage)
         rhash = run_hash(cfg, digest)
         records = CompletionRecords(Target(progress_url(cfg), config.storage))
