@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from misomap.errors import MisomapError
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 SCHEMES = ("random", "dbscan", "blocks", "region")
 """Scheme names the command takes; `dbscan` is the demo world's DBSCAN scheme (radius scaled to it)."""
 ABLATIONS = ("no_contrastive", "no_location", "no_pretraining")
+BINS = ("near", "middle", "far")
 METRICS = {"permafrost": ("recall_1", "f1_1", "accuracy", "balanced_accuracy", "brier"),
            "soil_order": ("recall_macro", "f1_macro", "accuracy", "brier")}
 
@@ -57,10 +59,10 @@ def _commit() -> str:
 
 
 def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_folds: int | None,
-             ablations: bool, max_steps: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             ablations: bool, max_steps: int | None = None) -> None:
     """One world: every stage of the demo with MISO on `schemes` (its step budget capped at
-    `max_steps` if given); returns the per-fold scores of every model and the map-vs-truth table
-    of the RF and MISO maps."""
+    `max_steps` if given); leaves `run.yaml` and the maps' scores against the truth
+    (`map_truth.csv`) in `out` for `score_seed`."""
     from misomap.config import config_from_dict
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
@@ -87,24 +89,37 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     if max_steps:
         data["miso"]["train"]["max_steps"] = max_steps
     config = config_from_dict(data, f"experiment seed {seed}")
+    (out / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
+                                                 sort_keys=False))
     miso = run_train_miso(config)
     truth = []
     for model, path in (("rf", str(out / "models" / "rf")), ("miso", miso.final_model)):
         cfg = with_map(config, model, path)
         run_predict(cfg, overwrite=True)
         truth.append(map_vs_truth(zarr_url(cfg.map), world).assign(model=model))
-    return fold_scores(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)]), pd.concat(truth)
+    pd.concat(truth).to_csv(out / "map_truth.csv", index=False)
 
 
-def fold_scores(config, models: list[str]) -> pd.DataFrame:
-    """Per-fold metrics of every model with predictions, each scheme restricted to the folds every
-    model ran on, with the training seconds of each fold."""
-    from misomap.jobs.evaluate import evaluate, model_dir, read_predictions
-    from misomap.jobs.labels import LabelsError
-    from misomap.jobs.train_miso import _common_folds, fold_seconds
+def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The tables of one finished seed folder: per-fold scores of the RF and MISO (each scheme on
+    the folds both ran), per-fold scores of the RF, MISO and its ablations on the folds all of them
+    ran, the CV scores by distance to the nearest training pedon, and the maps against the truth."""
+    from misomap.config import load_config
     from misomap.jobs.training_table import read_training
 
+    config = load_config(out / "run.yaml")
     table, _ = read_training(config)
+    main = _predictions(config, ["rf", "miso"])
+    variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
+    ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
+    return (fold_scores(config, table, main), ablation, distance_scores(config, table, main),
+            pd.read_csv(out / "map_truth.csv"))
+
+
+def _predictions(config, models: list[str]) -> dict[str, tuple[pd.DataFrame, str]]:
+    from misomap.jobs.evaluate import model_dir, read_predictions
+    from misomap.jobs.labels import LabelsError
+
     preds = {}
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
@@ -112,6 +127,15 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
             preds[name] = (read_predictions(loc, config), loc)
         except LabelsError:
             continue
+    return preds
+
+
+def fold_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """Per-fold metrics of every model in `preds`, each scheme restricted to the folds every
+    model ran on, with the training seconds of each fold."""
+    from misomap.jobs.evaluate import evaluate
+    from misomap.jobs.train_miso import _common_folds, fold_seconds
+
     rows = []
     for name, (p, loc) in preds.items():
         common = _common_folds(p, preds)
@@ -123,24 +147,51 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+def distance_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """CV scores pooled by distance to the nearest training pedon, in three bins (near, middle,
+    far) whose edges are the terciles of that distance over every test pedon of the schemes MISO
+    ran on (rounded to 10 m, as `map_truth.distance_bins`); the same pedons for every model."""
+    from misomap.jobs.evaluate import evaluate
+    from misomap.jobs.map_truth import DISTANCE_QUANTILES, distance_bins
+    from misomap.jobs.train_miso import _common_folds
+    from misomap.models.folds import distance_to_training
+
+    if "miso" not in preds:
+        return pd.DataFrame()
+    schemes = sorted(set(preds["miso"][0]["scheme"]))
+    xy = table.set_index("pedon_id")[["x", "y"]]
+    dist = []
+    for scheme in schemes:
+        rows = preds["rf"][0] if "rf" in preds else preds["miso"][0]
+        rows = rows[rows["scheme"] == scheme].drop_duplicates("pedon_id").join(xy, on="pedon_id")
+        dist.append(distance_to_training(rows[["x", "y"]].to_numpy(), rows["fold"].to_numpy()))
+    d = np.concatenate(dist)
+    _, names = distance_bins(d[np.isfinite(d)])
+    edges = np.round(np.quantile(d[np.isfinite(d)], DISTANCE_QUANTILES), -1)
+    cfg = config.evaluation.model_copy(update={"distance_bins_km": tuple(float(e) / 1000 for e in edges)})
+    out = []
+    for name, (p, loc) in preds.items():
+        common = _common_folds(p[p["scheme"].isin(schemes)], preds)
+        for target, ev in evaluate(common, table, cfg, source=loc).items():
+            bd = ev.by_distance.copy()
+            bd["bin"] = np.asarray(BINS)[bd["distance"].cat.codes.to_numpy()]
+            bd["edges"] = bd["distance"].map(dict(zip(bd["distance"].cat.categories, names))).astype(str)
+            out.append(bd.drop(columns="distance").assign(model=name, target=target))
+    return pd.concat(out, ignore_index=True)
+
+
 def _pm(values: pd.Series) -> str:
     v = values.dropna()
     return "–" if v.empty else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
-def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit: str,
-              seconds: float) -> str:
-    """The experiment's Markdown: CV table (mean ± sd over every fold of every seed, and the sd of
-    the per-seed means), map-vs-truth table (mean ± sd over seeds), training time per fold."""
-    lines = [f"# MISO vs Random Forest over {len(seeds)} demo world(s) (seeds {seeds})", "",
-             f"Made by `misomap experiment` at commit `{commit}` in {seconds / 60:.0f} min. Cross-"
-             "validation: mean ± sd over the test folds of every seed (folds × seeds), then [sd of the "
-             "per-seed means]; each model scored on the same folds. Ablations are MISO variants.", ""]
+def _cv_table(folds: pd.DataFrame, title: str) -> list[str]:
+    lines = []
     for target, metrics in METRICS.items():
         sub = folds[folds["target"] == target]
         if sub.empty:
             continue
-        lines += [f"## Cross-validation: {target}", "",
+        lines += [f"## {title}: {target}", "",
                   "| model | scheme | folds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
         for (model, scheme), g in sub.groupby(["model", "scheme"], sort=True):
             per_seed = g.groupby("seed")[list(metrics)].mean()
@@ -148,6 +199,41 @@ def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit
                      for m in metrics]
             lines.append(f"| {model} | {scheme} | {len(g)} | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+def _distance_table(dist: pd.DataFrame) -> list[str]:
+    """Recall of both models and MISO − RF by distance bin: mean ± sd over seeds."""
+    lines = ["## Cross-validation by distance to the nearest training pedon (mean ± sd over seeds)", "",
+             "Bins: terciles of that distance over the test pedons of MISO's schemes, per seed "
+             "(edges per seed in `experiment_distance.csv`); scores pooled over the folds of a scheme.", "",
+             "| target | scheme | bin | pedons | metric | rf | miso | miso − rf |", "|---" * 8 + "|"]
+    for target, metrics in METRICS.items():
+        for metric in metrics[:2]:
+            sub = dist[dist["target"] == target]
+            wide = sub.pivot_table(index=["scheme", "bin", "seed"], columns="model", values=metric)
+            n = sub[sub["model"] == "rf"].groupby(["scheme", "bin"])["n"].mean()
+            for (scheme, b), g in wide.groupby(level=[0, 1], sort=False):
+                if not {"rf", "miso"} <= set(g.columns):
+                    continue
+                lines.append(f"| {target} | {scheme} | {b} | {n.get((scheme, b), np.nan):.0f} | {metric} | "
+                             f"{_pm(g['rf'])} | {_pm(g['miso'])} | {_pm(g['miso'] - g['rf'])} |")
+    return lines + [""]
+
+
+def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, truth: pd.DataFrame,
+              seeds: list[int], commit: str, seconds: float | None) -> str:
+    """The experiment's Markdown: CV table (mean ± sd over every fold of every seed, and the sd of
+    the per-seed means), CV by distance bin, map-vs-truth table (mean ± sd over seeds), the
+    ablations on the folds they ran, training time per fold."""
+    took = f" in {seconds / 60:.0f} min" if seconds else ""
+    lines = [f"# MISO vs Random Forest over {len(seeds)} demo world(s) (seeds {seeds})", "",
+             f"Made by `misomap experiment` at commit `{commit}`{took}. Cross-validation: mean ± sd over "
+             "the test folds of every seed (folds × seeds), then [sd of the per-seed means]; both models "
+             "scored on the same folds.", ""]
+    lines += _cv_table(folds, "Cross-validation")
+    if not dist.empty:
+        lines += _distance_table(dist)
     if not truth.empty:
         lines += ["## Maps against the truth rasters (mean ± sd over seeds)", "",
                   "| target | by | group | model | accuracy | recall_macro | f1_macro |", "|---" * 7 + "|"]
@@ -155,7 +241,11 @@ def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit
             lines.append(f"| {target} | {by} | {group} | {model} | {_pm(g['accuracy'])} | "
                          f"{_pm(g['recall_macro'])} | {_pm(g['f1_macro'])} |")
         lines.append("")
-    t = folds.drop_duplicates(["seed", "model", "scheme", "fold"])
+    if not ablation.empty:
+        lines += [f"Ablations: seeds {sorted(set(ablation['seed']))}, every model on the same folds "
+                  f"(those every variant ran).", ""]
+        lines += _cv_table(ablation, "Ablations")
+    t = pd.concat([folds, ablation]).drop_duplicates(["seed", "model", "scheme", "fold"])
     lines += ["## Training time per fold (s, this machine)", "", "| model | mean | sd | folds |",
               "|---|---|---|---|"]
     for model, g in t.groupby("model"):
@@ -164,26 +254,38 @@ def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit
     return "\n".join(lines) + "\n"
 
 
+def write_tables(out: Path, seeds: list[int], commit: str, seconds: float | None = None) -> Path:
+    """Score every finished seed folder under `out` and write the Markdown and CSV tables."""
+    parts = [[t.assign(seed=seed) if not t.empty else t for t in score_seed(out / f"seed{seed}")]
+             for seed in seeds]
+    folds, ablation, dist, truth = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(4))
+    for name, df in (("folds", folds), ("ablations", ablation), ("distance", dist), ("truth", truth)):
+        df.to_csv(out / f"experiment_{name}.csv", index=False)
+    md = out / "experiment.md"
+    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds))
+    return md
+
+
 def run_experiment(out: Path, seeds: list[int], size: str = "tiny", schemes: list[str] | None = None,
-                   max_folds: int | None = None, ablations: bool = True, max_steps: int | None = None) -> Path:
-    """Every seed's world, both models, the tables; returns `<out>/experiment.md`."""
+                   max_folds: int | None = None, ablations: bool = True, max_steps: int | None = None,
+                   tables_only: bool = False) -> Path:
+    """Every seed's world, both models, the tables; returns `<out>/experiment.md`. With
+    `tables_only`, only the tables, from the seed folders a finished run left."""
     check_request(seeds, schemes)
     out = out.resolve()
+    commit = _commit()
     t0 = time.perf_counter()
-    folds, truth = [], []
-    for seed in seeds:
-        log.info("experiment: seed %d", seed)
-        f, t = run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps)
-        folds.append(f.assign(seed=seed))
-        truth.append(t.assign(seed=seed))
-        pd.concat(folds).to_csv(out / "experiment_folds.csv", index=False)
-        pd.concat(truth).to_csv(out / "experiment_truth.csv", index=False)
-    text = summarise(pd.concat(folds), pd.concat(truth), seeds, _commit(), time.perf_counter() - t0)
-    text += (f"\nSettings: world size `{size}`, MISO schemes {schemes or 'all'}, max_folds {max_folds}, "
-             f"ablations {ablations}, MISO step cap {max_steps or 'the demo config'}.\n")
-    (out / "experiment.md").write_text(text)
-    (out / "experiment.json").write_text(json.dumps({"seeds": seeds, "size": size, "schemes": schemes,
-                                                     "max_folds": max_folds, "ablations": ablations,
-                                                     "max_steps": max_steps}))
-    log.info("experiment written to %s", out / "experiment.md")
-    return out / "experiment.md"
+    if not tables_only:
+        for seed in seeds:
+            log.info("experiment: seed %d", seed)
+            run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps)
+        (out / "experiment.json").write_text(json.dumps({
+            "seeds": seeds, "size": size, "schemes": schemes, "max_folds": max_folds, "ablations": ablations,
+            "max_steps": max_steps, "commit": commit}))
+    settings = json.loads((out / "experiment.json").read_text()) if (out / "experiment.json").exists() else {}
+    run_commit = settings.get("commit", "unknown")
+    made = commit if run_commit == commit else f"{run_commit} (tables rebuilt at {commit})"
+    md = write_tables(out, seeds, made, None if tables_only else time.perf_counter() - t0)
+    md.write_text(md.read_text() + f"\nSettings: {settings}.\n")
+    log.info("experiment written to %s", md)
+    return md
