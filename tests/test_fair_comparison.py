@@ -146,6 +146,11 @@ def test_experiment_over_two_seeds_writes_one_table(tmp_path) -> None:
         assert needle in text
     truth = pd.read_csv(tmp_path / "exp" / "experiment_truth.csv")
     assert set(truth["model"]) == {"rf", "miso"} and truth["accuracy"].between(0, 1).all()
+    dist = pd.read_csv(tmp_path / "exp" / "experiment_distance.csv")
+    assert {"rf", "miso"} <= set(dist["model"]) and set(dist["bin"]) <= {"near", "middle", "far"}
+    assert "by distance to the nearest training pedon" in text and "| far |" in text
+    rebuilt = run_experiment(tmp_path / "exp", [0, 1], tables_only=True).read_text()
+    assert rebuilt.split("\n")[4:] == text.split("\n")[4:], "tables from the seed folders alone"
 
 
 def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:

@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from misomap.errors import MisomapError
+from misomap.models.folds import distance_to_training
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,11 @@ def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.
     from misomap.jobs.training_table import read_training
 
     config = load_config(out / "run.yaml")
-    table, _ = read_training(config)
+    table, folds = read_training(config)
     main = _predictions(config, ["rf", "miso"])
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
-    return (fold_scores(config, table, main), ablation, distance_scores(config, table, main),
+    return (fold_scores(config, table, main), ablation, distance_scores(config, table, folds, main),
             pd.read_csv(out / "map_truth.csv"))
 
 
@@ -147,36 +148,36 @@ def fold_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame
     return pd.concat(rows, ignore_index=True)
 
 
-def distance_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
-    """CV scores pooled by distance to the nearest training pedon, in three bins (near, middle,
-    far) whose edges are the terciles of that distance over every test pedon of the schemes MISO
-    ran on (rounded to 10 m, as `map_truth.distance_bins`); the same pedons for every model."""
+def distance_scores(config, table: pd.DataFrame, folds: pd.DataFrame,
+                    preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """CV scores pooled by distance from each test pedon to the nearest pedon of the other folds
+    (its model's training part), in three bins (near, middle, far) whose edges are the terciles of
+    that distance over every pedon of the schemes MISO ran on (rounded to 10 m, as
+    `map_truth.distance_bins`); the same pedons for every model (the folds all of them ran)."""
     from misomap.jobs.evaluate import evaluate
     from misomap.jobs.map_truth import DISTANCE_QUANTILES, distance_bins
     from misomap.jobs.train_miso import _common_folds
-    from misomap.models.folds import distance_to_training
 
     if "miso" not in preds:
         return pd.DataFrame()
     schemes = sorted(set(preds["miso"][0]["scheme"]))
-    xy = table.set_index("pedon_id")[["x", "y"]]
-    dist = []
-    for scheme in schemes:
-        rows = preds["rf"][0] if "rf" in preds else preds["miso"][0]
-        rows = rows[rows["scheme"] == scheme].drop_duplicates("pedon_id").join(xy, on="pedon_id")
-        dist.append(distance_to_training(rows[["x", "y"]].to_numpy(), rows["fold"].to_numpy()))
-    d = np.concatenate(dist)
-    _, names = distance_bins(d[np.isfinite(d)])
-    edges = np.round(np.quantile(d[np.isfinite(d)], DISTANCE_QUANTILES), -1)
-    cfg = config.evaluation.model_copy(update={"distance_bins_km": tuple(float(e) / 1000 for e in edges)})
+    xy = table[["x", "y"]].to_numpy(np.float64)
+    dist = pd.DataFrame({s: distance_to_training(xy, folds[s].to_numpy()) for s in schemes})
+    dist.index = table["pedon_id"].astype(str).to_numpy()
+    pooled = dist.to_numpy().ravel()
+    pooled = pooled[np.isfinite(pooled)]
+    _, names = distance_bins(pooled)
+    edges = np.round(np.quantile(pooled, DISTANCE_QUANTILES), -1)
     out = []
     for name, (p, loc) in preds.items():
         common = _common_folds(p[p["scheme"].isin(schemes)], preds)
-        for target, ev in evaluate(common, table, cfg, source=loc).items():
-            bd = ev.by_distance.copy()
-            bd["bin"] = np.asarray(BINS)[bd["distance"].cat.codes.to_numpy()]
-            bd["edges"] = bd["distance"].map(dict(zip(bd["distance"].cat.categories, names))).astype(str)
-            out.append(bd.drop(columns="distance").assign(model=name, target=target))
+        d = np.array([dist.at[pid, s] for pid, s in zip(common["pedon_id"].astype(str), common["scheme"])])
+        # each bin scored as one pooled group: the bin stands in for the fold
+        binned = common.assign(fold=np.searchsorted(edges, d, side="right"))
+        for target, ev in evaluate(binned, table, config.evaluation, source=loc).items():
+            pf = ev.per_fold.rename(columns={"fold": "bin_code"})
+            out.append(pf.assign(bin=np.asarray(BINS)[pf["bin_code"]], edges=np.asarray(names)[pf["bin_code"]],
+                                 model=name, target=target))
     return pd.concat(out, ignore_index=True)
 
 
