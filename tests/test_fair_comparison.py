@@ -172,3 +172,31 @@ def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
     expected = apply_offsets(before, offsets)
     for key in ("permafrost", "soil_order", "soil_order_entropy"):
         assert np.allclose(after[key], expected[key], atol=1e-5), key
+
+
+def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> None:
+    """The distance table's MISO − RF cell is the mean over seeds of the per-seed differences; the
+    per-fold table pairs both models on the same fold."""
+    from misomap.jobs.experiment import summarise
+
+    rng = np.random.default_rng(0)
+    folds, dist = [], []
+    for seed in (0, 1, 2):
+        for model, shift in (("rf", 0.0), ("miso", 0.1)):
+            for fold in (0, 1):
+                folds.append({"seed": seed, "model": model, "scheme": "region", "fold": fold,
+                              "target": "permafrost", "recall_1": 0.5 + shift + 0.01 * fold, "f1_1": 0.5,
+                              "accuracy": 0.8, "balanced_accuracy": 0.7, "brier": 0.1, "train_seconds": 10.0})
+                folds.append({"seed": seed, "model": model, "scheme": "region", "fold": fold,
+                              "target": "soil_order", "recall_macro": 0.4 + shift, "f1_macro": 0.4,
+                              "accuracy": 0.7, "brier": 0.5, "train_seconds": 10.0})
+            for code, b in enumerate(("near", "middle", "far")):
+                gain = shift * code + 0.01 * seed
+                dist.append({"seed": seed, "model": model, "scheme": "region", "bin": b, "n": 100,
+                             "target": "permafrost", "recall_1": 0.6 + gain, "f1_1": rng.random()})
+    text = summarise(pd.DataFrame(folds), pd.DataFrame(), pd.DataFrame(dist), pd.DataFrame(), [0, 1, 2],
+                     "abc1234", None)
+    assert "| permafrost | region | far | 100 | recall_1 | 0.610 ± 0.010 | 0.810 ± 0.010 | 0.200 ± 0.000 |" in text
+    assert "| permafrost | region | near | 100 | recall_1 | 0.610 ± 0.010 | 0.610 ± 0.010 | 0.000 ± 0.000 |" in text
+    assert "| region | 2 | 1 | 0.510 | 0.610 | 0.400 | 0.500 |" in text
+    assert "commit `abc1234`" in text

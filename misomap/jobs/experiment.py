@@ -203,6 +203,25 @@ def _cv_table(folds: pd.DataFrame, title: str) -> list[str]:
     return lines
 
 
+def _per_fold_table(folds: pd.DataFrame) -> list[str]:
+    """Recall of the RF and MISO on each test fold of each seed (leave-one-region-out: one region
+    per fold), where both ran."""
+    keys = {"permafrost": "recall_1", "soil_order": "recall_macro"}
+    wide = {t: folds[folds["target"] == t].pivot_table(index=["scheme", "seed", "fold"], columns="model",
+                                                       values=m) for t, m in keys.items()}
+    lines = ["## Per fold (both models on the same held-out pedons)", "",
+             "| scheme | seed | fold | PF recall rf | PF recall miso | SO macro recall rf | SO macro recall miso |",
+             "|---" * 7 + "|"]
+    pf, so = wide["permafrost"], wide["soil_order"]
+    if not {"rf", "miso"} <= set(pf.columns):
+        return []
+    for key, row in pf.dropna(subset=["rf", "miso"]).iterrows():
+        s = so.loc[key] if key in so.index else pd.Series({"rf": np.nan, "miso": np.nan})
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['rf']:.3f} | {row['miso']:.3f} | "
+                     f"{s['rf']:.3f} | {s['miso']:.3f} |")
+    return lines + [""]
+
+
 def _distance_table(dist: pd.DataFrame) -> list[str]:
     """Recall of both models and MISO − RF by distance bin: mean ± sd over seeds."""
     lines = ["## Cross-validation by distance to the nearest training pedon (mean ± sd over seeds)", "",
@@ -212,6 +231,8 @@ def _distance_table(dist: pd.DataFrame) -> list[str]:
     for target, metrics in METRICS.items():
         for metric in metrics[:2]:
             sub = dist[dist["target"] == target]
+            if sub.empty or metric not in sub.columns:
+                continue
             wide = sub.pivot_table(index=["scheme", "bin", "seed"], columns="model", values=metric)
             n = sub[sub["model"] == "rf"].groupby(["scheme", "bin"])["n"].mean()
             for (scheme, b), g in wide.groupby(level=[0, 1], sort=False):
@@ -233,6 +254,7 @@ def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, t
              "the test folds of every seed (folds × seeds), then [sd of the per-seed means]; both models "
              "scored on the same folds.", ""]
     lines += _cv_table(folds, "Cross-validation")
+    lines += _per_fold_table(folds)
     if not dist.empty:
         lines += _distance_table(dist)
     if not truth.empty:
