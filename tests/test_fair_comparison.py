@@ -200,3 +200,11 @@ def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> Non
     assert "| permafrost | region | near | 100 | recall_1 | 0.610 ± 0.010 | 0.610 ± 0.010 | 0.000 ± 0.000 |" in text
     assert "| region | 2 | 1 | 0.510 | 0.610 | 0.400 | 0.500 |" in text
     assert "commit `abc1234`" in text
+
+
+def test_max_folds_takes_the_largest_test_folds() -> None:
+    from misomap.jobs.train_miso import scored_folds
+
+    col = np.array([0] * 5 + [1] * 2 + [2] * 9 + [3] * 5 + [-1] * 20)
+    assert scored_folds(col, 2) == [0, 2] and scored_folds(col, 3) == [0, 2, 3]
+    assert scored_folds(col, None) == [0, 1, 2, 3]
