@@ -104,7 +104,8 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The tables of one finished seed folder: per-fold scores of the RF and MISO (each scheme on
     the folds both ran), per-fold scores of the RF, MISO and its ablations on the folds all of them
-    ran, the CV scores by distance to the nearest training pedon, and the maps against the truth."""
+    ran, the CV scores by distance to the nearest training pedon, and the maps against the truth
+    (empty until the seed's maps are made)."""
     from misomap.config import load_config
     from misomap.jobs.training_table import read_training
 
@@ -113,8 +114,8 @@ def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.
     main = _predictions(config, ["rf", "miso"])
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
-    return (fold_scores(config, table, main), ablation, distance_scores(config, table, folds, main),
-            pd.read_csv(out / "map_truth.csv"))
+    truth = pd.read_csv(out / "map_truth.csv") if (out / "map_truth.csv").exists() else pd.DataFrame()
+    return fold_scores(config, table, main), ablation, distance_scores(config, table, folds, main), truth
 
 
 def _predictions(config, models: list[str]) -> dict[str, tuple[pd.DataFrame, str]]:
