@@ -236,9 +236,12 @@ def _distance_table(dist: pd.DataFrame) -> list[str]:
                 continue
             wide = sub.pivot_table(index=["scheme", "bin", "seed"], columns="model", values=metric)
             n = sub[sub["model"] == "rf"].groupby(["scheme", "bin"])["n"].mean()
-            for (scheme, b), g in wide.groupby(level=[0, 1], sort=False):
-                if not {"rf", "miso"} <= set(g.columns):
+            if not {"rf", "miso"} <= set(wide.columns):
+                continue
+            for scheme, b in ((s, b) for s in sorted(set(sub["scheme"])) for b in BINS):
+                if (scheme, b) not in n.index:
                     continue
+                g = wide.loc[(scheme, b)]
                 lines.append(f"| {target} | {scheme} | {b} | {n.get((scheme, b), np.nan):.0f} | {metric} | "
                              f"{_pm(g['rf'])} | {_pm(g['miso'])} | {_pm(g['miso'] - g['rf'])} |")
     return lines + [""]
