@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian's Chromium for the viewer's browser tests (tests/test_viewer.py, driven by Playwright with
+# Debian's Chromium for the viewer's browser tests (tests/viewer/test_viewer.py, driven by Playwright with
 # executable_path=/usr/bin/chromium; never `playwright install`). Does nothing if it is installed.
 set -euo pipefail
 [ -x /usr/bin/chromium ] && exit 0

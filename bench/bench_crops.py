@@ -39,24 +39,23 @@ def write_cube(path: Path, side: int) -> None:
     grid = Grid("EPSG:3338", 10.0, 200_000.0, 1_600_000.0, 200_000.0 + side * 10, 1_600_000.0 + side * 10)
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
     data = np.stack([np.sin(xx / (40 + 7 * i)) + np.cos(yy / (55 + 5 * i)) for i in range(len(BANDS))])
-    ds = xr.Dataset({"data": (("band", "y", "x"), data.astype(np.float32))},
-                    coords={"band": BANDS, "y": grid.y_coords(), "x": grid.x_coords()})
+    ds = xr.Dataset({"data": (("band", "y", "x"), data.astype(np.float32), {"grid_mapping": "spatial_ref"})},
+                    coords={"band": BANDS, "y": grid.y_coords(), "x": grid.x_coords(),
+                            "spatial_ref": ((), 0, grid.spatial_ref_attrs())})
     ds.chunk({"band": len(BANDS), "y": CHUNK, "x": CHUNK}).to_zarr(path, zarr_format=3, mode="w", consolidated=True)
 
 
 def measure(mode: str, path: str, batches: int, cache_mb: int) -> dict:
-    import xarray as xr
-
-    from misomap.config_base import StorageConfig
+    from misomap.core.config_base import StorageConfig
     from misomap.cube.crops import band_mean_std, open_bands
-    from misomap.jobs.training_table import cube_grid
+    from misomap.cube.reader import cube_grid, open_cube
     from misomap.models.miso.config import CropConfig
     from misomap.models.miso.crops import CropSampler, Points
 
     Path("/proc/self/clear_refs").write_text("5")
     base = _proc_kb("VmRSS")
     t = time.perf_counter()
-    ds = xr.open_zarr(path, consolidated=True)
+    ds = open_cube(str(path), StorageConfig())
     grid = cube_grid(ds["data"])
     if mode == "eager":
         arr = np.ascontiguousarray(ds["data"].sel(band=BANDS).values.astype(np.float32))

@@ -54,12 +54,12 @@ def _cube_section(world: Path, out: str, bounds: list[float], res: float, chunk:
 
 
 def _summer_items(url: str, section: dict):
-    from misomap.cube.build import cube_grid, search_bbox
+    from misomap.cube.build import planned_grid, search_bbox
     from misomap.cube.config import CubeConfig
     from misomap.cube.search import open_client, search_source
 
     cfg = CubeConfig.model_validate(section)
-    grid = cube_grid(cfg)
+    grid = planned_grid(cfg)
     found = search_source(open_client(url, 30, 2), url, cfg, cfg.sources[0], search_bbox(grid), None)
     return grid, list(found.groups["summer"])
 

@@ -178,7 +178,7 @@ def _agreement(model, pred, window: np.ndarray, wx, wy, chunk: int, dense: np.nd
 
 def bench_dense_vs_sliding(kind: str, chunk: int) -> dict[str, float]:
     """Dense vs sliding window on one chunk: CPU-second ratio, FLOP per pixel, agreement."""
-    from misomap.jobs.miso_predictor import MisoMapPredictor
+    from misomap.mapping.predictors.miso import MisoMapPredictor
 
     model = _model(kind)
     pred = MisoMapPredictor(model, torch.device("cpu"))
@@ -215,11 +215,12 @@ def profile_chunk(chunk: int) -> dict[str, float]:
     """One map chunk task of the demo MISO, as the map job runs it: CPU seconds by stage."""
     from misomap.config import config_from_dict
     from misomap.cube.grid import plan_chunks
-    from misomap.jobs import predict as job
-    from misomap.jobs.cube_window import cube_grid, read_window
-    from misomap.jobs.map_layers import encode_layers
-    from misomap.jobs.map_store import ensure_template, write_chunk
-    from misomap.jobs.predictors import get_predictor
+    from misomap.mapping import chunk as job
+    from misomap.cube.reader import cube_grid, open_cube_cached, read_window
+    from misomap.core.storage import Target
+    from misomap.mapping.layers import encode_layers
+    from misomap.mapping.store import ensure_template, write_chunk
+    from misomap.mapping.predictors.api import get_predictor
     from misomap.models.miso.train import model_checkpoint_bytes
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,12 +231,12 @@ def profile_chunk(chunk: int) -> dict[str, float]:
         cfg = config_from_dict({"map": {"cube": str(tmp / "cube.zarr"), "output": str(tmp / "out"),
                                         "model": "miso", "model_path": str(tmp / "m.safetensors"),
                                         "chunk_px": chunk, "workers": 1, "device": "cpu", "cogs": False}})
-        grid = job.output_grid(cfg)
-        ensure_template(job.zarr_url(cfg.map), {}, grid, chunk, 3, {}, "bench")
+        grid = job.output_grid(cfg.map, cfg.storage)
+        ensure_template(Target(job.zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
         region = plan_chunks(grid, chunk)[4]  # the centre chunk: a full halo of real data
-        pred = get_predictor(cfg.map, {})
+        pred = get_predictor(cfg.map, cfg.storage)
         torch.set_num_threads(1)
-        cube = job.open_cube_cached(cfg.map.cube, {})
+        cube = open_cube_cached(cfg.map.cube, cfg.storage)
         sub = grid.window(region.row0, region.col0, region.height, region.width)
         bounds = job.context_bounds(cube_grid(cube), sub, pred)
         pred.predict(read_window(cube, pred.bands, bounds).values[:, :64, :64], *_coords(bounds, 64))  # warm
@@ -247,7 +248,7 @@ def profile_chunk(chunk: int) -> dict[str, float]:
         prof.disable()
         t_predict = time.process_time() - c0
         layers, t_export, _ = _timed(lambda: encode_layers(probs))
-        _, t_write, _ = _timed(lambda: write_chunk(job.zarr_url(cfg.map), {}, region, layers))
+        _, t_write, _ = _timed(lambda: write_chunk(Target(job.zarr_url(cfg.map)), region, layers))
     stats = pstats.Stats(prof).stats
     scale = t_predict / max(sum(v[2] for v in stats.values()), 1e-9)  # cProfile overhead removed
 
@@ -326,20 +327,22 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
 
     from misomap.config import config_from_dict
     from misomap.cube.grid import plan_chunks
-    from misomap.jobs.map_store import ensure_template
-    from misomap.jobs.predict import output_grid, predict_chunk, zarr_url
+    from misomap.core.storage import Target
+    from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, zarr_url
+    from misomap.mapping.store import ensure_template
 
     cfg = config_from_dict({"map": {"cube": str(cube), "output": str(out), "model": "miso",
                                     "model_path": str(ckpt), "chunk_px": chunk, "workers": workers}})
-    grid = output_grid(cfg)
-    ensure_template(zarr_url(cfg.map), {}, grid, chunk, 3, {}, "bench")
+    grid = output_grid(cfg.map, cfg.storage)
+    ensure_template(Target(zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
     regions = plan_chunks(grid, chunk)
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         client.run(torch.set_num_threads, 1)
-        client.submit(predict_chunk, regions[0], cfg, pure=False).result()  # warm: model loaded per worker
+        spec = MapSpec(cfg.map, cfg.storage)
+        client.submit(predict_chunk, regions[0], spec, pure=False).result()  # warm: model loaded per worker
         t0 = time.perf_counter()
-        client.gather(client.map(predict_chunk, regions[1:], config=cfg, pure=False))
+        client.gather(client.map(predict_chunk, regions[1:], spec=spec, pure=False))
         seconds = time.perf_counter() - t0
         rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return (len(regions) - 1) * chunk * chunk / seconds, sorted(rss.values())
@@ -369,9 +372,9 @@ def bench_job(chunk: int, quick: bool) -> None:
 def bench_trained(checkpoint: str, cube: str, n: int = 1000) -> None:
     """A trained checkpoint on its cube: the map (its global tiles) vs centred crops at n random
     valid pixels — how far the old scoring was from the map, on a real model."""
-    from misomap.jobs.cube_window import cube_grid
-    from misomap.jobs.map_config import MapConfig
-    from misomap.jobs.miso_predictor import load_miso_predictor
+    from misomap.cube.reader import cube_grid
+    from misomap.mapping.config import MapConfig
+    from misomap.mapping.predictors.miso import load_miso_predictor
     from misomap.models.miso.crops import CropSampler, Points
     from misomap.models.miso.dense import predict_pedons
 

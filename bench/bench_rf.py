@@ -32,8 +32,8 @@ BANDS = ([f"s2_summer_{b}" for b in ("blue", "green", "red", "rededge1", "rededg
 def _chunk(args: argparse.Namespace) -> tuple[np.ndarray, list[str]]:
     """A (band, C, C) block: from a real cube if given, else smooth synthetic bands with a NaN edge."""
     if args.cube:
-        from misomap.config_base import StorageConfig
-        from misomap.jobs.training_table import open_cube_data
+        from misomap.core.config_base import StorageConfig
+        from misomap.labels.training_table import open_cube_data
 
         data = open_cube_data(args.cube, StorageConfig())
         c = min(args.chunk, data.sizes["y"], data.sizes["x"])

@@ -34,7 +34,8 @@ def prepare(work: Path, n: int) -> None:
     """A synthetic library of n samples and a model bundle (untrained weights: speed is the same)."""
     import torch
 
-    from misomap.jobs.spectral_store import save_models
+    from misomap.jobs.train_spectral import spectral_run
+    from misomap.spectral.store import save_models
     from misomap.models.spectral.regressors import PropertyRegressor, regressor_to_bytes
     from misomap.models.spectral.serialization import module_to_bytes
     from misomap.models.spectral.vae import SpectralVAE, VAEArch, arch_dict
@@ -50,7 +51,7 @@ def prepare(work: Path, n: int) -> None:
     rng = np.random.default_rng(0)
     reg = PropertyRegressor("plsr", max_components=8).fit(rng.normal(size=(200, sc.vae.latent_dim)),
                                                  rng.normal(size=(200, len(sc.properties))))
-    save_models(cfg, {"mir_vae.safetensors": module_to_bytes(vae, "mir_vae", arch_dict(vae.arch)),
+    save_models(spectral_run(cfg), {"mir_vae.safetensors": module_to_bytes(vae, "mir_vae", arch_dict(vae.arch)),
                       "mir_regressor.skops": regressor_to_bytes(reg)},
                 {"files": ["mir_vae.safetensors", "mir_regressor.skops"], "properties": list(sc.properties),
                  "mir_axis": sc.mir_axis.model_dump(), "nir_axis": sc.nir_axis.model_dump(),
@@ -59,7 +60,7 @@ def prepare(work: Path, n: int) -> None:
 
 def run_job(work: Path) -> dict:
     """Time the embed job (thread cluster in this process) and report this process's peak RSS."""
-    from misomap.jobs.spectral_embed import embed_spectra
+    from misomap.jobs.embed_spectra import embed_spectra
 
     cfg = _config(work, str(work / "lib.zarr"), 1024)
     t0 = time.perf_counter()
@@ -78,9 +79,9 @@ def run_whole(work: Path) -> dict:
 
 def run_loop(work: Path, n: int) -> dict:
     """The naive way: one spectrum at a time (read, preprocess, embed, predict)."""
-    from misomap.jobs.spectral import prepare as prep
-    from misomap.jobs.spectral_embed import make_plan
-    from misomap.jobs.spectral_store import load_models
+    from misomap.spectral.prepare import prepare as prep
+    from misomap.spectral.embed import make_plan
+    from misomap.spectral.store import load_models
     from misomap.models.spectral.regressors import regressor_from_bytes
     from misomap.models.spectral.serialization import load_state, read_metadata
     from misomap.models.spectral.vae import embed, vae_from_arch

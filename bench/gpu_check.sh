@@ -16,7 +16,7 @@ import argparse, copy, os, subprocess, sys, threading, time
 import numpy as np, torch
 sys.path.insert(0, "bench")
 from bench_map import ALASKA_LAND_KM2, IMG, COV, RES, _field, _flops, _model, _spread_head, _scene
-from misomap.jobs.miso_predictor import MisoMapPredictor
+from misomap.mapping.predictors.miso import MisoMapPredictor
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--device", default="cuda")

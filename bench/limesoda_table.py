@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from misomap.jobs.spectral_limesoda import evaluate_limesoda, mean_ccc_table, verdict_lines
-from misomap.jobs.spectral_report import markdown_table
+from misomap.spectral.limesoda import evaluate_limesoda, mean_ccc_table, verdict_lines
+from misomap.spectral.report import markdown_table
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.limesoda import LIMESODA_SPECTRAL_SETS
 

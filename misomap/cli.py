@@ -10,8 +10,8 @@ import typer
 
 from misomap import __version__
 from misomap.config import RunConfig, config_from_dict, load_config
-from misomap.errors import MisomapError, RedactingFilter, one_line
-from misomap.log import LEVELS, setup_logging
+from misomap.core.errors import MisomapError, RedactingFilter, one_line
+from misomap.core.log import LEVELS, setup_logging
 
 app = typer.Typer(help="misomap: fine-scale soil and permafrost maps from Zarr datacubes.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -155,7 +155,7 @@ def train_rf(
     cfg = _config(config)
     typer.echo(f"report: {run(cfg).report}")
     if rf_map:
-        from misomap.jobs.evaluate import model_dir
+        from misomap.evaluation.scores import model_dir
         from misomap.jobs.predict import run_predict, with_map
 
         summary = run_predict(with_map(cfg, "rf", model_dir(cfg.workdir, "rf")))
@@ -220,7 +220,7 @@ def experiment(
 @app.command("train-spectral")
 def train_spectral(config: ConfigOpt = None) -> None:
     """Spectral models: MIR VAE, NIR->MIR encoder, property regressors; saved with a report."""
-    from misomap.jobs.spectral import train_spectral as run
+    from misomap.jobs.train_spectral import train_spectral as run
 
     result = run(_config(config))
     typer.echo(f"models: {result.models}\nreport: {result.report / 'report.md'}")
@@ -239,7 +239,7 @@ def import_spectra(
     paired: Annotated[bool, typer.Option(help="Keep only NIR samples that have a MIR scan.")] = False,
 ) -> None:
     """Import OSSL / NeoSpectra / KSSL-layout tables (CSV, CSV.gz, Parquet) into a Zarr spectral library."""
-    from misomap.jobs.spectral_store import import_library
+    from misomap.spectral.store import import_library
 
     tables = {k: str(v) for k, v in (("mir", mir), ("nir", nir), ("visnir", visnir)) if v is not None}
     if not tables:
@@ -253,7 +253,7 @@ def import_spectra(
 @app.command("embed-spectra")
 def embed_spectra(config: ConfigOpt = None) -> None:
     """Embed a spectral library chunk by chunk through dask into Zarr; resumable."""
-    from misomap.jobs.spectral_embed import embed_spectra as run
+    from misomap.jobs.embed_spectra import embed_spectra as run
 
     s = run(_config(config))
     typer.echo(f"embeddings: {s.output}  rows {s.rows}  chunks run {s.chunks_run}/{s.chunks_total}")

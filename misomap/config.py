@@ -1,4 +1,5 @@
-"""The one run configuration every job takes, loadable from YAML.
+"""The one run configuration every job takes, loadable from YAML: it assembles the sections, each
+defined beside the part of the pipeline that reads it, and imports no job.
 
 Secrets never live here: S3 credentials come from the environment or the standard AWS chain,
 the gateway password from an environment variable whose *name* the config holds.
@@ -12,17 +13,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
-from misomap.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel, overlaps
+from misomap.core.config_base import GatewayConfig, Location, StacConfig, StorageConfig, StrictModel, overlaps
+from misomap.core.errors import ConfigError
 from misomap.cube.config import CubeConfig
 from misomap.demo.spec import DemoWorldConfig
-from misomap.errors import ConfigError
+from misomap.evaluation.config import EvaluationConfig
+from misomap.labels.config import FoldsConfig, LabelsConfig
+from misomap.mapping.config import MapConfig
+from misomap.models.baseline_config import RFConfig
 from misomap.models.miso.config import MisoConfig
-from misomap.spectra.config import SpectralConfig
-from misomap.jobs.evaluation_config import EvaluationConfig, LabelsConfig
-from misomap.models.baseline_config import FoldsConfig, RFConfig
-from misomap.jobs.map_config import MapConfig
 from misomap.plan.config import PlanConfig
 from misomap.publish.config import PublishConfig
+from misomap.spectra.config import SpectralConfig
 
 
 class RunConfig(StrictModel):
@@ -45,6 +47,13 @@ class RunConfig(StrictModel):
     spectral: SpectralConfig | None = None
     plan: PlanConfig = PlanConfig()
     publish: PublishConfig | None = None
+
+    def cube_location(self) -> str:
+        """The cube the models read: `labels.cube`, else the cube section's output, else
+        <workdir>/cube.zarr."""
+        if self.labels.cube:
+            return self.labels.cube
+        return self.cube.out if self.cube else f"{self.workdir}/cube.zarr"
 
     @model_validator(mode="after")
     def _inputs_outputs_apart(self) -> RunConfig:

@@ -60,7 +60,7 @@ def s3_bucket(s3fs_filesystem, request: pytest.FixtureRequest) -> str:
 def gateway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     """A real dask-gateway server (local backend, password auth) on loopback."""
     # workers may import test-only helper modules (e.g. a test predictor) from tests/
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH")]))}
     with dask_gateway_server(tmp_path_factory.mktemp("gateway"), env=env) as (server, proc):
         _RUNNING.append(proc)

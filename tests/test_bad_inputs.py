@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 import yaml
 import zarr
-from cube_fixtures import cube_section, write_source_world
+from tests.support.cube_fixtures import cube_section, write_source_world
 
 from misomap.cli import run_cli
+from tests.support import ROOT
 
 SECRET = "hunter2-not-for-logs"
-TESTS = Path(__file__).parent
 
 
 @dataclass
@@ -117,7 +117,7 @@ def _cube(e: Env, tmp: Path, **over) -> dict:
 
 
 def _map(e: Env, tmp: Path, **over) -> dict:
-    section = {"cube": str(e.cube), "output": str(tmp / "map"), "model": "map_test_predictor:factory",
+    section = {"cube": str(e.cube), "output": str(tmp / "map"), "model": "tests.support.map_test_predictor:factory",
                "chunk_px": 32, "workers": 1, **over}
     return {"map": section}
 
@@ -246,9 +246,9 @@ CASES: list[Case] = [
     Case("map output is another product's store", PREDICT, "othermap",
          lambda e, t: _map(e, t, output=str(t / "othermap")), setup=_other_map),
     Case("gateway password missing", PREDICT + ["--gateway", "http://127.0.0.1:9"], "MISOMAP_GATEWAY_PASSWORD",
-         lambda e, t: _map(e, t, model="fault_predictor:factory")),
+         lambda e, t: _map(e, t, model="tests.support.fault_predictor:factory")),
     Case("gateway unreachable", PREDICT + ["--gateway", "http://127.0.0.1:9"], "http://127.0.0.1:9",
-         lambda e, t: _map(e, t, model="fault_predictor:factory"),
+         lambda e, t: _map(e, t, model="tests.support.fault_predictor:factory"),
          env_vars={"MISOMAP_GATEWAY_PASSWORD": "pw-for-a-gateway-that-is-down"}),
     Case("verify a folder that is no store", ["verify", "{tmp}"], "is not a Zarr store"),
 ]
@@ -283,7 +283,7 @@ def run_in_process(args: list[str], capsys) -> tuple[int, str]:
 
 @pytest.fixture(autouse=True)
 def _test_predictor_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.delenv("MISOMAP_GATEWAY_PASSWORD", raising=False)
 

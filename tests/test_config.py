@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from misomap.config import RunConfig, config_from_dict, load_config
-from misomap.errors import ConfigError
+from misomap.core.errors import ConfigError
 
 
 def test_yaml_roundtrip(tmp_path):

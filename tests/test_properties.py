@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from misomap.config import config_from_dict
-from misomap.config_base import overlaps
+from misomap.core.config_base import overlaps
 from misomap.cube.grid import Grid, plan_chunks
-from misomap.errors import ConfigError, redact
-from misomap.jobs.predict import context_bounds
+from misomap.core.errors import ConfigError, redact
+from misomap.mapping.chunk import context_bounds
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 X0, Y0 = 200_000.0, 1_600_000.0  # inside EPSG:3338's domain (interior Alaska)

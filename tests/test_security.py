@@ -11,8 +11,8 @@ import pytest
 import skops.io as sio
 from sklearn.model_selection import ShuffleSplit
 
-from misomap.errors import RedactingFilter, redact
-from misomap.jobs.cluster import dask_client
+from misomap.core.errors import RedactingFilter, redact
+from misomap.runtime.cluster import dask_client
 from misomap.models.spectral.regressors import regressor_from_bytes
 from misomap.spectra.errors import SpectralError
 

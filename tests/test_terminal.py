@@ -7,8 +7,8 @@ import sys
 
 SCRIPT = """
 import logging, sys
-from misomap.log import setup_logging
-from misomap.jobs.cluster import dask_client
+from misomap.core.log import setup_logging
+from misomap.runtime.cluster import dask_client
 
 def main():
     setup_logging(sys.argv[1])

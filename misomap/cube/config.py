@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from misomap.config_base import Location, StrictModel
+from misomap.core.config_base import Location, StrictModel
 from misomap.cube.scaling import ScalingRule
 
 AREAS: dict[str, tuple[float, float, float, float]] = {

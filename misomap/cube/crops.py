@@ -13,9 +13,9 @@ from collections import OrderedDict
 import numpy as np
 import zarr
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
+from misomap.core.storage import Target
 from misomap.cube.errors import CubeStorageError
-from misomap.cube.store import zarr_store
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def open_bands(location: str, storage: StorageConfig, bands: list[str],
                cache_bytes: int = 512 * 2**20) -> LazyBands:
     """Lazy reader of `bands` of the cube at `location`; CubeStorageError naming missing bands."""
     try:
-        group = zarr.open_group(zarr_store(location, storage, read_only=True), mode="r")
+        group = zarr.open_group(Target(location, storage).zarr_store(read_only=True), mode="r")
         data, names = group["data"], [str(b) for b in group["band"][:]]
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as err:
         raise CubeStorageError(f"no finished cube at {location!r} ({err}): run `misomap cube build`") from None

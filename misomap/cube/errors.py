@@ -1,6 +1,6 @@
 """Typed errors of the cube builder; each message names the endpoint, item, asset, chunk or bucket."""
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 
 class CubeError(MisomapError):

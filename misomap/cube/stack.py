@@ -32,7 +32,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.errors import AssetReadError
 from misomap.cube.grid import Grid
 from misomap.cube.scaling import ScalingRule, item_scaling

@@ -1,5 +1,6 @@
-"""The cube on disk or S3 (docs/contracts.md §2): template, chunk-region writes, completion records,
-consolidation, and `open_cube` for readers.
+"""The cube on disk or S3 (docs/contracts.md §2): ownership and bucket checks, template, lineage,
+chunk checksums, consolidation and the complete mark. Chunks are written and recorded by the chunk
+engine (misomap/runtime/); readers open cubes through cube/reader.py.
 
 Completion records live beside the cube (`<out>.progress/`), one small JSON per finished chunk,
 because chunk files cannot tell "done" (all-NaN chunks are never written).
@@ -8,52 +9,37 @@ because chunk files cannot tell "done" (all-NaN chunks are never written).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import Any
 
 import dask.array as da
-import fsspec
 import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
 
-from misomap.config_base import StorageConfig, is_remote
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import IncompleteInputError, OwnershipError
+from misomap.core.storage import Target
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.grid import Grid
-from misomap.errors import IncompleteInputError, OwnershipError, StorageWriteError
+from misomap.runtime import zarr_io
+from misomap.runtime.records import COMPLETE_ATTR
 
 log = logging.getLogger(__name__)
 
 LINEAGE_KEY = "misomap"
-COMPLETE_KEY = "misomap_complete"
+COMPLETE_KEY = COMPLETE_ATTR
 """Group attribute written last, once every chunk is recorded: the completion records' digest."""
-
-
-def _fs(location: str, storage: StorageConfig, fresh: bool = False) -> tuple[fsspec.AbstractFileSystem, str]:
-    """fsspec filesystem and path; `fresh` bypasses fsspec's instance cache (re-reads credentials)."""
-    opts = storage.storage_options() if location.startswith("s3://") else {"auto_mkdir": True}
-    if fresh:
-        opts["skip_instance_cache"] = True
-    fs, path = fsspec.core.url_to_fs(location, **opts)
-    return fs, path
-
-
-def zarr_store(location: str, storage: StorageConfig, read_only: bool = False) -> zarr.abc.store.Store:
-    """A zarr store on a local path or `s3://` URL (credentials from the environment/AWS chain)."""
-    if is_remote(location):
-        return zarr.storage.FsspecStore.from_url(location, storage_options=storage.storage_options(),
-                                                 read_only=read_only)
-    return zarr.storage.LocalStore(location.removeprefix("file://"), read_only=read_only)
 
 
 def check_writable(location: str, storage: StorageConfig) -> None:
     """Fail early, naming the bucket, when the target bucket is missing or refuses access."""
-    if not location.startswith("s3://"):
+    target = Target(location, storage)
+    if not target.remote:
         return
-    fs, path = _fs(location, storage, fresh=True)
+    fs, path = target.filesystem(fresh=True), target.path
     bucket = path.split("/", 1)[0]
     endpoint = storage.endpoint_url or "the default AWS endpoint"
     try:
@@ -89,26 +75,20 @@ def write_template(ds: xr.Dataset, location: str, storage: StorageConfig, zarr_f
     """Write metadata and coordinates (overwriting a half-written template); no data chunks."""
     comp = ZstdCodec(level=zstd_level) if zarr_format == 3 else numcodecs.Zstd(level=zstd_level)
     chunks = tuple(c[0] for c in ds.data.chunks)
-    ds.to_zarr(zarr_store(location, storage), mode="w", compute=False, zarr_format=zarr_format,
-               consolidated=False,
-               encoding={"data": {"compressors": (comp,), "chunks": chunks, "_FillValue": np.float32(np.nan)}})
-
-
-def write_region(location: str, storage: StorageConfig, values: np.ndarray, row0: int, col0: int) -> None:
-    """Write one chunk-aligned (band, y, x) region; all-NaN chunks are left unwritten (fill)."""
-    arr = zarr.open_array(zarr_store(location, storage), path="data", mode="r+")
-    arr[:, row0:row0 + values.shape[1], col0:col0 + values.shape[2]] = values
+    zarr_io.write_template(Target(location, storage), ds, {"data": {"compressors": (comp,), "chunks": chunks,
+                                                                    "_FillValue": np.float32(np.nan)}},
+                           zarr_format, consolidated=False)
 
 
 def consolidate(location: str, storage: StorageConfig) -> None:
     """Consolidate metadata once every chunk is written."""
-    zarr.consolidate_metadata(zarr_store(location, storage))
+    zarr.consolidate_metadata(Target(location, storage).zarr_store())
 
 
 def stored_lineage(location: str, storage: StorageConfig) -> dict[str, Any] | None:
     """The lineage attributes of an existing cube, or None when no template is there."""
     try:
-        group = zarr.open_group(zarr_store(location, storage, read_only=True), mode="r")
+        group = zarr.open_group(Target(location, storage).zarr_store(read_only=True), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
     return dict(group.attrs).get(LINEAGE_KEY)
@@ -127,7 +107,8 @@ def check_owned(location: str, storage: StorageConfig) -> None:
     refused later by fingerprint); anything else - a file, a folder of other data, another product's
     store - is refused with its path and left exactly as it was.
     """
-    fs, path = _fs(location, storage, fresh=True)
+    target = Target(location, storage)
+    fs, path = target.filesystem(fresh=True), target.path
     try:
         if not fs.exists(path):
             return
@@ -150,20 +131,16 @@ def check_owned(location: str, storage: StorageConfig) -> None:
 
 def mark_complete(location: str, storage: StorageConfig, records_digest: str, chunks: int) -> None:
     """Write the complete mark (group attribute) and consolidate: the last write of a build."""
-    try:
-        group = zarr.open_group(zarr_store(location, storage), mode="r+")
-        group.attrs[COMPLETE_KEY] = {"records_sha256": records_digest, "chunks": chunks}
-        consolidate(location, storage)
-    except OSError as err:
-        raise StorageWriteError(f"cannot mark cube {location} complete: {err.strerror or err}; it stays "
-                                "incomplete: free space and rerun `misomap cube build`") from None
+    zarr_io.mark_complete(Target(location, storage),
+                          {COMPLETE_KEY: {"records_sha256": records_digest, "chunks": chunks}}, "cube",
+                          "misomap cube build")
 
 
 def require_complete(location: str, storage: StorageConfig) -> None:
     """Refuse a cube whose build never finished; a cube made outside misomap (no lineage) passes
     with a warning, since nothing records how it was made."""
     try:
-        group = zarr.open_group(zarr_store(location, storage, read_only=True), mode="r")
+        group = zarr.open_group(Target(location, storage).zarr_store(read_only=True), mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         raise CubeStorageError(f"no cube at {location}: run `misomap cube build` first") from None
     attrs = dict(group.attrs)
@@ -173,75 +150,3 @@ def require_complete(location: str, storage: StorageConfig) -> None:
     if COMPLETE_KEY not in attrs:
         raise IncompleteInputError(f"cube {location} is unfinished (its build failed or was stopped): rerun "
                                    "`misomap cube build` with the same config to finish it, then retry")
-
-
-class CompletionRecords:
-    """One JSON per finished chunk (and one for the template) under `<out>.progress/`, each tagged
-    with the build's fingerprint so records of another configuration never count."""
-
-    def __init__(self, location: str, storage: StorageConfig, fingerprint: str) -> None:
-        self.fs, base = _fs(location + ".progress", storage)
-        self.base = base
-        self.fingerprint = fingerprint
-
-    def _path(self, name: str) -> str:
-        return f"{self.base}/{name}.json"
-
-    def mark(self, name: str, **info: Any) -> None:
-        """Record `name` (a chunk key or `template`) as finished."""
-        body = json.dumps({"name": name, "fingerprint": self.fingerprint, **info}, sort_keys=True)
-        self.fs.pipe_file(self._path(name), body.encode())
-
-    def clear(self) -> None:
-        """Forget every record (before a fresh template is written); only record files are removed."""
-        try:
-            paths = self.fs.ls(self.base, detail=False, refresh=True)
-        except FileNotFoundError:
-            return
-        records = [p for p in paths if str(p).endswith(".json")]
-        if records:
-            self.fs.rm(records)
-
-    def digest(self) -> str:
-        """sha256 over this build's records (sorted by name): what the complete mark vouches for."""
-        h = hashlib.sha256()
-        for name in sorted(self.done()):
-            h.update(self.fs.cat_file(self._path(name)))
-        return h.hexdigest()
-
-    def record(self, name: str) -> dict[str, Any] | None:
-        """One record's content, None when absent, unreadable or of another build."""
-        try:
-            rec = json.loads(self.fs.cat_file(self._path(name)))
-        except (json.JSONDecodeError, FileNotFoundError):
-            return None
-        return rec if rec.get("fingerprint") == self.fingerprint else None
-
-    def done(self) -> set[str]:
-        """Names recorded as finished by a build with this fingerprint."""
-        try:
-            paths = self.fs.ls(self.base, detail=False, refresh=True)
-        except FileNotFoundError:
-            return set()
-        names = set()
-        for p in paths:
-            if not p.endswith(".json"):
-                continue
-            try:
-                rec = json.loads(self.fs.cat_file(p))
-            except (json.JSONDecodeError, FileNotFoundError):
-                continue  # a record cut short by a kill: that chunk is simply redone
-            if rec.get("fingerprint") == self.fingerprint:
-                names.add(rec["name"])
-        return names
-
-
-def open_cube(location: str, storage: StorageConfig, complete: bool = True) -> xr.Dataset:
-    """Open a built cube lazily (consolidated metadata), for the model and map jobs; an unfinished
-    cube is refused unless `complete` is False (the builder's own quicklook)."""
-    if complete:
-        require_complete(location, storage)
-    try:
-        return xr.open_zarr(zarr_store(location, storage, read_only=True), consolidated=True)
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as err:
-        raise CubeStorageError(f"no finished cube at {location!r} ({err}): run `misomap cube build`") from None

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 from affine import Affine
 from rasterio.io import MemoryFile
 
-from misomap.config_base import StorageConfig, is_remote
+from misomap.core.config_base import StorageConfig
+from misomap.core.storage import Target, is_remote
 from misomap.demo.spec import DemoWorldError
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,7 @@ class Sink:
             self.root = str(Path(self.root.removeprefix("file://")).expanduser().resolve())
         elif not self.root.startswith("s3://"):
             raise DemoWorldError(f"cannot write the demo world to {self.root}: use a folder or s3://")
-        self._fs, _ = fsspec.core.url_to_fs(self.root, **self._options())
-
-    def _options(self) -> dict[str, Any]:
-        if is_remote(self.root):
-            return (self.storage or StorageConfig()).storage_options()
-        return {}
+        self._fs = Target(self.root, self.storage or StorageConfig()).fs
 
     @property
     def root_url(self) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from misomap.config_base import Location, StrictModel
+from misomap.core.config_base import Location, StrictModel
 from misomap.cube.grid import Grid
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 SizeName = Literal["tiny", "demo", "bench"]
 

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from misomap.demo.climate import Climate
 from misomap.demo.fields import gaussian_field, rng_for, sigmoid, smooth
-from misomap.classes import SOIL_ORDERS
+from misomap.core.classes import SOIL_ORDERS
 from misomap.demo.spec import VOLCANO_LONLAT
 from misomap.demo.terrain import Terrain
 

@@ -16,7 +16,7 @@ import numpy as np
 from shapely.geometry import box
 from tqdm import tqdm
 
-from misomap.config_base import StorageConfig, StrictModel
+from misomap.core.config_base import StorageConfig, StrictModel
 from misomap.cube.grid import Grid
 from misomap.demo import stac
 from misomap.demo.climate import Climate, make_climate

@@ -1,1 +1,2 @@
-"""Jobs: dask-mapped work that wires cube and models together; resumable and idempotent."""
+"""Jobs: one thin file per CLI verb; each reads the whole run configuration and hands every room
+its own section."""

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from misomap.config import RunConfig, config_from_dict
-from misomap.jobs.demo_summary import ModelFigures, cv_figures, format_table, map_figures
+from misomap.evaluation.summary import ModelFigures, cv_figures, format_table, map_figures
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def fold_scales(world: Path) -> tuple[float, float]:
 
 def demo_scheme(world: Path) -> str:
     """The spatial fold scheme the demo scores MISO on (the full CV: `misomap train-miso`)."""
-    from misomap.models.folds import dbscan_scheme_name
+    from misomap.labels.folds import dbscan_scheme_name
 
     return dbscan_scheme_name(fold_scales(world)[0])
 
@@ -197,6 +197,7 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
         result.outputs[f"{model} map"] = summary.output
     result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
     result.scheme = demo_scheme(world)
-    result.figures = cv_figures(config, ("rf", "miso"), result.scheme)
+    result.figures = cv_figures(config.workdir, config.storage, config.evaluation, ("rf", "miso"),
+                                result.scheme)
     result.map_scores = map_figures({m: f"{out}/maps/{m}/map.zarr" for m in ("rf", "miso")}, str(world))
     return result

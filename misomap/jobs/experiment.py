@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from misomap.errors import MisomapError
-from misomap.models.folds import distance_to_training
+from misomap.core.errors import MisomapError
+from misomap.labels.folds import distance_to_training
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,9 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
     from misomap.jobs.demo import _same_world, demo_run_config, demo_scheme
-    from misomap.jobs.map_truth import map_vs_truth
-    from misomap.jobs.predict import run_predict, with_map, zarr_url
+    from misomap.evaluation.map_truth import map_vs_truth
+    from misomap.jobs.predict import run_predict, with_map
+    from misomap.mapping.chunk import zarr_url
     from misomap.jobs.train_miso import run_pretrain, run_train_miso
     from misomap.jobs.train_rf import train_rf
     from misomap.services.stac_api import stac_api_server
@@ -107,10 +108,10 @@ def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.
     ran, the CV scores by distance to the nearest training pedon, and the maps against the truth
     (empty until the seed's maps are made)."""
     from misomap.config import load_config
-    from misomap.jobs.training_table import read_training
+    from misomap.labels.training_table import read_training
 
     config = load_config(out / "run.yaml")
-    table, folds = read_training(config)
+    table, folds = read_training(config.workdir, config.storage)
     main = _predictions(config, ["rf", "miso"])
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
@@ -119,15 +120,15 @@ def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.
 
 
 def _predictions(config, models: list[str]) -> dict[str, tuple[pd.DataFrame, str]]:
-    from misomap.jobs.evaluate import model_dir, read_predictions
-    from misomap.jobs.labels import LabelsError
+    from misomap.core.errors import MissingObjectError
+    from misomap.evaluation.scores import model_dir, read_predictions
 
     preds = {}
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
         try:
-            preds[name] = (read_predictions(loc, config), loc)
-        except LabelsError:
+            preds[name] = (read_predictions(loc, config.storage), loc)
+        except MissingObjectError:
             continue
     return preds
 
@@ -135,12 +136,12 @@ def _predictions(config, models: list[str]) -> dict[str, tuple[pd.DataFrame, str
 def fold_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
     """Per-fold metrics of every model in `preds`, each scheme restricted to the folds every
     model ran on, with the training seconds of each fold."""
-    from misomap.jobs.evaluate import evaluate
-    from misomap.jobs.train_miso import _common_folds, fold_seconds
+    from misomap.evaluation.comparison import common_folds, fold_seconds
+    from misomap.evaluation.scores import evaluate
 
     rows = []
     for name, (p, loc) in preds.items():
-        common = _common_folds(p, preds)
+        common = common_folds(p, preds)
         secs = fold_seconds(common, name)
         for target, ev in evaluate(common, table, config.evaluation, source=loc).items():
             pf = ev.per_fold.assign(model=name, target=target)
@@ -155,9 +156,9 @@ def distance_scores(config, table: pd.DataFrame, folds: pd.DataFrame,
     (its model's training part), in three bins (near, middle, far) whose edges are the terciles of
     that distance over every pedon of the schemes MISO ran on (rounded to 10 m, as
     `map_truth.distance_bins`); the same pedons for every model (the folds all of them ran)."""
-    from misomap.jobs.evaluate import evaluate
-    from misomap.jobs.map_truth import DISTANCE_QUANTILES, distance_bins
-    from misomap.jobs.train_miso import _common_folds
+    from misomap.evaluation.comparison import common_folds
+    from misomap.evaluation.map_truth import DISTANCE_QUANTILES, distance_bins
+    from misomap.evaluation.scores import evaluate
 
     if "miso" not in preds:
         return pd.DataFrame()
@@ -171,7 +172,7 @@ def distance_scores(config, table: pd.DataFrame, folds: pd.DataFrame,
     edges = np.round(np.quantile(pooled, DISTANCE_QUANTILES), -1)
     out = []
     for name, (p, loc) in preds.items():
-        common = _common_folds(p[p["scheme"].isin(schemes)], preds)
+        common = common_folds(p[p["scheme"].isin(schemes)], preds)
         d = np.array([dist.at[pid, s] for pid, s in zip(common["pedon_id"].astype(str), common["scheme"])])
         # each bin scored as one pooled group: the bin stands in for the fold
         binned = common.assign(fold=np.searchsorted(edges, d, side="right"))

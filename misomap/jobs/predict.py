@@ -1,4 +1,5 @@
-"""The map job: one dask task per output chunk, each a pure function of (region, config).
+"""`misomap predict`: the map chunk by chunk on the chunk engine (each chunk a pure function of
+(region, MapSpec), misomap.mapping.chunk), then the exports and the viewer.
 
 Resumable: finished chunks carry completion records and are skipped on rerun, so a killed run,
 rerun, ends byte-identical to an uninterrupted one. Runs on a local dask cluster by default or on a
@@ -7,32 +8,26 @@ dask-gateway cluster.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
-
-import numpy as np
-import xarray as xr
-from tqdm import tqdm
 
 from misomap import __version__
 from misomap.config import RunConfig
-from misomap.cube.grid import Grid
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import ConfigError, MisomapError, one_line
+from misomap.core.storage import Target
+from misomap.cube.grid import plan_chunks
 from misomap.cube.store import require_complete
-from misomap.errors import ConfigError, MisomapError, one_line
-from misomap.jobs.cluster import dask_client
-from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.jobs.cube_window import cube_grid, read_window
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import encode_layers
-from misomap.cube.grid import ChunkWindow, plan_chunks
-from misomap.jobs.map_store import check_map_owned, ensure_template, mark_map_complete, write_chunk
-from misomap.jobs.predictors import MapPredictor, PredictorError, get_predictor, model_digest
+from misomap.cube.reader import open_cube_cached
+from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, progress_url, run_hash, zarr_url
+from misomap.mapping.config import MapConfig
+from misomap.mapping.export import check_exportable, export_all
+from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
+from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete
+from misomap.runtime.records import CompletionRecords, run_lock
+from misomap.runtime.runner import Executor, run_plan
+from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
 
@@ -67,77 +62,10 @@ def with_map(config: RunConfig, model: str, model_path: str) -> RunConfig:
     """The run with a map section for `model`: the configured map settings if any, else defaults;
     the cube from the run (map.cube, else the cube section's output), the output
     `<workdir>/maps/<model>`."""
-    from misomap.jobs.training_table import cube_location
-
-    base = config.map.model_dump() if config.map is not None else {"cube": cube_location(config)}
+    base = config.map.model_dump() if config.map is not None else {"cube": config.cube_location()}
     section = MapConfig.model_validate({**base, "model": model, "model_path": model_path,
                                         "output": f"{config.workdir}/maps/{model}"})
     return config.model_copy(update={"map": section})
-
-
-def zarr_url(cfg: MapConfig) -> str:
-    return f"{cfg.output}/map.zarr"
-
-
-def progress_url(cfg: MapConfig) -> str:
-    return f"{cfg.output}/_progress/map"
-
-
-@lru_cache(maxsize=4)
-def _open_cube(url: str, options_json: str) -> xr.Dataset:
-    options = json.loads(options_json)
-    return xr.open_zarr(url, storage_options=options or None, consolidated=None)
-
-
-def open_cube_cached(url: str, storage_options: dict[str, Any]) -> xr.Dataset:
-    """The cube opened lazily once per process."""
-    return _open_cube(url, json.dumps(storage_options, sort_keys=True))
-
-
-def output_grid(config: RunConfig) -> Grid:
-    """The map grid: the cube's bounds at the configured (or the cube's) resolution."""
-    cfg = map_config(config)
-    cgrid = cube_grid(open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube)))
-    if cfg.resolution is None or cfg.resolution == cgrid.resolution:
-        return cgrid
-    return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
-
-
-def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[float, float, float, float]:
-    """Bounds of the cube window for an output block: the block plus the predictor's halo,
-    widened to multiples of its alignment on the cube's pixel grid."""
-    r, a, halo = cgrid.resolution, predictor.align_px, predictor.halo_px
-    col0 = math.floor((math.floor((sub.xmin - cgrid.xmin) / r + 1e-9) - halo) / a) * a
-    col1 = math.ceil((math.ceil((sub.xmax - cgrid.xmin) / r - 1e-9) + halo) / a) * a
-    row0 = math.floor((math.floor((cgrid.ymax - sub.ymax) / r + 1e-9) - halo) / a) * a
-    row1 = math.ceil((math.ceil((cgrid.ymax - sub.ymin) / r - 1e-9) + halo) / a) * a
-    return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
-
-
-def predict_chunk(region: ChunkWindow, config: RunConfig) -> dict[str, Any]:
-    """Predict one output chunk and write it; a pure function of (region, config)."""
-    cfg = map_config(config)
-    options = config.storage.options_for(cfg.output)
-    predictor = get_predictor(cfg, config.storage.options_for(cfg.model_path or ""))
-    grid = output_grid(config)
-    sub = grid.window(region.row0, region.col0, region.height, region.width)
-    cube = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))
-    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
-    probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
-    layers = encode_layers(probs)
-    write_chunk(zarr_url(cfg), options, region, layers)
-    valid = int(np.isfinite(probs.permafrost).sum())
-    info = {"key": region.key, "valid_pixels": valid, "layers": list(layers),
-            "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
-    CompletionLog(progress_url(cfg), options).mark_done(region.key, info)
-    return info
-
-
-def run_hash(config: RunConfig, digest: str) -> str:
-    """Identity of a map run: the map section and the model file's digest."""
-    cfg = map_config(config)
-    ident = cfg.model_dump(exclude={"output", "workers", "device", "batch_size", "cogs"})
-    return hashlib.sha256(json.dumps([ident, digest], sort_keys=True).encode()).hexdigest()
 
 
 def check_inputs(config: RunConfig) -> str:
@@ -145,19 +73,18 @@ def check_inputs(config: RunConfig) -> str:
     task submitted: the output is ours, the cube is finished and has the model's bands, the model
     loads. Returns the model's digest."""
     cfg = map_config(config)
-    check_map_owned(cfg.output, config.storage.options_for(cfg.output))
+    check_map_owned(Target(cfg.output, config.storage))
     require_complete(cfg.cube, config.storage)
-    model_options = config.storage.options_for(cfg.model_path or "")
     try:
-        digest = model_digest(cfg, model_options)
-        predictor = get_predictor(cfg, model_options)
+        digest = model_digest(cfg, config.storage)
+        predictor = get_predictor(cfg, config.storage)
     except MisomapError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure to load is reported once, naming the file
         where = cfg.model_path or cfg.model
         raise PredictorError(f"cannot load the {cfg.model!r} model from {where}: {type(err).__name__}: "
                              f"{one_line(err)}; retrain it or fix map.model_path") from None
-    bands = open_cube_cached(cfg.cube, config.storage.options_for(cfg.cube))["band"].values.tolist()
+    bands = open_cube_cached(cfg.cube, config.storage)["band"].values.tolist()
     missing = [b for b in predictor.bands if b not in bands]
     if missing:
         raise PredictorError(f"cube {cfg.cube} lacks bands the {cfg.model!r} model needs: {missing}; "
@@ -165,75 +92,52 @@ def check_inputs(config: RunConfig) -> str:
     return digest
 
 
-def _discard_map(cfg: MapConfig, options: dict[str, Any]) -> None:
+def _discard_map(cfg: MapConfig, storage: StorageConfig) -> None:
     """Remove this run's own earlier map (store, records, exports) for --overwrite; ownership was
     checked by check_inputs, so nothing foreign is here."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
     for part in ("viewer", "stac", "cogs", "quicklook.png", "map.zarr", "_progress"):
-        if fs.exists(f"{root}/{part}"):
-            fs.rm(f"{root}/{part}", recursive=True)
+        Target(cfg.output, storage).join(part).delete()
 
 
 def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
     """Predict the whole map, skipping finished chunks; then mark the store complete and export
     COGs, a quicklook and, last, STAC."""
-    from misomap.jobs.map_export import check_exportable, export_all
-    from misomap.viewer.publish import write_viewer
-
     cfg = map_config(config)
-    options = config.storage.options_for(cfg.output)
     start = time.perf_counter()
-    digest = check_inputs(config)
-    check_exportable(config)
+    store = Target(zarr_url(cfg), config.storage)
     with run_lock(cfg.output):
-        grid = output_grid(config)
-        rhash = run_hash(config, digest)
-        progress = CompletionLog(progress_url(cfg), options)
+        # Checked under the lock: a concurrent run's half-written template is never judged foreign.
+        digest = check_inputs(config)
+        check_exportable(cfg, config.storage)
+        grid = output_grid(cfg, config.storage)
+        rhash = run_hash(cfg, digest)
+        records = CompletionRecords(Target(progress_url(cfg), config.storage))
         attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
                  "misomap_input_cube": cfg.cube, "misomap_model": cfg.model,
                  "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest,
                  "misomap_status": "incomplete"}
         if overwrite:
-            _discard_map(cfg, options)
-        if ensure_template(zarr_url(cfg), options, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
-            progress.clear()
+            _discard_map(cfg, config.storage)
+        if ensure_template(store, grid, cfg.chunk_px, cfg.zarr_format, attrs, rhash):
+            records.clear()
         regions = plan_chunks(grid, cfg.chunk_px)
-        done = progress.done_keys()
-        todo = [r for r in regions if r.key not in done]
-        log.info("map %s: %d chunks, %d done, %d to run", cfg.output, len(regions), len(done), len(todo))
-        failures = _run_chunks(todo, config, cfg.workers)
-        if failures:
+        report = run_plan(regions, predict_chunk, MapSpec(cfg, config.storage), records,
+                          Executor(cfg.workers, config.gateway), name="map chunks", expected=(Exception,))
+        if report.failures:
             causes: dict[str, list[str]] = {}
-            for key, err in failures:
-                causes.setdefault(err, []).append(key)
-            raise MapJobError(f"{len(failures)} of {len(regions)} map chunks failed (map {zarr_url(cfg)} stays "
+            for f in report.failures:
+                causes.setdefault(f.message, []).append(f.key)
+            raise MapJobError(f"{len(report.failures)} of {len(regions)} map chunks failed (map {store.url} stays "
                               "marked incomplete; rerun to retry them): " +
                               "; ".join(f"{err} (chunks {', '.join(sorted(keys)[:5])}"
                                         f"{' ...' if len(keys) > 5 else ''})" for err, keys in causes.items()))
-        mark_map_complete(zarr_url(cfg), options, progress.digest())
-        export_all(config, grid)
-        write_viewer(config, grid)
+        mark_map_complete(store, records.digest())
+        export_all(cfg, config.storage, config.name, grid)
+        write_viewer(cfg, config.storage, config.name, grid,
+                     training_pedons(config.workdir, config.storage))
     seconds = time.perf_counter() - start
-    pixels = sum(r.height * r.width for r in todo)
-    summary = PredictSummary(cfg.output, len(regions), len(todo), pixels, seconds)
-    log.info("map done: %d/%d chunks run, %d px in %.1f s (%.0f px/s)", len(todo), len(regions),
+    pixels = sum(r.height * r.width for r in report.todo)
+    summary = PredictSummary(cfg.output, len(regions), report.ran, pixels, seconds)
+    log.info("map done: %d/%d chunks run, %d px in %.1f s (%.0f px/s)", report.ran, len(regions),
              pixels, seconds, summary.pixels_per_second)
     return summary
-
-
-def _run_chunks(todo: list[ChunkWindow], config: RunConfig, workers: int) -> list[tuple[str, str]]:
-    if not todo:
-        return []
-    from distributed import as_completed
-
-    failures: list[tuple[str, str]] = []
-    with dask_client(workers, config.gateway) as client:
-        futures = {client.submit(predict_chunk, r, config, key=f"map-{r.key}", pure=False): r
-                   for r in todo}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="map chunks", unit="chunk"):
-            if fut.status == "error":
-                err = fut.exception()
-                failures.append((futures[fut].key, f"{type(err).__name__}: {one_line(err)}"))
-    return failures

@@ -20,29 +20,30 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
-from tqdm import tqdm
 
 from misomap import __version__
-from misomap.classes import SOIL_ORDERS
+from misomap.core.classes import SOIL_ORDERS
 from misomap.config import RunConfig
-from misomap.cube.build import _overlapping, build_chunk, cube_grid, search_bbox
+from misomap.cube.build import CubeChunkSpec, build_cube_chunk, overlapping, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
-from misomap.cube.errors import ChunkBuildError
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
-from misomap.cube.store import consolidate, stored_lineage, template, write_region, write_template
-from misomap.errors import ConfigError, MisomapError
-from misomap.jobs.cluster import dask_client
-from misomap.jobs.completion import CompletionLog, run_lock
-from misomap.jobs.map_config import MapConfig
-from misomap.jobs.map_layers import LAYERS
-from misomap.jobs.map_store import MapStoreError, ensure_template
-from misomap.jobs.predict import context_bounds, predict_chunk, run_hash, zarr_url
-from misomap.jobs.predictors import get_predictor, model_digest
+from misomap.cube.store import consolidate, stored_lineage, template, write_template
+from misomap.core.errors import ConfigError, MisomapError
+from misomap.core.storage import Target
+from misomap.mapping.chunk import MapSpec, context_bounds, predict_chunk, run_hash, zarr_url
+from misomap.runtime.cluster import dask_client
+from misomap.runtime.records import CompletionRecords, run_lock
+from misomap.runtime.runner import KeyedChunk, RunReport, run_plan
+from misomap.mapping.config import MapConfig
+from misomap.mapping.export import export_all
+from misomap.mapping.layers import LAYERS
+from misomap.mapping.predictors.api import get_predictor, model_digest
+from misomap.mapping.store import MapStoreError, ensure_template
 from misomap.plan.plan import RegionPlan, StageCost, estimate, make_plan, statewide_grid
 from misomap.publish import versions
+from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def region_plan(config: RunConfig, statewide: bool = False, resolution: float | 
     if statewide or cfg.area == "alaska":
         grid = statewide_grid(res)
     else:
-        grid = Grid.aligned(cfg.crs, res, cube_grid(cfg).bounds)
+        grid = Grid.aligned(cfg.crs, res, planned_grid(cfg).bounds)
     map_res = res if resolution or config.map is None or config.map.resolution is None else config.map.resolution
     chunk_px = config.map.chunk_px if config.map else MapConfig.model_fields["chunk_px"].default
     return make_plan(grid, cfg.chunk, map_res, chunk_px, len(cfg.band_names()), map_bytes_per_px(),
@@ -163,9 +164,8 @@ def work_config(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"cube": cube, "map": mapc})
 
 
-def _state(config: RunConfig, stage: str) -> CompletionLog:
-    root = f"{str(config.workdir).rstrip('/')}/regen/state/{stage}"
-    return CompletionLog(root, config.storage.options_for(root))
+def _state(config: RunConfig, stage: str) -> CompletionRecords:
+    return CompletionRecords(Target(f"{str(config.workdir).rstrip('/')}/regen/state/{stage}", config.storage))
 
 
 def _updated(item: Any) -> str:
@@ -181,41 +181,25 @@ def cube_keys(cfg: CubeConfig, found: list[FoundItems], plan: RegionPlan) -> dic
     for w in plan.cube_chunks:
         bbox = search_bbox(plan.grid.window(w.row0, w.col0, w.height, w.width))
         items = sorted((f.source.collection, group, it.id, _updated(it))
-                       for f in found for group, its in f.groups.items() for it in _overlapping(its, bbox))
+                       for f in found for group, its in f.groups.items() for it in overlapping(its, bbox))
         keys[w.key] = _sha([ident, w.key, items])[:24]
     return keys
 
 
-def _cube_task(cfg: CubeConfig, config: RunConfig, found: list[FoundItems], grid: Grid, window: ChunkWindow,
-               gdal_options: dict[str, str], record: str) -> str | None:
-    """Build, write and record one cube chunk; the error message if its build failed."""
-    try:
-        values = build_chunk(cfg, found, grid, window, gdal_options)
-    except ChunkBuildError as err:
-        return str(err)
-    write_region(cfg.out, config.storage, values, window.row0, window.col0)
-    _state(config, "cube").mark_done(record, {"chunk": window.key})
-    return None
+def _cube_task(chunk: KeyedChunk, spec: CubeChunkSpec) -> dict[str, Any]:
+    """Build and write one cube chunk (the cube build's own task); recorded under its input key."""
+    return {"chunk": chunk.window.key, **build_cube_chunk(chunk.window, spec)}
 
 
-def _predict_task(region: ChunkWindow, config: RunConfig, record: str) -> None:
-    """Predict one map chunk (the map job's own task), then record its input key."""
-    predict_chunk(region, config)
-    _state(config, "map").mark_done(record, {"chunk": region.key})
+def _predict_task(chunk: KeyedChunk, spec: MapSpec) -> dict[str, Any]:
+    """Predict one map chunk (the map job's own task); recorded under its input key."""
+    return {"chunk": chunk.window.key, **predict_chunk(chunk.window, spec)}
 
 
-def _run(client: Any, tasks: list[tuple[str, Any, tuple[Any, ...]]], desc: str) -> list[str]:
-    """Submit tasks (key, function, args) and gather failures as messages."""
-    from distributed import as_completed
-
-    futures = {client.submit(fn, *args, key=key, pure=False): key for key, fn, args in tasks}
-    failures = []
-    for fut in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="chunk"):
-        if fut.status == "error":
-            failures.append(f"{futures[fut]}: {fut.exception()!r}")
-        elif fut.result():
-            failures.append(fut.result())
-    return failures
+def _raise_failures(report: RunReport, what: str) -> None:
+    if report.failures:
+        raise RegenerateError(f"{len(report.failures)} {what} chunk(s) failed (the others are recorded; rerun to "
+                              "retry them):\n  " + "\n  ".join(f"{f.key}: {f.message}" for f in report.failures))
 
 
 def _ensure_cube_template(cfg: CubeConfig, config: RunConfig, grid: Grid) -> None:
@@ -241,16 +225,15 @@ def _ensure_map_template(wconfig: RunConfig, grid: Grid, rhash: str, digest: str
     discard (readers only ever see published versions)."""
     mc = wconfig.map
     assert mc is not None
-    options = wconfig.storage.options_for(mc.output)
+    store = Target(zarr_url(mc), wconfig.storage)
     attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
              "misomap_model": mc.model, "misomap_model_sha256": digest}
     try:
-        written = ensure_template(zarr_url(mc), options, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
+        written = ensure_template(store, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
     except MapStoreError:
-        fs, path = fsspec.core.url_to_fs(mc.output, **options)
         log.info("working map %s is from another model or map section: starting it afresh", mc.output)
-        fs.rm(path, recursive=True)
-        written = ensure_template(zarr_url(mc), options, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
+        Target(mc.output, wconfig.storage).delete()
+        written = ensure_template(store, grid, mc.chunk_px, mc.zarr_format, attrs, rhash)
     if written:
         _state(wconfig, "map").clear()
 
@@ -281,15 +264,14 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
     cfg, mc, pub = wconfig.cube, wconfig.map, config.publish
     assert cfg is not None and mc is not None and pub is not None
     current = versions.latest(pub.root, config.storage)  # a dangling pointer is refused here
-    model_options = config.storage.options_for(mc.model_path or "")
-    digest = model_digest(mc, model_options)
-    predictor = get_predictor(mc, model_options)
+    digest = model_digest(mc, config.storage)
+    predictor = get_predictor(mc, config.storage)
     _check_bands(mc, cfg, predictor)
 
     with run_lock(f"{str(config.workdir).rstrip('/')}/regen"):
         found = _search(config, cfg, plan.grid)
         ckeys = cube_keys(cfg, found, plan)
-        rhash = run_hash(wconfig, digest)
+        rhash = run_hash(mc, digest)
         inputs_key = _sha([sorted(ckeys.items()), rhash, [w.key for w in plan.map_chunks]])
         stages = [StageReport("search", sum(len(its) for f in found for its in f.groups.values()), 0, "items")]
         if current is not None and current.inputs_key == inputs_key:
@@ -299,11 +281,11 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
             return RegenerateSummary(tuple(stages), current.id, False, inputs_key, time.perf_counter() - start)
 
         _ensure_cube_template(cfg, wconfig, plan.grid)
-        cube_done = _state(wconfig, "cube").done_keys()
+        cube_done = _state(wconfig, "cube").done()
         cube_todo = [w for w in plan.cube_chunks if f"{w.key}-{ckeys[w.key]}" not in cube_done]
         _ensure_map_template(wconfig, plan.map_grid, rhash, digest)
         map_keys = _map_keys(plan, ckeys, rhash, predictor)
-        map_done = _state(wconfig, "map").done_keys()
+        map_done = _state(wconfig, "map").done()
         map_todo = [m for m in plan.map_chunks if f"{m.key}-{map_keys[m.key]}" not in map_done]
         log.info("regenerate: %d/%d cube chunks and %d/%d map chunks to run", len(cube_todo),
                  len(plan.cube_chunks), len(map_todo), len(plan.map_chunks))
@@ -312,11 +294,9 @@ def run_regenerate(config: RunConfig) -> RegenerateSummary:
         stages += [StageReport("cube", len(cube_todo), len(plan.cube_chunks) - len(cube_todo), "chunks"),
                    StageReport("predict", len(map_todo), len(plan.map_chunks) - len(map_todo), "chunks")]
         if map_todo or not _has_exports(wconfig):
-            from misomap.jobs.map_export import export_all
-            from misomap.viewer.publish import write_viewer
-
-            export_all(wconfig, plan.map_grid)
-            write_viewer(wconfig, plan.map_grid)
+            export_all(mc, wconfig.storage, wconfig.name, plan.map_grid)
+            write_viewer(mc, wconfig.storage, wconfig.name, plan.map_grid,
+                         training_pedons(wconfig.workdir, wconfig.storage))
         version, new = versions.publish(mc.output, pub.root, config.storage, inputs_key, pub.keep,
                                         search_bbox(plan.grid), title=f"{config.name} soil and permafrost map")
         stages.append(StageReport("publish", int(new), int(not new), version.id))
@@ -341,31 +321,24 @@ def _compute(wconfig: RunConfig, found: list[FoundItems], plan: RegionPlan, cube
     cfg, mc = wconfig.cube, wconfig.map
     assert cfg is not None and mc is not None
     forget_datasets()
-    gdal = source_gdal_options(wconfig.storage)
+    spec = CubeChunkSpec(cfg, wconfig.storage, found, plan.grid, source_gdal_options(wconfig.storage))
     with dask_client(max(cfg.workers, mc.workers), wconfig.gateway) as client:
         if cube_todo:
-            [shared] = client.scatter([found], broadcast=True)
-            failures = _run(client, [(f"regen-cube-{w.key}-{ckeys[w.key]}", _cube_task,
-                                      (cfg, wconfig, shared, plan.grid, w, gdal, f"{w.key}-{ckeys[w.key]}"))
-                                     for w in cube_todo], "cube chunks")
-            if failures:
-                raise RegenerateError(f"{len(failures)} cube chunk(s) failed (the others are recorded; rerun to "
-                                      "retry them):\n  " + "\n  ".join(failures))
+            _raise_failures(run_plan([KeyedChunk(w, ckeys[w.key]) for w in cube_todo], _cube_task, spec,
+                                     _state(wconfig, "cube"), client, name="regen-cube", expected=(Exception,)),
+                            "cube")
             consolidate(cfg.out, wconfig.storage)
         if map_todo:
-            failures = _run(client, [(f"regen-map-{m.key}-{map_keys[m.key]}", _predict_task,
-                                      (m, wconfig, f"{m.key}-{map_keys[m.key]}")) for m in map_todo],
-                            "map chunks")
-            if failures:
-                raise RegenerateError(f"{len(failures)} map chunk(s) failed (the others are recorded; rerun to "
-                                      "retry them):\n  " + "\n  ".join(failures))
+            _raise_failures(run_plan([KeyedChunk(m, map_keys[m.key]) for m in map_todo], _predict_task,
+                                     MapSpec(mc, wconfig.storage),
+                                     _state(wconfig, "map"), client, name="regen-map", expected=(Exception,)),
+                            "map")
 
 
 def _has_exports(wconfig: RunConfig) -> bool:
     mc = wconfig.map
     assert mc is not None
-    fs, path = fsspec.core.url_to_fs(mc.output, **wconfig.storage.options_for(mc.output))
-    return fs.exists(f"{path}/quicklook.png")
+    return Target(mc.output, wconfig.storage).join("quicklook.png").exists()
 
 
 def _forget_stale(wconfig: RunConfig, ckeys: dict[str, str], map_keys: dict[str, str]) -> None:
@@ -373,8 +346,8 @@ def _forget_stale(wconfig: RunConfig, ckeys: dict[str, str], map_keys: dict[str,
     for stage, keys in (("cube", ckeys), ("map", map_keys)):
         log_ = _state(wconfig, stage)
         current = {f"{k}-{v}" for k, v in keys.items()}
-        for name in log_.done_keys() - current:
-            log_.fs.rm_file(f"{log_.path}/{name}.json")
+        for name in log_.done() - current:
+            log_.forget(name)
 
 
 def plan_report(config: RunConfig, statewide: bool, resolutions: list[float]) -> list[tuple[str, RegionPlan]]:

@@ -15,21 +15,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from misomap.jobs.evaluate import model_dir, run_evaluation
-from misomap.jobs.labels import TARGETS, write_bytes, write_parquet
-from misomap.jobs.training_table import build_training_table, feature_bands, read_training
-from misomap.models.folds import FoldsError, carve_validation, scheme_columns
+from misomap.config import RunConfig
+from misomap.core.storage import Target
+from misomap.evaluation.scores import model_dir
+from misomap.jobs.evaluate import run_evaluation
+from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
+from misomap.labels.pedons import TARGETS, write_parquet
+from misomap.labels.training_table import build_training_table, feature_bands, read_training
 from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
 from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
 
 log = logging.getLogger(__name__)
 MODEL = "rf"
@@ -93,7 +92,7 @@ def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndar
 def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, features: list[str],
                    config: RunConfig) -> tuple[pd.DataFrame, list[dict[str, float]]]:
     """Out-of-fold predictions of `target` for every scheme in `folds` (predictions layout of
-    misomap.jobs.evaluate) and each fold's decision offsets by class; a fold whose training part has one
+    misomap.evaluation.scores) and each fold's decision offsets by class; a fold whose training part has one
     class is skipped with a warning."""
     classes = list(TARGETS[target])
     fold_of = folds.set_index("pedon_id").loc[rows["pedon_id"]]
@@ -127,8 +126,9 @@ def train_rf(config: RunConfig) -> RFOutputs:
     """The whole RF baseline of a run: table, folds (rebuilt; the same seed gives the same
     folds), CV predictions, final models (every labelled pedon; under `threshold`, the median of
     the folds' decision offsets), report."""
-    build_training_table(config)
-    table, folds = read_training(config)
+    build_training_table(config.labels, config.folds, config.cube_location(), config.workdir, config.storage,
+                         config.seed)
+    table, folds = read_training(config.workdir, config.storage)
     mdir = model_dir(config.workdir, MODEL)
     features = select_features(feature_bands(table), config.rf)
     preds, models = [], {}
@@ -144,7 +144,7 @@ def train_rf(config: RunConfig) -> RFOutputs:
             model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
                                                  for c in model.classes))
         models[target] = f"{mdir}/{target}.skops"
-        write_bytes(models[target], dumps_model(model), config.storage)
+        Target(models[target], config.storage).write_bytes(dumps_model(model))
     preds_loc = f"{mdir}/predictions.parquet"
     write_parquet(preds_loc, pd.concat(preds, ignore_index=True), config.storage)
     log.info("RF predictions -> %s, models -> %s", preds_loc, list(models.values()))

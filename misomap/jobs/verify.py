@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from misomap.config_base import StorageConfig
+from misomap.core.config_base import StorageConfig
 from misomap.cube.grid import Grid, plan_chunks
-from misomap.errors import MisomapError, one_line
-from misomap.jobs.completion import COMPLETE_ATTR
+from misomap.core.errors import MisomapError, one_line
+from misomap.core.storage import Target
+from misomap.runtime.records import COMPLETE_ATTR, CompletionRecords
+from misomap.runtime.zarr_io import open_group
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,7 @@ class VerifyReport:
 
 
 def _open(url: str, storage: StorageConfig) -> zarr.Group | None:
-    from misomap.cube.store import zarr_store
-
-    try:
-        return zarr.open_group(zarr_store(url, storage, read_only=True), mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        return None
+    return open_group(Target(url, storage))
 
 
 def verify(path: str, storage: StorageConfig | None = None) -> VerifyReport:
@@ -76,12 +73,12 @@ def _read(arr: zarr.Array, index: tuple[slice, ...], what: str, problems: list[s
 
 
 def _verify_cube(path: str, group: zarr.Group, attrs: dict[str, Any], storage: StorageConfig) -> VerifyReport:
-    from misomap.cube.store import COMPLETE_KEY, CompletionRecords, values_sha256
+    from misomap.cube.store import COMPLETE_KEY, values_sha256
 
     lineage = attrs["misomap"]
     g = lineage["grid"]
     grid = Grid(g["crs"], g["resolution"], *g["bounds"])
-    records = CompletionRecords(path, storage, lineage["fingerprint"])
+    records = CompletionRecords(Target(f"{path}.progress", storage), lineage["fingerprint"])
     windows = plan_chunks(grid, lineage["chunk"])
     report = VerifyReport(path, "cube", len(windows), COMPLETE_KEY in attrs)
     data = group["data"]
@@ -100,13 +97,11 @@ def _verify_cube(path: str, group: zarr.Group, attrs: dict[str, Any], storage: S
 
 
 def _verify_map(path: str, group: zarr.Group, storage: StorageConfig) -> VerifyReport:
-    from misomap.jobs.completion import CompletionLog
-
     first = group["permafrost_probability"]
     h, w = first.shape
     chunk = first.chunks[-1]
     regions = plan_chunks(Grid("EPSG:3338", 1.0, 0.0, 0.0, float(w), float(h)), chunk)
-    progress = CompletionLog(f"{path}/_progress/map", storage.options_for(path))
+    progress = CompletionRecords(Target(f"{path}/_progress/map", storage))
     attrs = dict(group.attrs)
     report = VerifyReport(path, "map", len(regions), COMPLETE_ATTR in attrs)
     for r in regions:
@@ -133,12 +128,10 @@ def _verify_map(path: str, group: zarr.Group, storage: StorageConfig) -> VerifyR
 
 
 def _verify_embeddings(path: str, group: zarr.Group, storage: StorageConfig) -> VerifyReport:
-    from misomap.jobs.completion import CompletionLog
-
     emb = group["embedding"]
     rows = emb.chunks[0]
     n_chunks = -(-emb.shape[0] // rows)
-    progress = CompletionLog(f"{path}.progress", storage.options_for(path))
+    progress = CompletionRecords(Target(f"{path}.progress", storage))
     report = VerifyReport(path, "embeddings", n_chunks, COMPLETE_ATTR in group.attrs)
     names = sorted(k for k in group.array_keys() if k != "sample_id")
     for c in range(n_chunks):

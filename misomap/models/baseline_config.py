@@ -1,30 +1,13 @@
-"""Configuration of the shared cross-validation folds and the Random Forest baseline (pydantic
-only, so loading a run configuration stays fast)."""
+"""Configuration of the Random Forest baseline (pydantic only, so loading a run configuration
+stays fast)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from misomap.config_base import StrictModel
-
-
-class FoldsConfig(StrictModel):
-    """Fold schemes and their parameters; the same seed gives the same folds.parquet."""
-
-    k: int = Field(5, ge=2, description="folds for random, DBSCAN and block schemes")
-    dbscan_eps_m: tuple[float, ...] = Field((1000.0, 10000.0), description="DBSCAN radii (metres)")
-    block_size_m: float = Field(20000.0, gt=0, description="side of a square spatial block")
-    regions: bool = True
-    zones: bool = True
-
-    @field_validator("dbscan_eps_m")
-    @classmethod
-    def _positive(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(e <= 0 for e in v):
-            raise ValueError(f"DBSCAN radii must be > 0, got {v}")
-        return v
+from misomap.core.config_base import StrictModel
 
 
 class RFConfig(StrictModel):

@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from misomap.models.baseline_config import RFConfig
 from misomap.models.skops_io import load_trusted
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
 

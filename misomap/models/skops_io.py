@@ -10,7 +10,7 @@ from typing import Any
 import skops.io as sio
 from skops.io.exceptions import UntrustedTypesFoundException
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 _LOAD_LOCK = threading.Lock()
 """skops rebuilds numpy arrays through ast.literal_eval, which CPython 3.11 does not allow from two

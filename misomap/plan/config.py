@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from misomap.config_base import StrictModel
+from misomap.core.config_base import StrictModel
 
 
 class RatesConfig(StrictModel):

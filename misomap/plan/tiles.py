@@ -26,7 +26,7 @@ from pyproj import Transformer
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 CRS = "EPSG:3338"
 TILE_M = 50_000.0

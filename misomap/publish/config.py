@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from misomap.config_base import Location, StrictModel
+from misomap.core.config_base import Location, StrictModel
 
 
 class PublishConfig(StrictModel):

@@ -30,8 +30,9 @@ import fsspec
 import pystac
 from fsspec.implementations.local import LocalFileSystem
 
-from misomap.config_base import StorageConfig
-from misomap.errors import MisomapError
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError
+from misomap.core.storage import Target
 
 log = logging.getLogger(__name__)
 MANIFEST, POINTER, CATALOG, ITEM = "version.json", "latest.json", "catalog.json", "item.json"
@@ -59,8 +60,8 @@ class Version:
 
 
 def _fs(root: str, storage: StorageConfig) -> tuple[fsspec.AbstractFileSystem, str]:
-    options = storage.options_for(root) or {"auto_mkdir": True}
-    return fsspec.core.url_to_fs(root, **options)
+    target = Target(root, storage)
+    return target.fs, target.path
 
 
 def _read_json(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:

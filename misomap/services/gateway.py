@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from misomap.errors import ServiceError
+from misomap.core.errors import ServiceError
 from misomap.services.process import ManagedProcess, free_port
 
 _CONFIG_TEMPLATE = """

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from misomap.errors import ServiceError
+from misomap.core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

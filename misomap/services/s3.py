@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from misomap.errors import ServiceError
+from misomap.core.errors import ServiceError
 from misomap.services.process import ManagedProcess, free_port
 
 

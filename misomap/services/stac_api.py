@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from misomap.errors import ServiceError
+from misomap.core.errors import ServiceError
 from misomap.services.process import ManagedProcess, free_port
 
 

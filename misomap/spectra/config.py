@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from misomap.config_base import Location, StrictModel
+from misomap.core.config_base import Location, StrictModel
 
 NINE_PROPERTIES: tuple[str, ...] = (
     "total_c", "total_n", "inorganic_c", "organic_c", "ph", "cec", "clay", "silt", "sand",

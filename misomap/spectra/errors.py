@@ -1,6 +1,6 @@
 """Typed errors of the spectral part; each message names the sample, sensor or property at fault."""
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 
 class SpectralError(MisomapError):

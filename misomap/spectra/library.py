@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 
-from misomap.config_base import is_remote
+from misomap.core.storage import is_remote
 from misomap.spectra.errors import LibraryFormatError, MissingPropertyError, SampleIdMismatchError
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from chemotools.derivative import SavitzkyGolay
 from chemotools.scatter import StandardNormalVariate
-from scipy.stats import skew
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
@@ -150,16 +149,6 @@ class ReflectanceToAbsorbance(TransformerMixin, BaseEstimator):
             rows = np.nonzero((X <= 0).any(axis=1))[0]
             raise SpectralValueError(f"non-positive reflectance in rows {rows[:5].tolist()}")
         return -np.log10(X)
-
-
-def skewed_columns(Y: np.ndarray, threshold: float) -> tuple[int, ...]:
-    """Indices of non-negative target columns whose skewness exceeds `threshold`."""
-    cols = []
-    for j in range(Y.shape[1]):
-        col = Y[:, j][~np.isnan(Y[:, j])]
-        if col.size > 2 and col.min() >= 0 and np.std(col) > 0 and skew(col) > threshold:
-            cols.append(j)
-    return tuple(cols)
 
 
 def spectral_pipeline(source_axis: np.ndarray, target: AxisSpec, quantity: str,

@@ -12,20 +12,22 @@ import json
 import logging
 import mimetypes
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fsspec
 import geopandas as gpd
 import pandas as pd
 from pyproj import CRS
 
-from misomap.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.config_base import StorageConfig
+from misomap.core.errors import MisomapError, MissingObjectError
+from misomap.core.storage import Target
 from misomap.cube.grid import Grid
-from misomap.errors import MisomapError
-from misomap.jobs.map_layers import CLASS_COLOURS, LAYERS, NODATA
-
-if TYPE_CHECKING:
-    from misomap.config import RunConfig
+from misomap.labels.pedons import LabelsError
+from misomap.labels.training_table import read_training
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import CLASS_COLOURS, LAYERS, NODATA
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +96,11 @@ def pedons_geojson(table: pd.DataFrame, folds: pd.DataFrame) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-def _training(config: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def training_pedons(workdir: str, storage: StorageConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The run's training table and folds (the pedons its models were scored on), if saved."""
-    from misomap.jobs.labels import LabelsError
-    from misomap.jobs.training_table import read_training
-
     try:
-        return read_training(config)
-    except LabelsError as err:
+        return read_training(workdir, storage)
+    except (LabelsError, MissingObjectError) as err:
         log.info("viewer: no training pedons to show (%s)", err)
         return None
 
@@ -132,20 +131,18 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     fs.pipe_file(path, data, **kwargs)
 
 
-def write_viewer(config: RunConfig, grid: Grid) -> str | None:
-    """Write `<map output>/viewer/` for the run's map; return the page's URL (None: the map has no
-    COGs, `map.cogs: false`, so there is nothing for the page to read)."""
-    from misomap.jobs.predict import map_config
-
-    cfg = map_config(config)
+def write_viewer(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid,
+                 training: tuple[pd.DataFrame, pd.DataFrame] | None) -> str | None:
+    """Write `<map output>/viewer/` for the map of run `name`, with the `training` pedons (table, folds)
+    if any; return the page's URL (None: the map has no COGs, `map.cogs: false`, so there is nothing
+    for the page to read)."""
     if not cfg.cogs:
         log.info("viewer: not published, the map has no COGs (map.cogs is false)")
         return None
-    options = config.storage.options_for(cfg.output)
-    fs, root = fsspec.core.url_to_fs(cfg.output, **options)
+    out = Target(cfg.output, storage)
+    fs, root = out.fs, out.path
     files = {f"{VIEWER_DIR}/{k}": v for k, v in static_files().items()}
-    doc = manifest(grid, f"{config.name} soil and permafrost map ({cfg.model})", cfg.model)
-    training = _training(config)
+    doc = manifest(grid, f"{name} soil and permafrost map ({cfg.model})", cfg.model)
     if training is None:
         doc["pedons"] = None
     else:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 from misomap.viewer.publish import PAGE
 
 log = logging.getLogger(__name__)

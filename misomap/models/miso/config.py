@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from misomap.classes import SOIL_ORDERS  # noqa: F401 - the soil-order head's class order
-from misomap.config_base import Location, StrictModel
+from misomap.core.classes import SOIL_ORDERS  # noqa: F401 - the soil-order head's class order
+from misomap.core.config_base import Location, StrictModel
 
 
 SATLAS_S2_BANDS: tuple[str, ...] = ("red", "green", "blue", "rededge1", "rededge2", "rededge3",

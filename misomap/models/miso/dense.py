@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from misomap.classes import SOIL_ORDERS
+from misomap.core.classes import SOIL_ORDERS
 from misomap.cube.grid import Grid
 from misomap.models.miso.heads import entropy, probabilities
 from misomap.models.miso.liif import LiifQuery, _neighbours

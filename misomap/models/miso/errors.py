@@ -1,6 +1,6 @@
 """Typed errors of the MISO model; each names the checkpoint, key, band or crop at fault."""
 
-from misomap.errors import MisomapError
+from misomap.core.errors import MisomapError
 
 
 class WeightsError(MisomapError):

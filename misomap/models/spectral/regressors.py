@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 import skops.io as sio
+from scipy.stats import skew
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.cross_decomposition import PLSRegression
@@ -22,12 +23,21 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from misomap.models.skops_io import load_trusted
 from misomap.spectra.errors import SpectralError
-from misomap.spectra.preprocess import skewed_columns
 
 log = logging.getLogger(__name__)
 
 RegressorKind = Literal["plsr", "mlp"]
 PLS_GRID = (1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 25, 30)
+
+
+def skewed_columns(Y: np.ndarray, threshold: float) -> tuple[int, ...]:
+    """Indices of non-negative target columns whose skewness exceeds `threshold`."""
+    cols = []
+    for j in range(Y.shape[1]):
+        col = Y[:, j][~np.isnan(Y[:, j])]
+        if col.size > 2 and col.min() >= 0 and np.std(col) > 0 and skew(col) > threshold:
+            cols.append(j)
+    return tuple(cols)
 
 
 def base_estimator(kind: RegressorKind, n_rows: int, n_features: int, max_components: int,

@@ -1,0 +1,3 @@
+"""Shared ground floor: typed errors, logging, class names, base config models. Imports no other
+misomap package.
+"""

@@ -1,0 +1,77 @@
+"""Typed exceptions shared across misomap; each message names the thing at fault.
+
+`redact` keeps credentials out of every message: URL userinfo, signed-URL query strings and the
+values of the secret environment variables never reach a log line or an output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+
+class MisomapError(Exception):
+    """Base class of every error misomap raises on purpose."""
+
+
+class ConfigError(MisomapError):
+    """The run configuration is invalid; the message names the bad field."""
+
+
+class ServiceError(MisomapError):
+    """A local service (S3, STAC API, dask-gateway) failed to start or answer; carries its log."""
+
+
+class StorageError(MisomapError):
+    """Storage refused a read, write, listing or delete; names the URL (credentials redacted)."""
+
+
+class MissingObjectError(StorageError):
+    """The file or object asked for does not exist; names its URL."""
+
+
+class StorageWriteError(StorageError):
+    """An output cannot be written (disk full, read-only, refused); names the path."""
+
+
+class OwnershipError(MisomapError):
+    """An output location holds something this run did not make; it is refused, never deleted."""
+
+
+class IncompleteInputError(MisomapError):
+    """An input store (cube, map, embeddings) was never finished; names it and the command to finish it."""
+
+
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MISOMAP_GATEWAY_PASSWORD")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
+_QUERY = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?'\"]+)\?[^\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """`text` without URL credentials (user:pass@), URL query strings (SAS/signed tokens) and the
+    values of secret environment variables."""
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _QUERY.sub(r"\g<url>?***", text)
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def one_line(err: BaseException) -> str:
+    """The error as one redacted line: what failed, lines joined with ' | '."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return redact(" | ".join(lines) or type(err).__name__)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every log record's message (credentials, signed-URL tokens) before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True

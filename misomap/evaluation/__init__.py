@@ -1,0 +1,1 @@
+"""Evaluation: cross-validated scores, the report, model comparison and map-versus-truth."""

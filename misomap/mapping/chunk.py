@@ -1,0 +1,80 @@
+"""The map's chunk task: one output chunk predicted from its cube window (with the predictor's halo)
+and written to the map store, a pure function of (region, MapSpec); plus the map's
+locations, its output grid and its run hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from misomap.core.config_base import StorageConfig
+from misomap.core.storage import Target
+from misomap.cube.grid import ChunkWindow, Grid
+from misomap.cube.reader import cube_grid, open_cube_cached, read_window
+from misomap.mapping.config import MapConfig
+from misomap.mapping.layers import encode_layers
+from misomap.mapping.predictors.api import MapPredictor, get_predictor
+from misomap.mapping.store import write_chunk
+
+
+def zarr_url(cfg: MapConfig) -> str:
+    return f"{cfg.output}/map.zarr"
+
+
+def progress_url(cfg: MapConfig) -> str:
+    return f"{cfg.output}/_progress/map"
+
+
+def output_grid(cfg: MapConfig, storage: StorageConfig) -> Grid:
+    """The map grid: the cube's bounds at the configured (or the cube's) resolution."""
+    cgrid = cube_grid(open_cube_cached(cfg.cube, storage))
+    if cfg.resolution is None or cfg.resolution == cgrid.resolution:
+        return cgrid
+    return Grid.aligned(cgrid.crs, cfg.resolution, cgrid.bounds)
+
+
+def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[float, float, float, float]:
+    """Bounds of the cube window for an output block: the block plus the predictor's halo,
+    widened to multiples of its alignment on the cube's pixel grid."""
+    r, a, halo = cgrid.resolution, predictor.align_px, predictor.halo_px
+    col0 = math.floor((math.floor((sub.xmin - cgrid.xmin) / r + 1e-9) - halo) / a) * a
+    col1 = math.ceil((math.ceil((sub.xmax - cgrid.xmin) / r - 1e-9) + halo) / a) * a
+    row0 = math.floor((math.floor((cgrid.ymax - sub.ymax) / r + 1e-9) - halo) / a) * a
+    row1 = math.ceil((math.ceil((cgrid.ymax - sub.ymin) / r - 1e-9) + halo) / a) * a
+    return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What every map chunk task needs: the map section and the storage section."""
+
+    map: MapConfig
+    storage: StorageConfig
+
+
+def predict_chunk(region: ChunkWindow, spec: MapSpec) -> dict[str, Any]:
+    """Predict one output chunk and write it; a pure function of (region, spec). Returns the chunk's
+    completion record: what it wrote and its checksum."""
+    cfg, storage = spec.map, spec.storage
+    predictor = get_predictor(cfg, storage)
+    grid = output_grid(cfg, storage)
+    sub = grid.window(region.row0, region.col0, region.height, region.width)
+    cube = open_cube_cached(cfg.cube, storage)
+    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+    probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
+    layers = encode_layers(probs)
+    write_chunk(Target(zarr_url(cfg), storage), region, layers)
+    valid = int(np.isfinite(probs.permafrost).sum())
+    return {"key": region.key, "valid_pixels": valid, "layers": list(layers),
+            "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
+
+
+def run_hash(cfg: MapConfig, digest: str) -> str:
+    """Identity of a map run: the map section and the model file's digest."""
+    ident = cfg.model_dump(exclude={"output", "workers", "device", "batch_size", "cogs"})
+    return hashlib.sha256(json.dumps([ident, digest], sort_keys=True).encode()).hexdigest()

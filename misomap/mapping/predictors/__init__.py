@@ -1,0 +1,3 @@
+"""Map predictors: the `MapPredictor` protocol and registry, with the Random Forest and MISO
+implementations.
+"""

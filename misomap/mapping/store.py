@@ -1,0 +1,122 @@
+"""The map's Zarr store: a template written once, then chunk regions written in place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from pyproj import CRS
+
+from misomap.core.classes import SOIL_ORDERS
+from misomap.core.errors import IncompleteInputError, MisomapError, OwnershipError
+from misomap.core.storage import Target
+from misomap.cube.grid import ChunkWindow, Grid
+from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE
+from misomap.runtime.records import COMPLETE_ATTR
+from misomap.runtime.zarr_io import claim, mark_complete, open_group, write_region, write_template
+
+log = logging.getLogger(__name__)
+
+
+class MapStoreError(MisomapError):
+    """The output store exists but was made by a different run configuration or model."""
+
+
+def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any],
+              zarr_format: int) -> tuple[xr.Dataset, dict[str, Any]]:
+    """The store's lazy skeleton. Every array's Zarr fill_value is NODATA (a missing chunk reads as
+    nodata, never as class 0); classes are integer codes named by CF flags (no string arrays);
+    the CRS is given both as a CF grid mapping and as GDAL's `_CRS` attribute."""
+    h, w = grid.shape
+    crs_attr = {"_CRS": {"wkt": CRS.from_user_input(grid.crs).to_wkt()}}
+    coords = {"y": ("y", grid.y_coords(), {"units": "m", "standard_name": "projection_y_coordinate",
+                                            "axis": "Y"}),
+              "x": ("x", grid.x_coords(), {"units": "m", "standard_name": "projection_x_coordinate",
+                                            "axis": "X"}),
+              "soil_order": ("soil_order", np.arange(len(SOIL_ORDERS), dtype=np.uint8),
+                             {"long_name": "soil order (USDA Soil Taxonomy)",
+                              "flag_values": list(range(len(SOIL_ORDERS))),
+                              "flag_meanings": " ".join(SOIL_ORDERS)}),
+              "spatial_ref": ((), 0, grid.spatial_ref_attrs())}
+    data_vars, encoding = {}, {}
+    for layer in LAYERS:
+        dims = ("soil_order", "y", "x") if layer.per_class else ("y", "x")
+        shape = (len(SOIL_ORDERS), h, w) if layer.per_class else (h, w)
+        chunks = (len(SOIL_ORDERS), chunk_px, chunk_px) if layer.per_class else (chunk_px, chunk_px)
+        data_vars[layer.name] = (dims, da.zeros(shape, chunks=chunks, dtype="float32"),
+                                 {**layer.attrs, "grid_mapping": "spatial_ref", **crs_attr})
+        enc: dict[str, Any] = {"dtype": "uint8", "_FillValue": NODATA, "chunks": chunks}
+        if zarr_format == 3:
+            enc["fill_value"] = NODATA  # xarray sets v3's Zarr fill_value apart from the CF _FillValue
+        if layer.is_probability:
+            enc.update(scale_factor=PROB_SCALE, add_offset=0.0)
+        encoding[layer.name] = enc
+    ds = xr.Dataset(data_vars, coords=coords, attrs={"Conventions": "CF-1.10", **attrs})
+    return ds, encoding
+
+
+def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int, attrs: dict[str, Any],
+                    run_hash: str) -> bool:
+    """Write the store's metadata unless a store from the same run exists; True if written.
+
+    A store from a different configuration or model is refused rather than silently mixed.
+    """
+    group = open_group(target)
+    if not claim(target, group.attrs.get("misomap_run_hash") if group is not None else None, run_hash,
+                 "a map", MapStoreError):
+        return False
+    ds, encoding = _template(grid, chunk_px, {**attrs, "misomap_run_hash": run_hash}, zarr_format)
+    write_template(target, ds, encoding, zarr_format, consolidated=True)
+    log.info("wrote map template %s (%d x %d px, chunks %d)", target.url, *grid.shape, chunk_px)
+    return True
+
+
+def write_chunk(target: Target, region: ChunkWindow, layers: dict[str, np.ndarray]) -> None:
+    """Write encoded uint8 layers into their chunk-aligned region of the store."""
+    write_region(target, layers, slice(region.row0, region.row0 + region.height),
+                 slice(region.col0, region.col0 + region.width))
+
+
+MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer"})
+"""What a map output folder holds; anything else there means the folder is not (only) ours."""
+
+
+def check_map_owned(output: Target) -> None:
+    """Refuse, before any write, a map output folder holding anything a map run did not write."""
+    if not output.exists():
+        return
+    if output.is_file():
+        raise OwnershipError(f"map.output {output.url} is an existing file: nothing was changed; "
+                             "pick a folder")
+    names = set(output.list())
+    foreign = sorted(names - MAP_PARTS)
+    if not foreign and "map.zarr" in names:
+        group = open_group(output.join("map.zarr"))
+        if group is None:
+            foreign = ["map.zarr (not a Zarr group)"]
+        elif "misomap_run_hash" not in group.attrs:
+            foreign = ["map.zarr (no misomap run hash)"]
+    if foreign:
+        raise OwnershipError(f"map.output {output.url} holds {', '.join(foreign[:3])} not written by a "
+                             "misomap map run: nothing was changed; pick a new or empty output folder")
+
+
+def mark_map_complete(target: Target, records_digest: str) -> None:
+    """Flip the store's status to complete (with the completion records' digest), consolidated."""
+    mark_complete(target, {"misomap_status": "complete", COMPLETE_ATTR: records_digest}, "map",
+                  "misomap predict")
+
+
+def require_map_complete(target: Target) -> None:
+    """Refuse a map store that is being written or whose run failed."""
+    group = open_group(target)
+    if group is None:
+        raise MapStoreError(f"no map store at {target.url}: run `misomap predict` first")
+    attrs = group.attrs
+    if COMPLETE_ATTR not in attrs:
+        status = attrs.get("misomap_status", "no status")
+        raise IncompleteInputError(f"map {target.url} is unfinished ({status}): rerun `misomap predict` with "
+                                   "its config to finish it")

@@ -1,0 +1,87 @@
+"""The chunk engine on its own: skip-done, per-chunk records with the task's checksum, failures
+named by chunk key, unexpected errors raised as they are, a store of another run refused, and
+region writes that must be chunk-aligned."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import zarr
+
+from misomap.core.errors import MisomapError
+from misomap.core.storage import Target
+from misomap.runtime.records import CompletionRecords
+from misomap.runtime.runner import Executor, row_chunks, run_plan
+from misomap.runtime.zarr_io import claim, write_region
+
+THREADS = Executor(2, threads=True)
+
+
+class InjectedError(MisomapError):
+    """A chunk failure the test asks for."""
+
+
+def _store(path: str, rows: int = 10, size: int = 4) -> Target:
+    group = zarr.open_group(path, mode="w")
+    group.create_array("v", shape=(rows,), chunks=(size,), dtype="float32", fill_value=np.nan)
+    return Target(path)
+
+
+def write_rows(chunk, spec):
+    """Toy chunk task: rows start..stop get their own index; chunks named in spec['fail'] raise."""
+    path, fail, unexpected = spec
+    if chunk.index in fail:
+        raise InjectedError(f"rows {chunk.start}..{chunk.stop} are bad")
+    if chunk.index in unexpected:
+        raise RuntimeError("a bug, not a bad input")
+    values = np.arange(chunk.start, chunk.stop, dtype=np.float32)
+    write_region(Target(path), {"v": values}, slice(chunk.start, chunk.stop))
+    return {"rows": [chunk.start, chunk.stop], "sha256": hashlib.sha256(values.tobytes()).hexdigest()}
+
+
+def test_failures_name_their_chunk_and_a_rerun_runs_only_those(tmp_path):
+    store = _store(str(tmp_path / "s.zarr"))
+    records = CompletionRecords(Target(str(tmp_path / "s.zarr.progress")))
+    plan = row_chunks(10, 4)
+    first = run_plan(plan, write_rows, (store.url, {1}, set()), records, THREADS, name="t",
+                     expected=(InjectedError,))
+    assert [f.key for f in first.failures] == ["chunk-000001"] and "rows 4..8 are bad" in first.failures[0].message
+    assert records.done() == {"chunk-000000", "chunk-000002"}
+    assert records.record("chunk-000002")["rows"] == [8, 10]
+    again = run_plan(plan, write_rows, (store.url, set(), set()), records, THREADS, name="t")
+    assert again.ran == 1 and again.skipped == 2 and not again.failures
+    np.testing.assert_array_equal(zarr.open_group(store.url)["v"][:], np.arange(10, dtype=np.float32))
+    digest = records.digest()
+    records.mark("chunk-000000", {"rows": [0, 4], "sha256": "changed"})
+    assert records.digest() != digest
+
+
+def test_an_unexpected_error_is_raised_as_it_is(tmp_path):
+    store = _store(str(tmp_path / "s.zarr"))
+    records = CompletionRecords(Target(str(tmp_path / "p")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_plan(row_chunks(10, 4), write_rows, (store.url, set(), {0}), records, THREADS, name="t",
+                 expected=(InjectedError,))
+
+
+def test_records_of_another_fingerprint_never_count(tmp_path):
+    mine = CompletionRecords(Target(str(tmp_path / "p")), "aaaa")
+    CompletionRecords(Target(str(tmp_path / "p")), "bbbb").mark("0.0", {"sha256": "x"})
+    mine.mark("0.1", {"sha256": "y"})
+    assert mine.done() == {"0.1"} and mine.record("0.0") is None
+
+
+def test_a_store_of_another_run_is_refused_naming_it(tmp_path):
+    target = Target(str(tmp_path / "s.zarr"))
+    assert claim(target, None, "run-a", "a map", InjectedError)
+    assert not claim(target, "run-a", "run-a", "a map", InjectedError)
+    with pytest.raises(InjectedError, match=r"s\.zarr holds a map made by another run"):
+        claim(target, "run-b", "run-a", "a map", InjectedError)
+
+
+def test_region_writes_must_be_chunk_aligned(tmp_path):
+    store = _store(str(tmp_path / "s.zarr"))
+    with pytest.raises(ValueError, match="not aligned"):
+        write_region(store, {"v": np.zeros(4, np.float32)}, slice(2, 6))

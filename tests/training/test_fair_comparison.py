@@ -1,0 +1,210 @@
+"""The MISO-vs-RF comparison's rules: one class-weighting rule, maps scored against the demo
+world's truth, the demo MISO's pretraining learning, and `misomap experiment`'s bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import torch
+
+from misomap.jobs.experiment import ExperimentError, check_request
+from misomap.models.weighting import DecisionOffsets, fit_permafrost_offset, fit_soil_offsets, median_offsets
+
+torch.set_num_threads(1)
+
+
+def test_threshold_rule_moves_the_decision_to_the_validation_optimum() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.2).astype(int)
+    p = np.clip(0.25 * y + rng.normal(0.2, 0.08, len(y)), 0, 1)  # a model that under-calls permafrost
+    b = fit_permafrost_offset(y, p)
+    t = 1 / (1 + np.exp(b))
+    assert 0.25 < t < 0.45, "the F1-optimal threshold lies between the two score clusters"
+    adjusted = DecisionOffsets(b).apply_permafrost(p)
+    assert np.array_equal(adjusted >= 0.5, p >= t - 1e-9)
+    assert fit_permafrost_offset(np.ones(5), np.full(5, 0.3)) == 0.0, "one class: no offset"
+
+
+def test_prior_correction_helps_a_rare_class_and_none_wins_ties() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.choice(3, 3000, p=[0.8, 0.15, 0.05])
+    logits = np.eye(3)[y] * 1.0 + rng.normal(0, 0.6, (len(y), 3)) + np.log([0.8, 0.15, 0.05])
+    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    offsets = fit_soil_offsets(y, prob, np.array([0.8, 0.15, 0.05]))
+    assert offsets and offsets[2] > offsets[0], "the rare class is lifted"
+    adjusted = DecisionOffsets(soil_order=offsets).apply_soil_order(prob)
+    assert np.allclose(adjusted.sum(1), 1)
+    assert ((adjusted.argmax(1) == 2) & (y == 2)).sum() > ((prob.argmax(1) == 2) & (y == 2)).sum()
+    assert fit_soil_offsets(np.zeros(10, int), np.tile([1.0, 0, 0], (10, 1)), np.array([0.9, 0.05, 0.05])) == ()
+    med = median_offsets([DecisionOffsets(1.0, (0.0, 1.0)), DecisionOffsets(3.0, ()), DecisionOffsets(2.0, (0.0, 3.0))])
+    assert med.permafrost == 2.0 and med.soil_order == (0.0, 1.0)
+
+
+def _truth(world, name: str) -> np.ndarray:
+    with rasterio.open(world / "truth" / f"{name}.tif") as src:
+        return src.read(1)
+
+
+def test_map_vs_truth_scores_a_map_in_the_real_map_layout(demo_world, tmp_path) -> None:
+    from misomap.cube.grid import Grid
+    from misomap.mapping.store import _template
+    from misomap.evaluation.map_truth import MapTruthError, map_vs_truth
+
+    manifest = json.loads((demo_world / "world.json").read_text())
+    g = manifest["grid"]
+    grid = Grid(g["crs"], g["resolution"], *g["bounds"])
+    pf, so, region = _truth(demo_world, "permafrost"), _truth(demo_world, "soil_order"), _truth(demo_world, "region")
+    ds, enc = _template(grid, 64, {}, zarr_format=3)
+    pf_map = np.where(pf == 255, np.nan, pf).astype(np.float32)
+    wrong = region == region[pf != 255].min()  # one region's permafrost called the other way round
+    pf_map[wrong] = 1 - pf_map[wrong]
+    pf_map[:8, :8] = np.nan  # an unmapped corner
+    ds["permafrost_class"] = (("y", "x"), pf_map, ds["permafrost_class"].attrs)
+    ds["soil_order_class"] = (("y", "x"), np.where(so == 255, np.nan, so).astype(np.float32),
+                              ds["soil_order_class"].attrs)
+    url = str(tmp_path / "map.zarr")
+    ds.to_zarr(url, encoding=enc, zarr_format=3, consolidated=True)
+
+    table = map_vs_truth(url, demo_world)
+    land = (pf != 255)
+    mapped = land.copy()
+    mapped[:8, :8] = False
+    expected = 1 - (wrong & mapped).sum() / mapped.sum()
+    overall = table[(table["target"] == "permafrost") & (table["by"] == "all")].iloc[0]
+    assert overall["accuracy"] == pytest.approx(expected)
+    assert overall["coverage"] == pytest.approx(mapped.sum() / land.sum())
+    by_region = table[(table["target"] == "permafrost") & (table["by"] == "region")].set_index("group")
+    name = manifest["truth_classes"]["region"][int(region[pf != 255].min())]
+    assert by_region.loc[name, "accuracy"] == 0 and (by_region.drop(index=name)["accuracy"] == 1).all()
+    soil = table[table["target"] == "soil_order"]
+    assert (soil["accuracy"] == 1).all() and (soil["f1_macro"].dropna() == 1).all()
+    assert set(table["by"]) == {"all", "region", "zone", "distance"}
+    dist = table[(table["target"] == "permafrost") & (table["by"] == "distance")]
+    assert len(dist) == 3 and dist["n"].sum() == mapped.sum()
+    with pytest.raises(MapTruthError, match="no map at"):
+        map_vs_truth(str(tmp_path / "absent.zarr"), demo_world)
+
+
+def test_demo_pretraining_loss_falls() -> None:
+    """The demo MISO's SimMIM pretraining, at the demo's settings, on smooth multi-band tiles."""
+    from misomap.jobs.demo import S1_BANDS, S2_BANDS, demo_miso_section
+    from misomap.models.miso.config import MisoConfig, PretrainConfig
+    from misomap.models.miso.pretrain import pretrain_encoder
+
+    section = demo_miso_section({"bands": [f"s2_summer_{b}" for b in S2_BANDS] + list(S1_BANDS)},
+                                {"bands": ["elevation"]}, None)
+    cfg = MisoConfig.model_validate(section)
+    assert cfg.contrastive.enabled and cfg.crops.unlabelled_fraction > 0 and set(S1_BANDS) <= set(cfg.imagery.bands)
+    size, n_bands = cfg.crops.size_px, len(cfg.imagery.bands)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+
+    def tiles(n, rng):
+        f = rng.uniform(1, 4, (n, n_bands, 1, 1))
+        ph = rng.uniform(0, 6, (n, n_bands, 1, 1))
+        return np.sin(f * 6 * xx + ph) * np.cos(f * 4 * yy).astype(np.float32)
+
+    pcfg = PretrainConfig.model_validate(section["pretrain"])
+    _, history = pretrain_encoder(cfg.imagery, size, lambda n, rng: tiles(n, rng).astype(np.float32),
+                                  pcfg, 0, torch.device("cpu"))
+    assert len(history) == pcfg.epochs >= 3
+    assert history[-1] < 0.8 * history[0], history
+
+
+def test_experiment_refuses_repeated_seeds_and_unknown_schemes() -> None:
+    with pytest.raises(ExperimentError, match=r"seed\(s\) \[1\] given more than once"):
+        check_request([0, 1, 1], None)
+    with pytest.raises(ExperimentError, match=r"unknown fold scheme\(s\) \['kmeans'\]"):
+        check_request([0], ["region", "kmeans"])
+    with pytest.raises(ExperimentError, match="no seed"):
+        check_request([], None)
+
+
+def test_experiment_bad_input_is_one_line_exit_2(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", "experiment",
+                           "--seeds", "0", "1", "0", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "seed(s) [0] given more than once" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists(), "checked before any work"
+
+
+@pytest.mark.slow
+def test_experiment_over_two_seeds_writes_one_table(tmp_path) -> None:
+    from misomap.jobs.experiment import run_experiment
+
+    md = run_experiment(tmp_path / "exp", [0, 1], "tiny", ["region"], max_folds=1, ablations=False)
+    text = md.read_text()
+    folds = pd.read_csv(tmp_path / "exp" / "experiment_folds.csv")
+    assert set(folds["seed"]) == {0, 1} and {"rf", "miso"} <= set(folds["model"])
+    for needle in ("| rf | region |", "| miso | region |", "Maps against the truth", "Training time per fold"):
+        assert needle in text
+    truth = pd.read_csv(tmp_path / "exp" / "experiment_truth.csv")
+    assert set(truth["model"]) == {"rf", "miso"} and truth["accuracy"].between(0, 1).all()
+    dist = pd.read_csv(tmp_path / "exp" / "experiment_distance.csv")
+    assert {"rf", "miso"} <= set(dist["model"]) and set(dist["bin"]) <= {"near", "middle", "far"}
+    assert "by distance to the nearest training pedon" in text and "| far |" in text
+    rebuilt = run_experiment(tmp_path / "exp", [0, 1], tables_only=True).read_text()
+    assert rebuilt.split("\n")[4:] == text.split("\n")[4:], "tables from the seed folders alone"
+
+
+def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
+    """The final map model carries the decision offsets in its head biases, so the map applies the
+    same rule the cross-validation scores were adjusted with."""
+    from misomap.models.miso.offsets import apply_offsets, bake_offsets
+    from misomap.models.miso.config import EncoderConfig, MisoConfig
+    from misomap.models.miso.model import MisoModel
+
+    torch.manual_seed(0)
+    cfg = MisoConfig(imagery=EncoderConfig(bands=["a", "b"], embed_dim=16), feature_dim=16)
+    model = MisoModel(cfg, (0.0, 0.0, 3200.0, 3200.0))
+    img, pix = torch.randn(3, 2, 64, 64), torch.rand(3, 1, 2) * 64
+    xy = pix.double() * 50
+    before = {k: v[:, 0].numpy() for k, v in model.predict_points(img, None, pix, xy).items()}
+    offsets = DecisionOffsets(0.7, tuple(np.linspace(-1, 1, 7)))
+    bake_offsets(model, offsets)
+    after = {k: v[:, 0].numpy() for k, v in model.predict_points(img, None, pix, xy).items()}
+    expected = apply_offsets(before, offsets)
+    for key in ("permafrost", "soil_order", "soil_order_entropy"):
+        assert np.allclose(after[key], expected[key], atol=1e-5), key
+
+
+def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> None:
+    """The distance table's MISO − RF cell is the mean over seeds of the per-seed differences; the
+    per-fold table pairs both models on the same fold."""
+    from misomap.jobs.experiment import summarise
+
+    rng = np.random.default_rng(0)
+    folds, dist = [], []
+    for seed in (0, 1, 2):
+        for model, shift in (("rf", 0.0), ("miso", 0.1)):
+            for fold in (0, 1):
+                folds.append({"seed": seed, "model": model, "scheme": "region", "fold": fold,
+                              "target": "permafrost", "recall_1": 0.5 + shift + 0.01 * fold, "f1_1": 0.5,
+                              "accuracy": 0.8, "balanced_accuracy": 0.7, "brier": 0.1, "train_seconds": 10.0})
+                folds.append({"seed": seed, "model": model, "scheme": "region", "fold": fold,
+                              "target": "soil_order", "recall_macro": 0.4 + shift, "f1_macro": 0.4,
+                              "accuracy": 0.7, "brier": 0.5, "train_seconds": 10.0})
+            for code, b in enumerate(("near", "middle", "far")):
+                gain = shift * code + 0.01 * seed
+                dist.append({"seed": seed, "model": model, "scheme": "region", "bin": b, "n": 100,
+                             "target": "permafrost", "recall_1": 0.6 + gain, "f1_1": rng.random()})
+    text = summarise(pd.DataFrame(folds), pd.DataFrame(), pd.DataFrame(dist), pd.DataFrame(), [0, 1, 2],
+                     "abc1234", None)
+    assert "| permafrost | region | far | 100 | recall_1 | 0.610 ± 0.010 | 0.810 ± 0.010 | 0.200 ± 0.000 |" in text
+    assert "| permafrost | region | near | 100 | recall_1 | 0.610 ± 0.010 | 0.610 ± 0.010 | 0.000 ± 0.000 |" in text
+    assert "| region | 2 | 1 | 0.510 | 0.610 | 0.400 | 0.500 |" in text
+    assert "commit `abc1234`" in text
+
+
+def test_max_folds_takes_the_largest_test_folds() -> None:
+    from misomap.training.miso_cv import scored_folds
+
+    col = np.array([0] * 5 + [1] * 2 + [2] * 9 + [3] * 5 + [-1] * 20)
+    assert scored_folds(col, 2) == [0, 2] and scored_folds(col, 3) == [0, 2, 3]
+    assert scored_folds(col, None) == [0, 1, 2, 3]
