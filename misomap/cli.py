@@ -204,14 +204,16 @@ def experiment(
     size: Annotated[str, typer.Option(help="Demo world size: tiny, demo or bench.")] = "tiny",
     scheme: Annotated[Optional[list[str]], typer.Option(help="MISO fold scheme(s): random, dbscan, blocks, "
                                                         "region (default all; the RF runs all).")] = None,
-    max_folds: Annotated[Optional[int], typer.Option(help="MISO: first N test folds per scheme.")] = None,
+    max_folds: Annotated[Optional[int], typer.Option(help="MISO: the N largest test folds per scheme.")] = None,
     ablations: Annotated[bool, typer.Option(help="Also cross-validate MISO's ablations.")] = True,
     max_steps: Annotated[Optional[int], typer.Option(help="Cap MISO's training steps (CPU-bound runs).")] = None,
+    tables_only: Annotated[bool, typer.Option(help="Only rebuild the tables from the seed folders under --out.")] = False,
 ) -> None:
     """MISO vs RF over several demo worlds: every scheme, ablations, maps against the truth; one table."""
     from misomap.jobs.experiment import run_experiment
 
-    md = run_experiment(out, list(seeds) + list(more_seeds or []), size, scheme, max_folds, ablations, max_steps)
+    md = run_experiment(out, list(seeds) + list(more_seeds or []), size, scheme, max_folds, ablations, max_steps,
+                        tables_only)
     typer.echo(f"experiment: {md}")
 
 

@@ -20,14 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from misomap.core.errors import MisomapError
+from misomap.labels.folds import distance_to_training
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("random", "dbscan", "blocks", "region")
 """Scheme names the command takes; `dbscan` is the demo world's DBSCAN scheme (radius scaled to it)."""
 ABLATIONS = ("no_contrastive", "no_location", "no_pretraining")
+BINS = ("near", "middle", "far")
 METRICS = {"permafrost": ("recall_1", "f1_1", "accuracy", "balanced_accuracy", "brier"),
            "soil_order": ("recall_macro", "f1_macro", "accuracy", "brier")}
 
@@ -57,10 +60,10 @@ def _commit() -> str:
 
 
 def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_folds: int | None,
-             ablations: bool, max_steps: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             ablations: bool, max_steps: int | None = None) -> None:
     """One world: every stage of the demo with MISO on `schemes` (its step budget capped at
-    `max_steps` if given); returns the per-fold scores of every model and the map-vs-truth table
-    of the RF and MISO maps."""
+    `max_steps` if given); leaves `run.yaml` and the maps' scores against the truth
+    (`map_truth.csv`) in `out` for `score_seed`."""
     from misomap.config import config_from_dict
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
@@ -88,24 +91,38 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     if max_steps:
         data["miso"]["train"]["max_steps"] = max_steps
     config = config_from_dict(data, f"experiment seed {seed}")
+    (out / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
+                                                 sort_keys=False))
     miso = run_train_miso(config)
     truth = []
     for model, path in (("rf", str(out / "models" / "rf")), ("miso", miso.final_model)):
         cfg = with_map(config, model, path)
         run_predict(cfg, overwrite=True)
         truth.append(map_vs_truth(zarr_url(cfg.map), world).assign(model=model))
-    return fold_scores(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)]), pd.concat(truth)
+    pd.concat(truth).to_csv(out / "map_truth.csv", index=False)
 
 
-def fold_scores(config, models: list[str]) -> pd.DataFrame:
-    """Per-fold metrics of every model with predictions, each scheme restricted to the folds every
-    model ran on, with the training seconds of each fold."""
-    from misomap.core.errors import MissingObjectError
-    from misomap.evaluation.comparison import common_folds, fold_seconds
-    from misomap.evaluation.scores import evaluate, model_dir, read_predictions
+def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The tables of one finished seed folder: per-fold scores of the RF and MISO (each scheme on
+    the folds both ran), per-fold scores of the RF, MISO and its ablations on the folds all of them
+    ran, the CV scores by distance to the nearest training pedon, and the maps against the truth
+    (empty until the seed's maps are made)."""
+    from misomap.config import load_config
     from misomap.labels.training_table import read_training
 
-    table, _ = read_training(config.workdir, config.storage)
+    config = load_config(out / "run.yaml")
+    table, folds = read_training(config.workdir, config.storage)
+    main = _predictions(config, ["rf", "miso"])
+    variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
+    ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
+    truth = pd.read_csv(out / "map_truth.csv") if (out / "map_truth.csv").exists() else pd.DataFrame()
+    return fold_scores(config, table, main), ablation, distance_scores(config, table, folds, main), truth
+
+
+def _predictions(config, models: list[str]) -> dict[str, tuple[pd.DataFrame, str]]:
+    from misomap.core.errors import MissingObjectError
+    from misomap.evaluation.scores import model_dir, read_predictions
+
     preds = {}
     for name in models:
         loc = f"{model_dir(config.workdir, name)}/predictions.parquet"
@@ -113,6 +130,15 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
             preds[name] = (read_predictions(loc, config.storage), loc)
         except MissingObjectError:
             continue
+    return preds
+
+
+def fold_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """Per-fold metrics of every model in `preds`, each scheme restricted to the folds every
+    model ran on, with the training seconds of each fold."""
+    from misomap.evaluation.comparison import common_folds, fold_seconds
+    from misomap.evaluation.scores import evaluate
+
     rows = []
     for name, (p, loc) in preds.items():
         common = common_folds(p, preds)
@@ -124,24 +150,51 @@ def fold_scores(config, models: list[str]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+def distance_scores(config, table: pd.DataFrame, folds: pd.DataFrame,
+                    preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """CV scores pooled by distance from each test pedon to the nearest pedon of the other folds
+    (its model's training part), in three bins (near, middle, far) whose edges are the terciles of
+    that distance over every pedon of the schemes MISO ran on (rounded to 10 m, as
+    `map_truth.distance_bins`); the same pedons for every model (the folds all of them ran)."""
+    from misomap.evaluation.comparison import common_folds
+    from misomap.evaluation.map_truth import DISTANCE_QUANTILES, distance_bins
+    from misomap.evaluation.scores import evaluate
+
+    if "miso" not in preds:
+        return pd.DataFrame()
+    schemes = sorted(set(preds["miso"][0]["scheme"]))
+    xy = table[["x", "y"]].to_numpy(np.float64)
+    dist = pd.DataFrame({s: distance_to_training(xy, folds[s].to_numpy()) for s in schemes})
+    dist.index = table["pedon_id"].astype(str).to_numpy()
+    pooled = dist.to_numpy().ravel()
+    pooled = pooled[np.isfinite(pooled)]
+    _, names = distance_bins(pooled)
+    edges = np.round(np.quantile(pooled, DISTANCE_QUANTILES), -1)
+    out = []
+    for name, (p, loc) in preds.items():
+        common = common_folds(p[p["scheme"].isin(schemes)], preds)
+        d = np.array([dist.at[pid, s] for pid, s in zip(common["pedon_id"].astype(str), common["scheme"])])
+        # each bin scored as one pooled group: the bin stands in for the fold
+        binned = common.assign(fold=np.searchsorted(edges, d, side="right"))
+        for target, ev in evaluate(binned, table, config.evaluation, source=loc).items():
+            pf = ev.per_fold.rename(columns={"fold": "bin_code"})
+            out.append(pf.assign(bin=np.asarray(BINS)[pf["bin_code"]], edges=np.asarray(names)[pf["bin_code"]],
+                                 model=name, target=target))
+    return pd.concat(out, ignore_index=True)
+
+
 def _pm(values: pd.Series) -> str:
     v = values.dropna()
     return "–" if v.empty else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
-def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit: str,
-              seconds: float) -> str:
-    """The experiment's Markdown: CV table (mean ± sd over every fold of every seed, and the sd of
-    the per-seed means), map-vs-truth table (mean ± sd over seeds), training time per fold."""
-    lines = [f"# MISO vs Random Forest over {len(seeds)} demo world(s) (seeds {seeds})", "",
-             f"Made by `misomap experiment` at commit `{commit}` in {seconds / 60:.0f} min. Cross-"
-             "validation: mean ± sd over the test folds of every seed (folds × seeds), then [sd of the "
-             "per-seed means]; each model scored on the same folds. Ablations are MISO variants.", ""]
+def _cv_table(folds: pd.DataFrame, title: str) -> list[str]:
+    lines = []
     for target, metrics in METRICS.items():
         sub = folds[folds["target"] == target]
         if sub.empty:
             continue
-        lines += [f"## Cross-validation: {target}", "",
+        lines += [f"## {title}: {target}", "",
                   "| model | scheme | folds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
         for (model, scheme), g in sub.groupby(["model", "scheme"], sort=True):
             per_seed = g.groupby("seed")[list(metrics)].mean()
@@ -149,6 +202,66 @@ def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit
                      for m in metrics]
             lines.append(f"| {model} | {scheme} | {len(g)} | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+def _per_fold_table(folds: pd.DataFrame) -> list[str]:
+    """Recall of the RF and MISO on each test fold of each seed (leave-one-region-out: one region
+    per fold), where both ran."""
+    keys = {"permafrost": "recall_1", "soil_order": "recall_macro"}
+    wide = {t: folds[folds["target"] == t].pivot_table(index=["scheme", "seed", "fold"], columns="model",
+                                                       values=m) for t, m in keys.items()}
+    lines = ["## Per fold (both models on the same held-out pedons)", "",
+             "| scheme | seed | fold | PF recall rf | PF recall miso | SO macro recall rf | SO macro recall miso |",
+             "|---" * 7 + "|"]
+    pf, so = wide["permafrost"], wide["soil_order"]
+    if not {"rf", "miso"} <= set(pf.columns):
+        return []
+    for key, row in pf.dropna(subset=["rf", "miso"]).iterrows():
+        s = so.loc[key] if key in so.index else pd.Series({"rf": np.nan, "miso": np.nan})
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['rf']:.3f} | {row['miso']:.3f} | "
+                     f"{s['rf']:.3f} | {s['miso']:.3f} |")
+    return lines + [""]
+
+
+def _distance_table(dist: pd.DataFrame) -> list[str]:
+    """Recall of both models and MISO − RF by distance bin: mean ± sd over seeds."""
+    lines = ["## Cross-validation by distance to the nearest training pedon (mean ± sd over seeds)", "",
+             "Bins: terciles of that distance over the test pedons of MISO's schemes, per seed "
+             "(edges per seed in `experiment_distance.csv`); scores pooled over the folds of a scheme.", "",
+             "| target | scheme | bin | pedons | metric | rf | miso | miso − rf |", "|---" * 8 + "|"]
+    for target, metrics in METRICS.items():
+        for metric in metrics[:2]:
+            sub = dist[dist["target"] == target]
+            if sub.empty or metric not in sub.columns:
+                continue
+            wide = sub.pivot_table(index=["scheme", "bin", "seed"], columns="model", values=metric)
+            n = sub[sub["model"] == "rf"].groupby(["scheme", "bin"])["n"].mean()
+            if not {"rf", "miso"} <= set(wide.columns):
+                continue
+            for scheme, b in ((s, b) for s in sorted(set(sub["scheme"])) for b in BINS):
+                if (scheme, b) not in n.index:
+                    continue
+                g = wide.loc[(scheme, b)]
+                lines.append(f"| {target} | {scheme} | {b} | {n.get((scheme, b), np.nan):.0f} | {metric} | "
+                             f"{_pm(g['rf'])} | {_pm(g['miso'])} | {_pm(g['miso'] - g['rf'])} |")
+    return lines + [""]
+
+
+def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, truth: pd.DataFrame,
+              seeds: list[int], commit: str, seconds: float | None) -> str:
+    """The experiment's Markdown: CV table (mean ± sd over every fold of every seed, and the sd of
+    the per-seed means), CV by distance bin, map-vs-truth table (mean ± sd over seeds), the
+    ablations on the folds they ran, training time per fold."""
+    took = f" in {seconds / 60:.0f} min" if seconds else ""
+    lines = [f"# MISO vs Random Forest over {len(seeds)} demo world(s) (seeds {seeds})", "",
+             f"Made by `misomap experiment` at commit `{commit}`{took}. Cross-validation: mean ± sd over "
+             "the test folds of every seed (folds × seeds), then [sd of the per-seed means]; both models "
+             "scored on the same folds.", ""]
+    lines += _cv_table(folds, "Cross-validation")
+    lines += _per_fold_table(folds)
+    if not dist.empty:
+        lines += _distance_table(dist)
     if not truth.empty:
         lines += ["## Maps against the truth rasters (mean ± sd over seeds)", "",
                   "| target | by | group | model | accuracy | recall_macro | f1_macro |", "|---" * 7 + "|"]
@@ -156,7 +269,11 @@ def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit
             lines.append(f"| {target} | {by} | {group} | {model} | {_pm(g['accuracy'])} | "
                          f"{_pm(g['recall_macro'])} | {_pm(g['f1_macro'])} |")
         lines.append("")
-    t = folds.drop_duplicates(["seed", "model", "scheme", "fold"])
+    if not ablation.empty:
+        lines += [f"Ablations: seeds {sorted(set(ablation['seed']))}, every model on the same folds "
+                  f"(those every variant ran).", ""]
+        lines += _cv_table(ablation, "Ablations")
+    t = pd.concat([folds, ablation]).drop_duplicates(["seed", "model", "scheme", "fold"])
     lines += ["## Training time per fold (s, this machine)", "", "| model | mean | sd | folds |",
               "|---|---|---|---|"]
     for model, g in t.groupby("model"):
@@ -165,26 +282,38 @@ def summarise(folds: pd.DataFrame, truth: pd.DataFrame, seeds: list[int], commit
     return "\n".join(lines) + "\n"
 
 
+def write_tables(out: Path, seeds: list[int], commit: str, seconds: float | None = None) -> Path:
+    """Score every finished seed folder under `out` and write the Markdown and CSV tables."""
+    parts = [[t.assign(seed=seed) if not t.empty else t for t in score_seed(out / f"seed{seed}")]
+             for seed in seeds]
+    folds, ablation, dist, truth = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(4))
+    for name, df in (("folds", folds), ("ablations", ablation), ("distance", dist), ("truth", truth)):
+        df.to_csv(out / f"experiment_{name}.csv", index=False)
+    md = out / "experiment.md"
+    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds))
+    return md
+
+
 def run_experiment(out: Path, seeds: list[int], size: str = "tiny", schemes: list[str] | None = None,
-                   max_folds: int | None = None, ablations: bool = True, max_steps: int | None = None) -> Path:
-    """Every seed's world, both models, the tables; returns `<out>/experiment.md`."""
+                   max_folds: int | None = None, ablations: bool = True, max_steps: int | None = None,
+                   tables_only: bool = False) -> Path:
+    """Every seed's world, both models, the tables; returns `<out>/experiment.md`. With
+    `tables_only`, only the tables, from the seed folders a finished run left."""
     check_request(seeds, schemes)
     out = out.resolve()
+    commit = _commit()
     t0 = time.perf_counter()
-    folds, truth = [], []
-    for seed in seeds:
-        log.info("experiment: seed %d", seed)
-        f, t = run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps)
-        folds.append(f.assign(seed=seed))
-        truth.append(t.assign(seed=seed))
-        pd.concat(folds).to_csv(out / "experiment_folds.csv", index=False)
-        pd.concat(truth).to_csv(out / "experiment_truth.csv", index=False)
-    text = summarise(pd.concat(folds), pd.concat(truth), seeds, _commit(), time.perf_counter() - t0)
-    text += (f"\nSettings: world size `{size}`, MISO schemes {schemes or 'all'}, max_folds {max_folds}, "
-             f"ablations {ablations}, MISO step cap {max_steps or 'the demo config'}.\n")
-    (out / "experiment.md").write_text(text)
-    (out / "experiment.json").write_text(json.dumps({"seeds": seeds, "size": size, "schemes": schemes,
-                                                     "max_folds": max_folds, "ablations": ablations,
-                                                     "max_steps": max_steps}))
-    log.info("experiment written to %s", out / "experiment.md")
-    return out / "experiment.md"
+    if not tables_only:
+        for seed in seeds:
+            log.info("experiment: seed %d", seed)
+            run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps)
+        (out / "experiment.json").write_text(json.dumps({
+            "seeds": seeds, "size": size, "schemes": schemes, "max_folds": max_folds, "ablations": ablations,
+            "max_steps": max_steps, "commit": commit}))
+    settings = json.loads((out / "experiment.json").read_text()) if (out / "experiment.json").exists() else {}
+    run_commit = settings.get("commit", "unknown")
+    made = commit if run_commit == commit else f"{run_commit} (tables rebuilt at {commit})"
+    md = write_tables(out, seeds, made, None if tables_only else time.perf_counter() - t0)
+    md.write_text(md.read_text() + f"\nSettings: {settings}.\n")
+    log.info("experiment written to %s", md)
+    return md

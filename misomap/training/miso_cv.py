@@ -117,6 +117,14 @@ def weighted_config(cfg: MisoConfig, weighting: str) -> MisoConfig:
     loss = cfg.loss.model_copy(update={"class_weights": "balanced" if weighting == "balanced" else "none"})
     return cfg.model_copy(update={"loss": loss})
 
+def scored_folds(col: np.ndarray, max_folds: int | None) -> list[int]:
+    """The test folds of one scheme to cross-validate: all, or the `max_folds` largest (ties to the
+    lower id) — chosen by size, never by score, so a few-pedon fold does not stand for a scheme."""
+    ids, counts = np.unique(col[col >= 0], return_counts=True)
+    keep = ids[np.argsort(-counts, kind="stable")][:max_folds]
+    return sorted(int(f) for f in keep)
+
+
 def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: CubeArrays,
                    table: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Out-of-fold MISO predictions on every configured scheme; returns them and run statistics
@@ -134,7 +142,7 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
     out, per_fold, device = [], [], select_device(cfg.train)
     for scheme in schemes:
         col = folds[scheme].to_numpy()
-        for fold in sorted(set(col.tolist()) - {-1})[:cfg.max_folds]:
+        for fold in scored_folds(col, cfg.max_folds):
             log.info("%s: %s fold %d", name, scheme, fold)
             train, val = carve_validation(col, fold, config.evaluation.val_fraction, config.seed, xy)
             store = FsCheckpointStore(f"{mdir}/checkpoints/{scheme}/fold{fold}", config.storage)

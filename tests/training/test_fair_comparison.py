@@ -146,6 +146,11 @@ def test_experiment_over_two_seeds_writes_one_table(tmp_path) -> None:
         assert needle in text
     truth = pd.read_csv(tmp_path / "exp" / "experiment_truth.csv")
     assert set(truth["model"]) == {"rf", "miso"} and truth["accuracy"].between(0, 1).all()
+    dist = pd.read_csv(tmp_path / "exp" / "experiment_distance.csv")
+    assert {"rf", "miso"} <= set(dist["model"]) and set(dist["bin"]) <= {"near", "middle", "far"}
+    assert "by distance to the nearest training pedon" in text and "| far |" in text
+    rebuilt = run_experiment(tmp_path / "exp", [0, 1], tables_only=True).read_text()
+    assert rebuilt.split("\n")[4:] == text.split("\n")[4:], "tables from the seed folders alone"
 
 
 def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
@@ -167,3 +172,39 @@ def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
     expected = apply_offsets(before, offsets)
     for key in ("permafrost", "soil_order", "soil_order_entropy"):
         assert np.allclose(after[key], expected[key], atol=1e-5), key
+
+
+def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> None:
+    """The distance table's MISO − RF cell is the mean over seeds of the per-seed differences; the
+    per-fold table pairs both models on the same fold."""
+    from misomap.jobs.experiment import summarise
+
+    rng = np.random.default_rng(0)
+    folds, dist = [], []
+    for seed in (0, 1, 2):
+        for model, shift in (("rf", 0.0), ("miso", 0.1)):
+            for fold in (0, 1):
+                folds.append({"seed": seed, "model": model, "scheme": "region", "fold": fold,
+                              "target": "permafrost", "recall_1": 0.5 + shift + 0.01 * fold, "f1_1": 0.5,
+                              "accuracy": 0.8, "balanced_accuracy": 0.7, "brier": 0.1, "train_seconds": 10.0})
+                folds.append({"seed": seed, "model": model, "scheme": "region", "fold": fold,
+                              "target": "soil_order", "recall_macro": 0.4 + shift, "f1_macro": 0.4,
+                              "accuracy": 0.7, "brier": 0.5, "train_seconds": 10.0})
+            for code, b in enumerate(("near", "middle", "far")):
+                gain = shift * code + 0.01 * seed
+                dist.append({"seed": seed, "model": model, "scheme": "region", "bin": b, "n": 100,
+                             "target": "permafrost", "recall_1": 0.6 + gain, "f1_1": rng.random()})
+    text = summarise(pd.DataFrame(folds), pd.DataFrame(), pd.DataFrame(dist), pd.DataFrame(), [0, 1, 2],
+                     "abc1234", None)
+    assert "| permafrost | region | far | 100 | recall_1 | 0.610 ± 0.010 | 0.810 ± 0.010 | 0.200 ± 0.000 |" in text
+    assert "| permafrost | region | near | 100 | recall_1 | 0.610 ± 0.010 | 0.610 ± 0.010 | 0.000 ± 0.000 |" in text
+    assert "| region | 2 | 1 | 0.510 | 0.610 | 0.400 | 0.500 |" in text
+    assert "commit `abc1234`" in text
+
+
+def test_max_folds_takes_the_largest_test_folds() -> None:
+    from misomap.training.miso_cv import scored_folds
+
+    col = np.array([0] * 5 + [1] * 2 + [2] * 9 + [3] * 5 + [-1] * 20)
+    assert scored_folds(col, 2) == [0, 2] and scored_folds(col, 3) == [0, 2, 3]
+    assert scored_folds(col, None) == [0, 1, 2, 3]

@@ -194,7 +194,7 @@ class MisoConfig(StrictModel):
     schemes: list[str] | None = None
     """Fold schemes (columns of folds.parquet) to evaluate; None = all."""
     max_folds: int | None = Field(default=None, ge=1)
-    """Cross-validate only the first N test folds of each scheme (a quick demo); None = all."""
+    """Cross-validate only the N largest test folds of each scheme (a quick demo); None = all."""
     ablations: list[Literal["no_contrastive", "no_location", "no_pretraining"]] = Field(
         default_factory=list)
     include_full: bool = True
