@@ -8,8 +8,8 @@ the band readers (`load_arrays`), per-band statistics from the whole cube (`reso
 `cross_validate` of the demo's CPU-sized MISO on one spatial fold of 400 pedons (`--steps` optimiser
 steps of 32 crops, validation each epoch, decision offsets, test-fold predictions, checkpoints).
 `--eager` adds the same run on bands loaded whole into memory (the old `CubeArrays`) for contrast;
-`--cache-mb` sets the lazy readers' chunk cache (train-miso's default, 512 MiB per encoder, holds
-these whole cubes, so memory grows with them up to that cap).
+`--cache-mb` sets the lazy readers' chunk cache (`miso.train.cube_cache_mb`, default 128 MiB per
+encoder: a cache large enough to hold a whole cube lets memory grow with it up to that cap).
 Prints peak RSS above the process's baseline after imports, time, and the ratios between the two
 sizes. Asserts no times.
 """
@@ -76,7 +76,6 @@ def write_cube(path: Path, side: int) -> None:
 def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None) -> dict:
     import pandas as pd
 
-    import misomap.cube.crops
     from misomap.config import config_from_dict
     from misomap.jobs.demo import demo_miso_section
     from misomap.jobs.train_miso import context
@@ -86,11 +85,10 @@ def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None)
     imagery, covariates = _bands()
     section = demo_miso_section({"bands": imagery}, {"bands": covariates}, ["block"], max_folds=1)
     section["train"] = {**section["train"], "epochs": 2, "steps_per_epoch": max(steps // 2, 1),
-                        "max_steps": steps, "device": "cpu"}
+                        "max_steps": steps, "device": "cpu",
+                        **({"cube_cache_mb": cache_mb} if cache_mb is not None else {})}
     config = config_from_dict({"name": "bench", "workdir": work, "labels": {"cube": cube}, "miso": section,
                                "evaluation": {"class_weighting": "threshold", "val_fraction": 0.15}})
-    if cache_mb is not None:  # the readers' chunk cache (train-miso's default is 512 MiB per encoder)
-        misomap.cube.crops.open_bands.__defaults__ = (cache_mb * 2**20,)
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS counts from here
     base = _proc_kb("VmRSS")
     t = time.perf_counter()
@@ -125,7 +123,8 @@ def main() -> None:
     ap.add_argument("--sides", type=int, nargs="+", default=[1024, 2048], help="cube sides (px)")
     ap.add_argument("--steps", type=int, default=20, help="optimiser steps per training run")
     ap.add_argument("--eager", action="store_true", help="also train on bands loaded whole (contrast)")
-    ap.add_argument("--cache-mb", type=int, help="chunk cache per encoder's reader (default: train-miso's)")
+    ap.add_argument("--cache-mb", type=int,
+                    help="miso.train.cube_cache_mb: chunk cache per encoder's reader (default: the config's)")
     ap.add_argument("--child")
     ap.add_argument("--work")
     args = ap.parse_args()

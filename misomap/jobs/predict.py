@@ -18,8 +18,8 @@ from misomap.core.config_base import StorageConfig
 from misomap.core.errors import ConfigError, MisomapError, one_line
 from misomap.core.storage import Target
 from misomap.cube.grid import plan_chunks
-from misomap.cube.store import require_complete
 from misomap.cube.reader import open_cube_cached
+from misomap.cube.store import require_complete
 from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, progress_url, run_hash, zarr_url
 from misomap.mapping.config import MapConfig
 from misomap.mapping.export import check_exportable, export_all

@@ -51,7 +51,7 @@ def load_arrays(location: str, storage: StorageConfig, cfg: MisoConfig) -> CubeA
         if missing:
             raise MisoJobError(f"cube {location} lacks the {which} band(s) {missing}; it has {names}")
         log.info("opening %d %s bands of %s lazily", len(enc.bands), which, location)
-        return open_bands(location, storage, list(enc.bands))
+        return open_bands(location, storage, list(enc.bands), cfg.train.cube_cache_mb * 2**20)
 
     return CubeArrays(read(cfg.imagery, "imagery"), read(cfg.covariates, "covariates"), cube_grid(data))
 

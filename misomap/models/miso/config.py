@@ -10,7 +10,6 @@ from pydantic import Field, model_validator
 from misomap.core.classes import SOIL_ORDERS  # noqa: F401 - the soil-order head's class order
 from misomap.core.config_base import Location, StrictModel
 
-
 SATLAS_S2_BANDS: tuple[str, ...] = ("red", "green", "blue", "rededge1", "rededge2", "rededge3",
                                     "nir", "swir16", "swir22")
 """Channel order of SatlasPretrain Sentinel-2 multi-band checkpoints (TCI, B05-B08, B11, B12)."""
@@ -162,6 +161,9 @@ class TrainConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True
     threads: int | None = None
+    cube_cache_mb: int = Field(128, ge=16)
+    """Decoded cube chunks kept per encoder while reading training crops (LRU): bounds training
+    memory whatever the cube's size (bench/bench_miso_train.py)."""
 
 
 class PretrainConfig(StrictModel):

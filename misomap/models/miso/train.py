@@ -297,8 +297,12 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
         stopped = progress["bad"] >= tc.patience
         store.save(LAST, _pack(model, task_loss, opt, {"format": "misomap-miso-last",
                                                        "progress": json.dumps(progress)}))
-        log.info("epoch %d: loss %.4f val loss %.4f val score %.4f (%.1f s)", epoch, rec.train_loss,
-                 vloss, score, rec.seconds)
+        if len(val_points):
+            log.info("epoch %d: loss %.4f val loss %.4f val score %.4f (%.1f s)", epoch, rec.train_loss,
+                     vloss, score, rec.seconds)
+        else:
+            log.info("epoch %d: loss %.4f (no validation set: every pedon trains) (%.1f s)", epoch,
+                     rec.train_loss, rec.seconds)
     best = store.load(BEST)
     if best is not None:
         load_model_state(model, best, BEST)
