@@ -13,22 +13,19 @@ A run configuration for it (every key optional but the label location)::
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from misomap.config import RunConfig
 from misomap.core.storage import Target
 from misomap.evaluation.scores import model_dir
 from misomap.jobs.evaluate import run_evaluation
-from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
 from misomap.labels.pedons import TARGETS, write_parquet
 from misomap.labels.training_table import build_training_table, feature_bands, read_training
-from misomap.models.rf import RFModel, RFModelError, dumps_model, fit_rf, predict_proba, select_features
-from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
+from misomap.models.rf import dumps_model, fit_rf, select_features
+from misomap.training.rf_cv import cross_validate, target_rows
 
 log = logging.getLogger(__name__)
 MODEL = "rf"
@@ -41,85 +38,6 @@ class RFOutputs:
     predictions: str
     models: dict[str, str]
     report: str
-
-
-def target_rows(table: pd.DataFrame, target: str, features: list[str]) -> pd.DataFrame:
-    """Rows with a label for `target` and finite values in every feature (dropped ones logged)."""
-    rows = table[table[target].notna()]
-    values = np.isfinite(rows[features].to_numpy(dtype=np.float64))
-    finite = values.all(axis=1)
-    if (~finite).any():
-        per_band = {f: int(n) for f, n in zip(features, (~values).sum(axis=0)) if n}
-        log.warning("%s: %d labelled pedon(s) have nodata in some feature band, left out "
-                    "(e.g. %s); nodata count per band: %s", target, int((~finite).sum()),
-                    list(rows.loc[~finite, "pedon_id"][:5]), per_band)
-    rows = rows[finite]
-    if target == "permafrost":
-        rows = rows.assign(permafrost=rows["permafrost"].astype(int))
-    return rows.assign(label=rows[target].astype(str))
-
-
-def _fit_fold(X: np.ndarray, y: np.ndarray, xy: np.ndarray, f_arr: np.ndarray, fold: int,
-              features: list[str], target: str, config: RunConfig) -> RFModel:
-    """The forest of one test fold under the shared class-weighting rule: `threshold` first fits
-    on the training part less a carved validation split, fits the decision offsets there, then
-    refits on the whole training part and keeps the offsets."""
-    ev, rf = config.evaluation, config.rf
-    train = (f_arr >= 0) & (f_arr != fold)
-    model = fit_rf(X[train], y[train], features, target, rf, config.seed, ev.class_weighting == "balanced")
-    if ev.class_weighting != "threshold":
-        return model
-    fit, val = carve_validation(f_arr, fold, ev.val_fraction, config.seed, xy)
-    inner = fit_rf(X[fit], y[fit], features, target, rf, config.seed)
-    fitted = dict(zip(inner.classes, class_offsets(inner, X[val], y[val], y[fit])))
-    return replace(model, offsets=tuple(fitted.get(c, 0.0) for c in model.classes))
-
-
-def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndarray) -> tuple[float, ...]:
-    """Per-class decision offsets (model.classes order) fitted on validation rows X, y."""
-    prob = model.proba(X)
-    classes = list(model.classes)
-    known = np.isin(y, classes)
-    codes = np.array([classes.index(v) for v in y[known]], dtype=int)
-    if model.target == "permafrost":
-        pos = classes.index("1")
-        b = fit_permafrost_offset(codes == pos, prob[known, pos])
-        return tuple(b if c == "1" else 0.0 for c in classes)
-    priors = class_priors(np.array([classes.index(v) for v in y_train]), len(classes))
-    return fit_soil_offsets(codes, prob[known], priors) or (0.0,) * len(classes)
-
-
-def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, features: list[str],
-                   config: RunConfig) -> tuple[pd.DataFrame, list[dict[str, float]]]:
-    """Out-of-fold predictions of `target` for every scheme in `folds` (predictions layout of
-    misomap.evaluation.scores) and each fold's decision offsets by class; a fold whose training part has one
-    class is skipped with a warning."""
-    classes = list(TARGETS[target])
-    fold_of = folds.set_index("pedon_id").loc[rows["pedon_id"]]
-    X = rows[features].to_numpy(dtype=np.float32)
-    y = rows["label"].to_numpy()
-    xy = rows[["x", "y"]].to_numpy(dtype=np.float64)
-    out, offsets = [], []
-    jobs = [(s, f) for s in scheme_columns(folds) for f in sorted(set(fold_of[s]) - {-1})]
-    for scheme, fold in tqdm(jobs, desc=f"RF CV {target}", leave=False):
-        f_arr = fold_of[scheme].to_numpy()
-        test = f_arr == fold
-        if not test.any():
-            continue
-        t0 = time.perf_counter()
-        try:
-            model = _fit_fold(X, y, xy, f_arr, fold, features, target, config)
-        except (RFModelError, FoldsError) as err:
-            log.warning("%s %s fold %d skipped: %s", target, scheme, fold, err)
-            continue
-        offsets.append(dict(zip(model.classes, model.offsets)))
-        prob = predict_proba(model, X[test], classes)
-        pred = pd.DataFrame({"pedon_id": rows["pedon_id"].to_numpy()[test], "target": target,
-                             "scheme": scheme, "fold": fold, "y_true": y[test],
-                             "y_pred": np.asarray(classes)[prob.argmax(axis=1)],
-                             "train_seconds": time.perf_counter() - t0})
-        out.append(pd.concat([pred, pd.DataFrame(prob, columns=[f"p_{c}" for c in classes])], axis=1))
-    return pd.concat(out, ignore_index=True), offsets
 
 
 def train_rf(config: RunConfig) -> RFOutputs:
@@ -136,7 +54,8 @@ def train_rf(config: RunConfig) -> RFOutputs:
         rows = target_rows(table, target, features)
         log.info("%s: %d pedons, %d features, class weighting %s", target, len(rows), len(features),
                  config.evaluation.class_weighting)
-        frame, offsets = cross_validate(rows, folds, target, features, config)
+        frame, offsets = cross_validate(rows, folds, target, features, config.evaluation, config.rf,
+                                        config.seed)
         preds.append(frame)
         model = fit_rf(rows[features].to_numpy(), rows["label"].to_numpy(), features, target,
                        config.rf, config.seed, config.evaluation.class_weighting == "balanced")
