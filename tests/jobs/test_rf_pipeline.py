@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import xarray as xr
 from rio_cogeo.cogeo import cog_validate
-from shapely.geometry import Point, box
+from shapely.geometry import Point
 from typer.testing import CliRunner
 
 from misomap.cli import app
@@ -21,6 +21,7 @@ from misomap.cube.grid import Grid
 from misomap.cube.store import COMPLETE_KEY, template
 from misomap.labels.pedons import LabelsError, read_labels
 from misomap.labels.training_table import TrainingTableError, sample_cube
+from tests.support.label_layers import write_regions_and_zones
 
 RES, SIZE, CHUNK = 250.0, 160, 64  # 40 km square, chunks that do not divide it
 GRID = Grid("EPSG:3338", RES, 200_000.0, 1_500_000.0, 200_000.0 + SIZE * RES, 1_500_000.0 + SIZE * RES)
@@ -79,14 +80,7 @@ def _world(tmp_path) -> dict:
     labels = tmp_path / "world" / "labels"
     labels.mkdir(parents=True)
     gdf.to_parquet(labels / "pedons.parquet")
-    xm, ym = (GRID.xmin + GRID.xmax) / 2, (GRID.ymin + GRID.ymax) / 2
-    gpd.GeoDataFrame({"region": ["west", "east"]}, crs="EPSG:3338", geometry=[
-        box(GRID.xmin - 1e4, GRID.ymin - 1e4, xm, GRID.ymax + 1e4),
-        box(xm, GRID.ymin - 1e4, GRID.xmax + 1e4, GRID.ymax + 1e4)]).to_parquet(labels / "regions.parquet")
-    gpd.GeoDataFrame({"zone": ["continuous", "discontinuous"]}, crs="EPSG:3338", geometry=[
-        box(GRID.xmin - 1e4, ym, GRID.xmax + 1e4, GRID.ymax + 1e4),
-        box(GRID.xmin - 1e4, GRID.ymin - 1e4, GRID.xmax + 1e4, ym)]).to_parquet(
-        labels / "permafrost_zones.parquet")
+    write_regions_and_zones(labels, GRID)
     return {"cube": str(cube), "world": str(tmp_path / "world"), "labels": labels}
 
 

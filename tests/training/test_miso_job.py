@@ -11,21 +11,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from shapely.geometry import box
 from typer.testing import CliRunner
 
 from misomap.cli import app
 from misomap.config import config_from_dict
+from misomap.core.errors import ConfigError
 from misomap.cube.grid import Grid
 from misomap.cube.store import COMPLETE_KEY, template
-from misomap.core.errors import ConfigError
 from misomap.evaluation.scores import check_predictions
 from misomap.jobs.train_miso import run_pretrain, run_train_miso
-from misomap.training.miso_inputs import MisoJobError, load_arrays
 from misomap.models.miso.config import MisoConfig
 from misomap.models.miso.model import MisoModel
 from misomap.models.miso.train import load_model_state
 from misomap.models.miso.weights import safetensors_metadata
+from misomap.training.miso_inputs import MisoJobError, load_arrays
+from tests.support.label_layers import write_regions_and_zones
 
 torch.set_num_threads(1)
 RES, SIZE = 100.0, 96
@@ -59,13 +59,7 @@ def world(tmp_path_factory) -> dict:
     labels = root / "world" / "labels"
     labels.mkdir(parents=True)
     gdf.to_parquet(labels / "pedons.parquet")
-    xm, ym = (GRID.xmin + GRID.xmax) / 2, (GRID.ymin + GRID.ymax) / 2
-    gpd.GeoDataFrame({"region": ["west", "east"]}, crs="EPSG:3338", geometry=[
-        box(GRID.xmin - 1e4, GRID.ymin - 1e4, xm, GRID.ymax + 1e4),
-        box(xm, GRID.ymin - 1e4, GRID.xmax + 1e4, GRID.ymax + 1e4)]).to_parquet(labels / "regions.parquet")
-    gpd.GeoDataFrame({"zone": ["continuous", "discontinuous"]}, crs="EPSG:3338", geometry=[
-        box(GRID.xmin - 1e4, ym, GRID.xmax + 1e4, GRID.ymax + 1e4),
-        box(GRID.xmin - 1e4, GRID.ymin - 1e4, GRID.xmax + 1e4, ym)]).to_parquet(labels / "permafrost_zones.parquet")
+    write_regions_and_zones(labels, GRID)
     return {"cube": str(root / "cube.zarr"), "world": str(root / "world")}
 
 
