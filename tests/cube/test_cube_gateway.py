@@ -10,7 +10,6 @@ from tests.support.cube_fixtures import cube_section, write_source_world
 
 from misomap.config import config_from_dict
 from misomap.cube.errors import ChunkBuildError
-from misomap.jobs import build_cube
 from misomap.jobs.build_cube import run_build_cube
 
 
@@ -25,7 +24,7 @@ def test_gateway_build_reports_failures_resumes_and_matches_a_local_build(
     local, remote = tmp_path / "local.zarr", tmp_path / "remote.zarr"
     run_build_cube(config_from_dict({"stac": {"url": url}, "cube": cube_section(str(local))}))
     monkeypatch.setenv("MISOMAP_GATEWAY_PASSWORD", gateway_server.password)
-    monkeypatch.setattr(build_cube, "_run_threads", lambda *a: pytest.fail("ran locally, not on the gateway"))
+    monkeypatch.setattr("distributed.LocalCluster", lambda *a, **k: pytest.fail("ran locally, not on the gateway"))
     on_gateway = config_from_dict({"stac": {"url": url}, "gateway": {"address": gateway_server.address},
                                    "cube": cube_section(str(remote))})
 
