@@ -24,12 +24,12 @@ import yaml
 
 from misomap.core.errors import MisomapError
 from misomap.labels.folds import distance_to_training
+from misomap.models.miso.config import ABLATIONS
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("random", "dbscan", "blocks", "region")
 """Scheme names the command takes; `dbscan` is the demo world's DBSCAN scheme (radius scaled to it)."""
-ABLATIONS = ("no_contrastive", "no_location", "no_pretraining")
 BINS = ("near", "middle", "far")
 METRICS = {"permafrost": ("recall_1", "f1_1", "accuracy", "balanced_accuracy", "brier"),
            "soil_order": ("recall_macro", "f1_macro", "accuracy", "brier")}

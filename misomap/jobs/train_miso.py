@@ -23,14 +23,13 @@ from misomap.evaluation.report import write_report
 from misomap.evaluation.scores import evaluate, model_dir
 from misomap.labels.pedons import write_parquet
 from misomap.labels.training_table import read_training
-from misomap.models.miso.config import MisoConfig
+from misomap.models.miso.config import ABLATIONS, MisoConfig
 from misomap.training import pretrain
 from misomap.training.miso_cv import MODEL, TrainingContext, cross_validate, train_final, variant_config
 from misomap.training.miso_inputs import load_arrays
 
 log = logging.getLogger(__name__)
 
-ABLATIONS = ("no_contrastive", "no_location", "no_pretraining")
 
 
 @dataclass(frozen=True)

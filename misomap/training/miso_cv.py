@@ -100,12 +100,14 @@ def _fit(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint], poin
     return model, sampler, result
 
 def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
-    """The config of an ablation: `miso`, `no_contrastive`, `no_location` or `no_pretraining`."""
+    """The config of a variant: `miso` or one of `ABLATIONS`."""
     data = cfg.model_dump()
     if variant == "no_contrastive":
         data["contrastive"]["enabled"] = False
     elif variant == "no_location":
         data["location"]["enabled"] = False
+    elif variant == "location_input":
+        data["location"]["role"] = "input"
     elif variant == "no_pretraining":
         for which in ENCODERS:
             if data[which] is not None:
@@ -128,7 +130,9 @@ def scored_folds(col: np.ndarray, max_folds: int | None) -> list[int]:
 def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: CubeArrays,
                    table: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Out-of-fold MISO predictions on every configured scheme; returns them and run statistics
-    (per fold: training seconds, the step count validation selected, the decision offsets)."""
+    (per fold: training seconds, the step count validation selected and its validation score —
+    the mean macro recall of the tasks, how variants are compared without the test folds — and the
+    decision offsets)."""
     ckpts = read_weights(cfg, config.storage)
     cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
     points, ids = label_points(table), table["pedon_id"].astype(str).to_numpy()
@@ -157,7 +161,8 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
             out.append(prediction_rows(pred, ids[test], points.subset(test), scheme, fold, cfg.loss.tasks)
                        .assign(train_seconds=res.seconds))
             per_fold.append({"scheme": scheme, "fold": int(fold), "seconds": res.seconds,
-                             "best_step": res.best_step, "train_pedons": int(train.sum()),
+                             "best_step": res.best_step, "val_score": res.best_score,
+                             "train_pedons": int(train.sum()),
                              "val_pedons": int(val.sum()), "offsets": offsets.as_dict()})
     seconds = [f["seconds"] for f in per_fold]
     stats = {"model": name, "parameters": parameter_count(build_model(cfg, arrays.grid, {})),

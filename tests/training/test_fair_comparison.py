@@ -174,6 +174,32 @@ def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
         assert np.allclose(after[key], expected[key], atol=1e-5), key
 
 
+def test_offsets_bake_into_a_model_on_another_device() -> None:
+    """The final model trains on the GPU where there is one: the offsets must go to the heads' own
+    device (a GPU run of the final model failed here: CPU offsets added to CUDA biases). The meta
+    device stands in for the GPU; it would accept CPU operands silently, so a torch function mode
+    refuses any operation that mixes the two, as CUDA does."""
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_leaves
+
+    from misomap.models.miso.offsets import bake_offsets
+    from misomap.models.miso.config import EncoderConfig, MisoConfig
+    from misomap.models.miso.model import MisoModel
+
+    class OneDevice(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            devices = {t.device.type for t in tree_leaves((args, kwargs or {}))
+                       if isinstance(t, torch.Tensor) and t.dim() > 0}
+            assert len(devices) <= 1, f"{func.__name__} mixes devices {sorted(devices)}"
+            return func(*args, **(kwargs or {}))
+
+    cfg = MisoConfig(imagery=EncoderConfig(bands=["a", "b"], embed_dim=16), feature_dim=16)
+    model = MisoModel(cfg, (0.0, 0.0, 3200.0, 3200.0)).to("meta")
+    with OneDevice():
+        bake_offsets(model, DecisionOffsets(0.7, tuple(np.linspace(-1, 1, 7))))
+    assert model.heads.heads["soil_order"].bias.device.type == "meta"
+
+
 def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> None:
     """The distance table's MISO − RF cell is the mean over seeds of the per-seed differences; the
     per-fold table pairs both models on the same fold."""

@@ -88,7 +88,9 @@ def load_miso_predictor(blobs: dict[str, bytes], cfg: MapConfig) -> MisoMapPredi
     meta = safetensors_metadata(data)
     if "miso_config" not in meta:
         raise PredictorError(f"{source} is not a misomap MISO checkpoint (no miso_config in its metadata)")
-    mcfg = MisoConfig.model_validate(json.loads(meta["miso_config"]))
+    stored = json.loads(meta["miso_config"])
+    stored.get("location", {}).setdefault("role", "input")  # written before `role`: an input model
+    mcfg = MisoConfig.model_validate(stored)
     if mcfg.location.bounds is None:
         raise PredictorError(f"{source}: checkpoint config lacks location bounds")
     missing = [t for t in ("permafrost", "soil_order") if t not in mcfg.loss.tasks]

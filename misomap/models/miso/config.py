@@ -3,7 +3,7 @@ heads, crops, pretraining and training — one frozen section of the run configu
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -95,6 +95,13 @@ class LocationConfig(StrictModel):
     """
 
     enabled: bool = True
+    role: Literal["alignment", "input"] = "alignment"
+    """How location enters the model. `alignment`: only through the contrastive loss that aligns
+    each point's visual embedding with its location embedding, so training learns where things are
+    but a prediction reads only the pixels and covariates (a held-out region's coordinates, never
+    seen in training, cannot steer it). `input`: the embedding is also added to what the heads read
+    (the wave-1 design; the `location_input` ablation). Checkpoints written before this field
+    existed were `input` models and load as such."""
     num_scales: int = 16
     min_wavelength: float = Field(default=0.125, gt=0)
     max_wavelength: float = Field(default=2.0, gt=0)
@@ -180,6 +187,12 @@ class PretrainConfig(StrictModel):
     """Where the pretrained encoders go; None = `<workdir>/miso/pretrained`."""
 
 
+Ablation = Literal["no_contrastive", "no_location", "no_pretraining", "location_input"]
+"""Variants cross-validated beside the full model: a part removed, or (`location_input`) location
+fed to the heads as well as aligned."""
+ABLATIONS: tuple[str, ...] = get_args(Ablation)
+
+
 class MisoConfig(StrictModel):
     """The MISO model and how to pretrain, train and evaluate it."""
 
@@ -197,8 +210,7 @@ class MisoConfig(StrictModel):
     """Fold schemes (columns of folds.parquet) to evaluate; None = all."""
     max_folds: int | None = Field(default=None, ge=1)
     """Cross-validate only the N largest test folds of each scheme (a quick demo); None = all."""
-    ablations: list[Literal["no_contrastive", "no_location", "no_pretraining"]] = Field(
-        default_factory=list)
+    ablations: list[Ablation] = Field(default_factory=list)
     include_full: bool = True
     """Cross-validate the full model; false runs only the ablations (e.g. in a second process
     beside a run of the full model: each model has its own folder, the comparison takes all)."""

@@ -201,8 +201,7 @@ class DenseMiso:
             row = pix[:, 1].floor().long().clamp(0, h - 1)
             values = pixels.permute(0, 2, 3, 1)[tile, row, col]
             visual = m.pixel_fuse(torch.cat([visual, m.pixel(values)], dim=-1))
-        z = visual + m.location(xy) if m.location is not None else visual
-        return m.heads(z)
+        return m.heads(m.head_input(visual, m.location(xy) if m.location_in_heads else None))
 
     @torch.no_grad()
     def predict(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray

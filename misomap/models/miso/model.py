@@ -118,8 +118,17 @@ class MisoModel(nn.Module):
             px = self.pixel(self._pixel_values(enc.pixels, pix))
             visual = self.pixel_fuse(torch.cat([visual, px], dim=-1))
         loc = self.location(xy) if self.location is not None else None
-        z = visual + loc if loc is not None else visual
-        return QueryOutput(self.heads(z), img, cov, visual, loc)
+        return QueryOutput(self.heads(self.head_input(visual, loc)), img, cov, visual, loc)
+
+    @property
+    def location_in_heads(self) -> bool:
+        """Whether the heads read the location embedding (`location.role` input)."""
+        return self.location is not None and self.cfg.location.role == "input"
+
+    def head_input(self, visual: Tensor, loc: Tensor | None) -> Tensor:
+        """What the heads read: the visual embedding, plus the location embedding for an `input`
+        model (an `alignment` model's location embedding only feeds the contrastive loss)."""
+        return visual + loc if loc is not None and self.location_in_heads else visual
 
     def forward(self, imagery: Tensor, covariates: Tensor | None, pix: Tensor, xy: Tensor) -> QueryOutput:
         return self.query(self.encode(imagery, covariates), pix, xy)

@@ -45,4 +45,5 @@ def bake_offsets(model: MisoModel, offsets: DecisionOffsets) -> None:
         if "permafrost" in heads:
             heads["permafrost"].bias += offsets.permafrost
         if "soil_order" in heads and offsets.soil_order:
-            heads["soil_order"].bias += torch.tensor(offsets.soil_order, dtype=heads["soil_order"].bias.dtype)
+            bias = heads["soil_order"].bias
+            bias += torch.tensor(offsets.soil_order, dtype=bias.dtype, device=bias.device)
