@@ -28,16 +28,27 @@ COMPARED = {"permafrost": ("recall_1", "f1_1", "accuracy", "balanced_accuracy", 
 
 
 def common_folds(preds: pd.DataFrame, all_preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
-    """`preds` restricted, per scheme, to the test folds every model run on that scheme has, so
-    models are compared on the same held-out pedons (e.g. MISO with max_folds vs the RF)."""
+    """`preds` restricted, per scheme, to the test folds every model run on that scheme has, and
+    within each fold and target to the pedons every such model predicted (a model that left out a
+    pedon, e.g. one on nodata, would otherwise be scored on an easier or harder set), so models are
+    compared on the same held-out pedons (e.g. MISO with max_folds vs the RF)."""
     keep = []
     for scheme, sub in preds.groupby("scheme"):
+        others = [o[o["scheme"] == scheme] for o, _ in all_preds.values()]
+        others = [o for o in others if len(o)]
         common = set(sub["fold"])
-        for other, _ in all_preds.values():
-            folds = set(other.loc[other["scheme"] == scheme, "fold"])
-            if folds:
-                common &= folds
-        keep.append(sub[sub["fold"].isin(common)])
+        for other in others:
+            common &= set(other["fold"])
+        sub = sub[sub["fold"].isin(common)]
+        key = ["fold", "target", "pedon_id"]
+        shared = sub[key].drop_duplicates()
+        for other in others:
+            shared = shared.merge(other[key].drop_duplicates(), on=key)
+        kept = sub.merge(shared, on=key)
+        if len(kept) < len(sub):
+            log.warning("%s: %d prediction(s) of pedons another model did not predict left out of the "
+                        "comparison", scheme, len(sub) - len(kept))
+        keep.append(kept)
     return pd.concat(keep, ignore_index=True) if keep else preds
 
 def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, models: list[str],

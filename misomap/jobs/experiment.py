@@ -103,8 +103,8 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 
 
 def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The tables of one finished seed folder: per-fold scores of the RF and MISO (each scheme on
-    the folds both ran), per-fold scores of the RF, MISO and its ablations on the folds all of them
+    """The tables of one finished seed folder: per-fold scores of the RF, MISO and the wave-1 design
+    (`location_input`, where it ran; each scheme on the folds all of them ran), per-fold scores of the RF, MISO and its ablations on the folds all of them
     ran, the CV scores by distance to the nearest training pedon, and the maps against the truth
     (empty until the seed's maps are made)."""
     from misomap.config import load_config
@@ -112,7 +112,7 @@ def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.
 
     config = load_config(out / "run.yaml")
     table, folds = read_training(config.workdir, config.storage)
-    main = _predictions(config, ["rf", "miso"])
+    main = _predictions(config, ["rf", "miso", "miso_location_input"])  # the wave-1 design beside
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
     truth = pd.read_csv(out / "map_truth.csv") if (out / "map_truth.csv").exists() else pd.DataFrame()
@@ -183,6 +183,41 @@ def distance_scores(config, table: pd.DataFrame, folds: pd.DataFrame,
     return pd.concat(out, ignore_index=True)
 
 
+def validation_scores(out: Path) -> pd.DataFrame:
+    """Each MISO variant's validation score per fold (its early-stopping score on the split carved
+    inside that fold's training part), from the `training.json` each cross-validation wrote."""
+    from misomap.config import load_config
+    from misomap.evaluation.scores import model_dir
+
+    config = load_config(out / "run.yaml")
+    rows = []
+    for name in ["miso", *(f"miso_{a}" for a in ABLATIONS)]:
+        path = Path(model_dir(str(config.workdir), name)) / "training.json"
+        if path.exists():
+            rows += [{"model": name, "scheme": f["scheme"], "fold": f["fold"], "val_score": f.get("val_score")}
+                     for f in json.loads(path.read_text())["folds"]]
+    return pd.DataFrame(rows)
+
+
+def _validation_table(val: pd.DataFrame) -> list[str]:
+    """Every variant against the full model on the folds both ran, scored on validation only."""
+    if val.empty or "miso" not in set(val["model"]) or val["val_score"].isna().all():
+        return []
+    key = ["seed", "scheme", "fold"]
+    full = val[val["model"] == "miso"].set_index(key)["val_score"]
+    lines = ["## Variants on their validation splits (inside each training part; no test fold)", "",
+             "The score validation selects with (mean macro recall of the two tasks), mean ± sd over the folds "
+             "both the variant and the full model ran.", "",
+             "| variant | scheme | folds | variant | full model | variant − full |", "|---" * 6 + "|"]
+    for (model, scheme), g in val[val["model"] != "miso"].groupby(["model", "scheme"]):
+        v = g.set_index(key)["val_score"]
+        both = v.index.intersection(full.index)
+        if len(both):
+            lines.append(f"| {model} | {scheme} | {len(both)} | {_pm(v[both])} | {_pm(full[both])} | "
+                         f"{_pm(v[both] - full[both])} |")
+    return lines + [""]
+
+
 def _pm(values: pd.Series) -> str:
     v = values.dropna()
     return "–" if v.empty else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
@@ -249,7 +284,8 @@ def _distance_table(dist: pd.DataFrame) -> list[str]:
 
 
 def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, truth: pd.DataFrame,
-              seeds: list[int], commit: str, seconds: float | None) -> str:
+              seeds: list[int], commit: str, seconds: float | None,
+              validation: pd.DataFrame | None = None) -> str:
     """The experiment's Markdown: CV table (mean ± sd over every fold of every seed, and the sd of
     the per-seed means), CV by distance bin, map-vs-truth table (mean ± sd over seeds), the
     ablations on the folds they ran, training time per fold."""
@@ -273,6 +309,8 @@ def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, t
         lines += [f"Ablations: seeds {sorted(set(ablation['seed']))}, every model on the same folds "
                   f"(those every variant ran).", ""]
         lines += _cv_table(ablation, "Ablations")
+    if validation is not None:
+        lines += _validation_table(validation)
     t = pd.concat([folds, ablation]).drop_duplicates(["seed", "model", "scheme", "fold"])
     lines += ["## Training time per fold (s, this machine)", "", "| model | mean | sd | folds |",
               "|---|---|---|---|"]
@@ -287,10 +325,13 @@ def write_tables(out: Path, seeds: list[int], commit: str, seconds: float | None
     parts = [[t.assign(seed=seed) if not t.empty else t for t in score_seed(out / f"seed{seed}")]
              for seed in seeds]
     folds, ablation, dist, truth = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(4))
-    for name, df in (("folds", folds), ("ablations", ablation), ("distance", dist), ("truth", truth)):
+    val = pd.concat([validation_scores(out / f"seed{seed}").assign(seed=seed) for seed in seeds],
+                    ignore_index=True)
+    for name, df in (("folds", folds), ("ablations", ablation), ("distance", dist), ("truth", truth),
+                     ("validation", val)):
         df.to_csv(out / f"experiment_{name}.csv", index=False)
     md = out / "experiment.md"
-    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds))
+    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds, val))
     return md
 
 

@@ -24,13 +24,13 @@ TOL = 0.011
 """Largest |ΔP(permafrost)|: float noise plus the map's uint8 percent rounding (0.005)."""
 
 
-def _model(data: np.ndarray) -> MisoModel:
+def _model(data: np.ndarray, role: str = "alignment") -> MisoModel:
     """A random MISO whose permafrost head is rescaled to spread P over (0, 1) on `data` (a random
     head sits near one constant), so that disagreements between inference paths would show."""
     torch.manual_seed(3)
     cfg = MisoConfig(imagery=EncoderConfig(bands=IMG, embed_dim=16, mean=[0.0] * 4, std=[1.0] * 4),
                      covariates=EncoderConfig(bands=COV, embed_dim=16, mean=[0.0] * 2, std=[1.0] * 2),
-                     location=LocationConfig(bounds=GRID.bounds), crops=CropConfig(size_px=32))
+                     location=LocationConfig(bounds=GRID.bounds, role=role), crops=CropConfig(size_px=32))
     model = MisoModel(cfg, GRID.bounds).eval()
     head = model.heads.heads["permafrost"]
     rows, cols = np.mgrid[0:96:4, 0:96:4]
@@ -102,14 +102,16 @@ def test_two_chunkings_agree_and_match_single_crops(setup, tmp_path):
         assert abs(p - a[r, c]) <= TOL, (r, c, p, a[r, c])
 
 
-def test_dense_queries_equal_the_model_on_each_tile():
+@pytest.mark.parametrize("role", ["alignment", "input"])
+def test_dense_queries_equal_the_model_on_each_tile(role):
     """The factored LIIF and flat batches answer like `MisoModel` on each point's own tile,
-    whatever the batch size, with nodata in a tile and points on tile edges."""
+    whatever the batch size, with nodata in a tile and points on tile edges; for a model whose heads
+    read the location embedding too."""
     from misomap.models.miso.dense import DenseMiso
 
     rng = np.random.default_rng(4)
     data = rng.normal(size=(len(IMG + COV), 96, 96)).astype("float32")
-    model = _model(data)
+    model = _model(data, role)
     tiles = rng.normal(size=(5, len(IMG + COV), 32, 32)).astype("float32")
     tiles[1, :, :6] = np.nan
     tile = rng.integers(0, 5, 300)
@@ -151,3 +153,25 @@ def test_scored_pedon_predictions_are_the_map(setup, tmp_path):
     assert flips <= 0.002 and so_flips <= 0.002, (flips, so_flips)
     assert np.abs(pred["soil_order"] - np.moveaxis(so[:, r, c], 0, -1)).max() <= TOL
     assert set(pred) >= {"permafrost_entropy", "soil_order_entropy"}
+
+
+def test_a_checkpoint_from_before_location_roles_maps_as_an_input_model():
+    """Checkpoints written before `location.role` existed fed location to the heads: loaded for a
+    map, they keep doing so (read as the new default, their maps would silently change)."""
+    import json
+
+    from misomap.mapping.config import MapConfig
+    from misomap.mapping.predictors.miso import load_miso_predictor
+    from misomap.models.miso.weights import safetensors_metadata
+    from safetensors.torch import load as load_tensors, save as save_tensors
+
+    rng = np.random.default_rng(5)
+    model = _model(rng.normal(size=(len(IMG + COV), 96, 96)).astype("float32"), "input")
+    data = model_checkpoint_bytes(model)
+    meta = safetensors_metadata(data)
+    old = json.loads(meta["miso_config"])
+    del old["location"]["role"]
+    data = save_tensors(load_tensors(data), metadata={**meta, "miso_config": json.dumps(old)})
+    cfg = MapConfig(cube="unused", output="unused", model="miso", device="cpu")
+    predictor = load_miso_predictor({"old.safetensors": data}, cfg)
+    assert predictor.dense.model.cfg.location.role == "input" and predictor.dense.model.location_in_heads

@@ -10,7 +10,6 @@ Output at the cube's resolution or any other: the implicit head is queried at co
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -25,7 +24,7 @@ from misomap.mapping.predictors.api import PredictorError
 from misomap.models.miso.config import MisoConfig
 from misomap.models.miso.dense import DenseMiso
 from misomap.models.miso.model import MisoModel
-from misomap.models.miso.train import load_model_state
+from misomap.models.miso.train import load_model_state, stored_config
 from misomap.models.miso.weights import safetensors_metadata
 
 log = logging.getLogger(__name__)
@@ -85,11 +84,9 @@ class MisoMapPredictor:
 def load_miso_predictor(blobs: dict[str, bytes], cfg: MapConfig) -> MisoMapPredictor:
     """Rebuild the model from the checkpoint's own config, load its weights, pick the device."""
     (source, data), = blobs.items()
-    meta = safetensors_metadata(data)
-    if "miso_config" not in meta:
+    stored = stored_config(safetensors_metadata(data))
+    if stored is None:
         raise PredictorError(f"{source} is not a misomap MISO checkpoint (no miso_config in its metadata)")
-    stored = json.loads(meta["miso_config"])
-    stored.get("location", {}).setdefault("role", "input")  # written before `role`: an input model
     mcfg = MisoConfig.model_validate(stored)
     if mcfg.location.bounds is None:
         raise PredictorError(f"{source}: checkpoint config lacks location bounds")

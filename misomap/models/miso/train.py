@@ -195,12 +195,22 @@ def _model_fields(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in RUN_ONLY_FIELDS}
 
 
+def stored_config(meta: dict[str, str]) -> dict | None:
+    """The MISO config a checkpoint's metadata holds (None if it holds none). Checkpoints written
+    before `location.role` existed fed location to the heads: they read as `input` models."""
+    if "miso_config" not in meta:
+        return None
+    cfg = json.loads(meta["miso_config"])
+    if isinstance(cfg.get("location"), dict):
+        cfg["location"].setdefault("role", "input")
+    return cfg
+
+
 def load_model_state(model: MisoModel, data: bytes, source: str) -> dict[str, str]:
     """Load a checkpoint's model weights; refuse one made by another config. Returns its metadata."""
     meta = safetensors_metadata(data)
-    stored = meta.get("miso_config")
-    if stored is not None and _model_fields(json.loads(stored)) != _model_fields(
-            json.loads(model.cfg.model_dump_json())):
+    stored = stored_config(meta)
+    if stored is not None and _model_fields(stored) != _model_fields(json.loads(model.cfg.model_dump_json())):
         raise TrainingError(f"{source} was made by a different MISO config; start a new run folder "
                             "or restore that config")
     tensors = load_safetensors(data)

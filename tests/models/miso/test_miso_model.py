@@ -141,9 +141,10 @@ def test_entropy_bounds() -> None:
     assert math.isclose(float(ent["soil_order"][0]), math.log(7), rel_tol=1e-5)
 
 
-def test_dense_inference_agrees_with_point_prediction_and_batching() -> None:
+@pytest.mark.parametrize("role", ["alignment", "input"])
+def test_dense_inference_agrees_with_point_prediction_and_batching(role: str) -> None:
     torch.manual_seed(0)
-    model = MisoModel(small_cfg(), BOUNDS)
+    model = MisoModel(small_cfg(location=LocationConfig(num_scales=8, hidden=32, role=role)), BOUNDS)
     img, cov = torch.randn(1, 5, 64, 64), torch.randn(1, 2, 64, 64)
     pix = torch.rand(1, 40, 2) * 64
     xy = torch.tensor([BOUNDS[0], BOUNDS[3]]) + pix.double() * torch.tensor([30.0, -30.0])
@@ -151,6 +152,23 @@ def test_dense_inference_agrees_with_point_prediction_and_batching() -> None:
     dense = model.predict_dense(img[0], cov[0], pix[0], xy[0], batch_points=7)
     for key in ("permafrost", "soil_order", "permafrost_entropy", "soil_order_entropy"):
         assert torch.allclose(points[key][0], dense[key], atol=1e-5), key
+
+
+@pytest.mark.parametrize("role", ["alignment", "input"])
+def test_location_reaches_the_heads_only_in_an_input_model(role: str) -> None:
+    """An `alignment` model reads only pixels and covariates (the same point moved elsewhere gets the
+    same answer); its location embedding still comes out for the contrastive loss. An `input` model's
+    answer moves with the coordinates."""
+    torch.manual_seed(0)
+    model = MisoModel(small_cfg(location=LocationConfig(num_scales=8, hidden=32, role=role)), BOUNDS).eval()
+    img, cov, pix = torch.randn(1, 5, 32, 32), torch.randn(1, 2, 32, 32), torch.rand(1, 6, 2) * 32
+    here = torch.full((1, 6, 2), 110_000.0, dtype=torch.float64) + torch.tensor([0.0, 900_000.0], dtype=torch.float64)
+    there = here + torch.tensor([40_000.0, 50_000.0], dtype=torch.float64)
+    with torch.no_grad():
+        a, b = model(img, cov, pix, here), model(img, cov, pix, there)
+    assert a.location is not None and not torch.allclose(a.location, b.location)
+    same = all(torch.equal(a.logits[t], b.logits[t]) for t in a.logits)
+    assert same == (role == "alignment")
 
 
 def test_tile_not_a_multiple_of_the_stride_and_nodata_give_finite_output() -> None:
