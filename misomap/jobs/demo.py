@@ -72,13 +72,14 @@ def demo_miso_section(imagery: dict[str, Any], covariates: dict[str, Any], schem
                       max_folds: int | None = 2, ablations: list[str] | None = None) -> dict[str, Any]:
     """The full, CPU-sized MISO of the demo: the RF's inputs (S2 + S1 stacked in the imagery
     encoder, terrain + climate in the covariate encoder), two Swin stages on 32 px crops with up to
-    12 pedons each, the pixel skip, coarse location scales (shortest 1/8 of the region), InfoNCE
+    12 pedons each, the pixel skip, coarse location scales (shortest 1/8 of the region) aligned with
+    the visual embedding by InfoNCE but not read by the heads (`location.role` alignment), InfoNCE
     with half of each batch unlabelled crops, SimMIM pretraining long enough for its loss to fall."""
     return {
         "imagery": {**imagery, "depths": [1, 1], "num_heads": [1, 2]},
         "covariates": {**covariates, "depths": [1, 1], "num_heads": [1, 2]},
         "liif": {"pixel_skip": True},
-        "location": {"num_scales": 16, "min_wavelength": 0.125},
+        "location": {"num_scales": 16, "min_wavelength": 0.125, "role": "alignment"},
         "contrastive": {"enabled": True, "weight": 0.1, "temperature": 0.1},
         "crops": {"size_px": 32, "jitter_px": 8, "label_slots": 12, "pseudo_points": 2, "grid": 2,
                   "unlabelled_fraction": 0.5},
