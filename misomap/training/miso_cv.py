@@ -26,8 +26,8 @@ from misomap.models.miso.train import (TrainResult, model_checkpoint_bytes, pred
                                        train_miso)
 from misomap.models.miso.weights import Checkpoint
 from misomap.models.weighting import DecisionOffsets, median_offsets
-from misomap.training.miso_inputs import (ENCODERS, CubeArrays, MisoJobError, build_model, label_points,
-                                          read_weights, resolve_config)
+from misomap.training.miso_inputs import (ENCODERS, CubeArrays, MisoJobError, build_model, clip_to_pedons,
+                                          label_points, read_weights, resolve_config)
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
             log.info("%s: %s fold %d", name, scheme, fold)
             train, val = carve_validation(col, fold, config.evaluation.val_fraction, config.seed, xy)
             store = FsCheckpointStore(f"{mdir}/checkpoints/{scheme}/fold{fold}", config.storage)
-            model, sampler, res = _fit(cfg, arrays, ckpts, points, train, val, store, config.seed)
+            model, sampler, res = _fit(clip_to_pedons(cfg, table[train]), arrays, ckpts, points, train, val,
+                                       store, config.seed)
             offsets = DecisionOffsets()
             if config.evaluation.class_weighting == "threshold":
                 vpts = points.subset(np.flatnonzero(val))
@@ -187,7 +188,8 @@ def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, ta
     points = label_points(table)
     labelled = (points.permafrost >= 0) | (points.soil >= 0)
     root = f"{model_dir(config.workdir, MODEL)}/final"
-    model, _, res = _fit(cfg, arrays, ckpts, points, labelled, np.zeros(len(points), bool),
+    model, _, res = _fit(clip_to_pedons(cfg, table[labelled]), arrays, ckpts, points, labelled,
+                         np.zeros(len(points), bool),
                          FsCheckpointStore(root, config.storage), config.seed, stats["selected_steps"])
     offsets = median_offsets([DecisionOffsets.from_dict(f["offsets"]) for f in stats["folds"]])
     bake_offsets(model, offsets)

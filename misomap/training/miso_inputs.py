@@ -88,6 +88,30 @@ def resolve_config(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpo
         update["location"] = cfg.location.model_copy(update={"bounds": arrays.grid.bounds})
     return MisoConfig.model_validate({**cfg.model_dump(), **{k: v.model_dump() for k, v in update.items()}})
 
+BIG = 1e30
+"""A clamp bound that clamps nothing (a band with no value at any training pedon)."""
+
+
+def clip_to_pedons(cfg: MisoConfig, rows: pd.DataFrame) -> MisoConfig:
+    """`cfg` with the clamp bounds of every `clip: training` encoder set to the range of its bands'
+    values at `rows` (the pedons a model trains on: the training table holds each pedon's pixel)."""
+    update = {}
+    for which in ENCODERS:
+        enc: EncoderConfig | None = getattr(cfg, which)
+        if enc is None or enc.clip != "training":
+            continue
+        missing = [b for b in enc.bands if b not in rows.columns]
+        if missing:
+            raise MisoJobError(f"{which}.clip is 'training' but the training table lacks band(s) {missing}")
+        values = rows[list(enc.bands)].to_numpy(np.float64)
+        values[~np.isfinite(values)] = np.nan
+        seen = ~np.isnan(values).all(axis=0)
+        low, high = np.full(len(enc.bands), -BIG), np.full(len(enc.bands), BIG)
+        low[seen], high[seen] = np.nanmin(values[:, seen], axis=0), np.nanmax(values[:, seen], axis=0)
+        update[which] = enc.model_copy(update={"low": low.tolist(), "high": high.tolist()})
+    return cfg.model_copy(update=update) if update else cfg
+
+
 def build_model(cfg: MisoConfig, grid: Grid, ckpts: dict[str, Checkpoint]) -> MisoModel:
     """A MISO model with the configured pretrained encoder weights loaded."""
     model = MisoModel(cfg, grid.bounds)

@@ -63,6 +63,13 @@ class EncoderConfig(StrictModel):
     drop_path: float = 0.0
     mean: list[float] | None = None
     std: list[float] | None = None
+    clip: Literal["none", "training"] = "none"
+    """`training`: clamp each band to the range of its values at the pedons a model trains on
+    (`low`/`high`, filled by the job for every fold and for the final model), so a place beyond
+    anything seen in training (a colder held-out region) reads as the nearest edge of what was seen,
+    as a tree ensemble extrapolates, instead of wherever the network's layers carry it."""
+    low: list[float] | None = None
+    high: list[float] | None = None
     weights: WeightsConfig | None = None
 
     @model_validator(mode="after")
@@ -71,7 +78,9 @@ class EncoderConfig(StrictModel):
             raise ValueError("an encoder needs at least one band")
         if self.arch == "swin_v2" and len(self.depths) != len(self.num_heads):
             raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
-        for name in ("mean", "std"):
+        if (self.low is None) != (self.high is None):
+            raise ValueError("low and high clamp bounds go together")
+        for name in ("mean", "std", "low", "high"):
             v = getattr(self, name)
             if v is not None and len(v) != len(self.bands):
                 raise ValueError(f"{name} has {len(v)} values for {len(self.bands)} bands")

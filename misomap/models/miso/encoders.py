@@ -15,12 +15,19 @@ from misomap.models.miso.config import EncoderConfig
 
 
 class BandNorm(nn.Module):
-    """Per-band (x - mean) / std, then nodata (NaN) to 0, i.e. to the band mean."""
+    """Per-band clamp to [low, high] (if given), (x - mean) / std, then nodata (NaN) to 0, i.e. to
+    the band mean. The bounds come from the config, which every checkpoint carries, so they are not
+    saved as weights."""
 
-    def __init__(self, mean: list[float] | None, std: list[float] | None, n_bands: int) -> None:
+    def __init__(self, mean: list[float] | None, std: list[float] | None, n_bands: int,
+                 low: list[float] | None = None, high: list[float] | None = None) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean or [0.0] * n_bands).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std or [1.0] * n_bands).view(1, -1, 1, 1))
+        self.clamped = low is not None and high is not None
+        if self.clamped:
+            self.register_buffer("low", torch.tensor(low).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("high", torch.tensor(high).view(1, -1, 1, 1), persistent=False)
 
     def set(self, mean: list[float], std: list[float]) -> None:
         """Replace the statistics (e.g. computed from training pixels by the job)."""
@@ -28,6 +35,8 @@ class BandNorm(nn.Module):
         self.std.copy_(torch.tensor(std).view_as(self.std))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.clamped:
+            x = torch.clamp(x, self.low, self.high)  # NaN (nodata) stays NaN
         return torch.nan_to_num((x - self.mean) / self.std, nan=0.0, posinf=0.0, neginf=0.0)
 
 

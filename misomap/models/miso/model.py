@@ -54,14 +54,14 @@ class MisoModel(nn.Module):
         self.cfg = cfg
         d = cfg.feature_dim
         ic = cfg.imagery
-        self.img_norm = BandNorm(ic.mean, ic.std, len(ic.bands))
+        self.img_norm = BandNorm(ic.mean, ic.std, len(ic.bands), ic.low, ic.high)
         self.img_encoder = build_encoder(ic, cfg.crops.size_px)
         h = cfg.liif.hidden
         self.img_query = LiifQuery(self.img_encoder.out_channels, h, d)
         self.stride = self.img_encoder.stride
         if cfg.covariates is not None:
             cc = cfg.covariates
-            self.cov_norm = BandNorm(cc.mean, cc.std, len(cc.bands))
+            self.cov_norm = BandNorm(cc.mean, cc.std, len(cc.bands), cc.low, cc.high)
             self.cov_encoder = build_encoder(cc, cfg.crops.size_px)
             self.cov_query = LiifQuery(self.cov_encoder.out_channels, h, d)
             self.fuse = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))

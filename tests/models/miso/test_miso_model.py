@@ -215,3 +215,19 @@ def test_pixel_skip_can_be_switched_off() -> None:
     assert model.pixel is None
     assert model.encode(torch.randn(1, 5, 32, 32), torch.randn(1, 2, 32, 32)).pixels is None
     assert parameter_count(model) < parameter_count(MisoModel(small_cfg(), BOUNDS))
+
+
+def test_clamped_bands_read_values_beyond_the_training_range_as_its_edge() -> None:
+    """With clamp bounds, a pixel colder than anything trained on gives the same answer as the
+    coldest pixel trained on; nodata stays nodata (the band mean); without bounds it differs."""
+    cov_cfg = dict(bands=["elevation", "slope"], embed_dim=16, low=[100.0, 0.0], high=[900.0, 30.0])
+    clamped = MisoModel(small_cfg(covariates=EncoderConfig(**cov_cfg)), BOUNDS).eval()
+    norm = clamped.cov_norm
+    x = torch.tensor([[50.0, 5.0], [100.0, 5.0], [float("nan"), 45.0], [500.0, 30.0]]).T.reshape(1, 2, 1, 4)
+    out = norm(x)[0, :, 0]
+    assert torch.equal(out[:, 0], out[:, 1]) and out[0, 2] == 0.0 and out[1, 2] == out[1, 3]
+    free = MisoModel(small_cfg(covariates=EncoderConfig(bands=["elevation", "slope"], embed_dim=16)), BOUNDS)
+    assert not torch.equal(free.cov_norm(x)[0, :, 0, 0], free.cov_norm(x)[0, :, 0, 1])
+    assert "cov_norm.low" not in clamped.state_dict(), "bounds live in the config, not the weights"
+    with pytest.raises(ValueError, match="go together"):
+        EncoderConfig(bands=["a"], low=[0.0])
