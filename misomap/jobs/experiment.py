@@ -104,15 +104,15 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 
 def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The tables of one finished seed folder: per-fold scores of the RF, MISO and the wave-1 design
-    (`location_input`, where it ran; each scheme on the folds all of them ran), per-fold scores of the RF, MISO and its ablations on the folds all of them
-    ran, the CV scores by distance to the nearest training pedon, and the maps against the truth
+    (`location_input`, where it ran; each scheme on the folds all of them ran), per-fold scores of
+    the RF, MISO and its ablations on the folds all of them ran, the CV scores by distance to the nearest training pedon, and the maps against the truth
     (empty until the seed's maps are made)."""
     from misomap.config import load_config
     from misomap.labels.training_table import read_training
 
     config = load_config(out / "run.yaml")
     table, folds = read_training(config.workdir, config.storage)
-    main = _predictions(config, ["rf", "miso", "miso_location_input"])  # the wave-1 design beside
+    main = _predictions(config, ["rf", "miso", "miso_location_input"])
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
     truth = pd.read_csv(out / "map_truth.csv") if (out / "map_truth.csv").exists() else pd.DataFrame()
@@ -187,15 +187,19 @@ def validation_scores(out: Path) -> pd.DataFrame:
     """Each MISO variant's validation score per fold (its early-stopping score on the split carved
     inside that fold's training part), from the `training.json` each cross-validation wrote."""
     from misomap.config import load_config
+    from misomap.core.errors import MissingObjectError
+    from misomap.core.storage import Target
     from misomap.evaluation.scores import model_dir
 
     config = load_config(out / "run.yaml")
     rows = []
     for name in ["miso", *(f"miso_{a}" for a in ABLATIONS)]:
-        path = Path(model_dir(str(config.workdir), name)) / "training.json"
-        if path.exists():
-            rows += [{"model": name, "scheme": f["scheme"], "fold": f["fold"], "val_score": f.get("val_score")}
-                     for f in json.loads(path.read_text())["folds"]]
+        try:
+            stats = json.loads(Target(f"{model_dir(config.workdir, name)}/training.json", config.storage).read_bytes())
+        except MissingObjectError:
+            continue
+        rows += [{"model": name, "scheme": f["scheme"], "fold": f["fold"], "val_score": f.get("val_score")}
+                 for f in stats["folds"]]
     return pd.DataFrame(rows)
 
 

@@ -31,7 +31,6 @@ from misomap.training.miso_inputs import load_arrays
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class MisoOutputs:
     """What one train-miso run wrote."""
