@@ -208,12 +208,14 @@ def experiment(
     ablations: Annotated[bool, typer.Option(help="Also cross-validate MISO's ablations.")] = True,
     max_steps: Annotated[Optional[int], typer.Option(help="Cap MISO's training steps (CPU-bound runs).")] = None,
     tables_only: Annotated[bool, typer.Option(help="Only rebuild the tables from the seed folders under --out.")] = False,
+    design: Annotated[Optional[list[str]], typer.Option(help="Choose MISO's design among these variants by nested "
+                                                        "validation, e.g. --design miso --design no_location.")] = None,
 ) -> None:
     """MISO vs RF over several demo worlds: every scheme, ablations, maps against the truth; one table."""
     from misomap.jobs.experiment import run_experiment
 
     md = run_experiment(out, list(seeds) + list(more_seeds or []), size, scheme, max_folds, ablations, max_steps,
-                        tables_only)
+                        tables_only, design)
     typer.echo(f"experiment: {md}")
 
 

@@ -70,8 +70,11 @@ def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, model
             per_fold = fold_seconds(common, name)
             params = "–"
             if name != "rf":
-                st = json.loads(Target(f"{model_dir(workdir, name)}/training.json", storage).read_bytes())
-                params = f"{st['parameters']:,}"
+                try:
+                    st = json.loads(Target(f"{model_dir(workdir, name)}/training.json", storage).read_bytes())
+                    params = f"{st['parameters']:,}"
+                except MissingObjectError:  # miso_selected: its folds come from several candidates
+                    pass
             cost.append({"model": name, "seconds": per_fold.mean(), "folds": len(per_fold), "parameters": params})
         for target, ev in evaluate(common, table, rules, source=loc).items():
             s = ev.summary[ev.summary["metric"].isin(COMPARED[target])]

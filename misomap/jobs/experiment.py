@@ -17,6 +17,7 @@ import logging
 import subprocess
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -24,11 +25,15 @@ import yaml
 
 from misomap.core.errors import MisomapError
 from misomap.labels.folds import distance_to_training
-from misomap.models.miso.config import ABLATIONS
+from misomap.models.miso.config import ABLATIONS, Variant
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("random", "dbscan", "blocks", "region")
+VARIANTS = get_args(Variant)
+SELECTED = "miso_selected"
+"""The nested-CV model (per test fold the design its inner folds chose): what the claim is scored on
+when the experiment chooses MISO's design."""
 """Scheme names the command takes; `dbscan` is the demo world's DBSCAN scheme (radius scaled to it)."""
 BINS = ("near", "middle", "far")
 METRICS = {"permafrost": ("recall_1", "f1_1", "accuracy", "balanced_accuracy", "brier"),
@@ -39,8 +44,9 @@ class ExperimentError(MisomapError):
     """The experiment cannot run as asked: repeated seeds, an unknown scheme."""
 
 
-def check_request(seeds: list[int], schemes: list[str] | None) -> None:
-    """Refuse repeated seeds and unknown schemes before any work starts."""
+def check_request(seeds: list[int], schemes: list[str] | None, design: list[str] | None = None) -> None:
+    """Refuse repeated seeds, unknown schemes and a design choice that cannot be made before any
+    work starts."""
     if not seeds:
         raise ExperimentError("no seed given: pass --seeds, e.g. --seeds 0 1 2")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
@@ -49,6 +55,13 @@ def check_request(seeds: list[int], schemes: list[str] | None) -> None:
     unknown = sorted(set(schemes or ()) - set(SCHEMES))
     if unknown:
         raise ExperimentError(f"unknown fold scheme(s) {unknown}: choose from {list(SCHEMES)}")
+    if design:
+        bad = sorted(set(design) - set(VARIANTS))
+        if bad or len(set(design)) != len(design) or len(design) < 2:
+            raise ExperimentError(f"--design {design}: give two or more distinct candidates from {list(VARIANTS)}")
+        if schemes and "region" not in schemes:
+            raise ExperimentError("--design chooses the map model on the region scheme's inner folds: add "
+                                  "--scheme region")
 
 
 def _commit() -> str:
@@ -60,10 +73,10 @@ def _commit() -> str:
 
 
 def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_folds: int | None,
-             ablations: bool, max_steps: int | None = None) -> None:
+             ablations: bool, max_steps: int | None = None, design: list[str] | None = None) -> None:
     """One world: every stage of the demo with MISO on `schemes` (its step budget capped at
-    `max_steps` if given); leaves `run.yaml` and the maps' scores against the truth
-    (`map_truth.csv`) in `out` for `score_seed`."""
+    `max_steps` if given; its design chosen among `design` by nested validation if given); leaves
+    `run.yaml` and the maps' scores against the truth (`map_truth.csv`) in `out` for `score_seed`."""
     from misomap.config import config_from_dict
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
@@ -90,6 +103,8 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
                         max_folds=max_folds, ablations=list(ABLATIONS) if ablations else [])
     if max_steps:
         data["miso"]["train"]["max_steps"] = max_steps
+    if design:
+        data["miso"]["design"] = {"candidates": design}
     config = config_from_dict(data, f"experiment seed {seed}")
     (out / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
                                                  sort_keys=False))
@@ -103,16 +118,18 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
 
 
 def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The tables of one finished seed folder: per-fold scores of the RF, MISO and the wave-1 design
-    (`location_input`, where it ran; each scheme on the folds all of them ran), per-fold scores of
-    the RF, MISO and its ablations on the folds all of them ran, the CV scores by distance to the nearest training pedon, and the maps against the truth
-    (empty until the seed's maps are made)."""
+    """The tables of one finished seed folder: per-fold scores of the RF, MISO, the wave-1 design
+    (`location_input`) and, under a design choice, the candidates and `miso_selected` (where they
+    ran; each scheme on the folds all of them ran), per-fold scores of the RF, MISO and its
+    ablations on the folds all of them ran, the CV scores by distance to the nearest training
+    pedon, and the maps against the truth (empty until the seed's maps are made)."""
     from misomap.config import load_config
     from misomap.labels.training_table import read_training
 
     config = load_config(out / "run.yaml")
     table, folds = read_training(config.workdir, config.storage)
-    main = _predictions(config, ["rf", "miso", "miso_location_input"])
+    candidates = [f"miso_{c}" for c in config.miso.design.candidates if c != "miso"] if config.miso.design else []
+    main = _predictions(config, list(dict.fromkeys(["rf", "miso", SELECTED, "miso_location_input", *candidates])))
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
     truth = pd.read_csv(out / "map_truth.csv") if (out / "map_truth.csv").exists() else pd.DataFrame()
@@ -162,7 +179,7 @@ def distance_scores(config, table: pd.DataFrame, folds: pd.DataFrame,
 
     if "miso" not in preds:
         return pd.DataFrame()
-    schemes = sorted(set(preds["miso"][0]["scheme"]))
+    schemes = sorted(set(preds[_claim(preds)][0]["scheme"]))
     xy = table[["x", "y"]].to_numpy(np.float64)
     dist = pd.DataFrame({s: distance_to_training(xy, folds[s].to_numpy()) for s in schemes})
     dist.index = table["pedon_id"].astype(str).to_numpy()
@@ -181,6 +198,46 @@ def distance_scores(config, table: pd.DataFrame, folds: pd.DataFrame,
             out.append(pf.assign(bin=np.asarray(BINS)[pf["bin_code"]], edges=np.asarray(names)[pf["bin_code"]],
                                  model=name, target=target))
     return pd.concat(out, ignore_index=True)
+
+
+def _claim(models) -> str:
+    """The MISO the claim is scored on: the nested-CV selection where the run chose a design."""
+    return SELECTED if SELECTED in models else "miso"
+
+
+def design_choices(out: Path) -> pd.DataFrame:
+    """Each test fold's mean inner score per candidate and the candidate chosen, with the map
+    model's design, from the `design.json` a run with a design choice wrote (empty otherwise)."""
+    from misomap.config import load_config
+    from misomap.core.errors import MissingObjectError
+    from misomap.core.storage import Target
+    from misomap.evaluation.scores import model_dir
+
+    config = load_config(out / "run.yaml")
+    try:
+        record = json.loads(Target(f"{model_dir(config.workdir, SELECTED)}/design.json", config.storage).read_bytes())
+    except MissingObjectError:
+        return pd.DataFrame()
+    return pd.DataFrame(record["folds"]).assign(map_model=record["map_model"])
+
+
+def _design_table(design: pd.DataFrame) -> list[str]:
+    """How often each candidate was chosen per scheme, its mean inner score, and the map's design."""
+    if design.empty:
+        return []
+    candidates = [c for c in design.columns if c.startswith("miso")]
+    lines = ["## Design chosen by nested validation (inner folds inside each training part)", "",
+             "Per test fold, each candidate is cross-validated again on the same scheme inside the training "
+             "part (the largest inner folds); the fold is predicted by the best mean inner score "
+             "(`miso_selected`). Inner score: mean over tasks of macro recall.", "",
+             "| scheme | test folds | " + " | ".join(f"{c}: inner score · chosen" for c in candidates) + " |",
+             "|---" * (len(candidates) + 2) + "|"]
+    for scheme, g in design.groupby("scheme"):
+        cells = [f"{_pm(g[c])} · {int((g['chosen'] == c).sum())}" for c in candidates]
+        lines.append(f"| {scheme} | {len(g)} | " + " | ".join(cells) + " |")
+    maps = design.drop_duplicates("seed").set_index("seed")["map_model"]
+    lines += ["", "Map model per seed: " + ", ".join(f"seed {k}: {m}" for k, m in maps.items()) + ".", ""]
+    return lines
 
 
 def validation_scores(out: Path) -> pd.DataFrame:
@@ -254,12 +311,14 @@ def _per_fold_table(folds: pd.DataFrame) -> list[str]:
              "| scheme | seed | fold | PF recall rf | PF recall miso | SO macro recall rf | SO macro recall miso |",
              "|---" * 7 + "|"]
     pf, so = wide["permafrost"], wide["soil_order"]
-    if not {"rf", "miso"} <= set(pf.columns):
+    claim = _claim(pf.columns)
+    if not {"rf", claim} <= set(pf.columns):
         return []
-    for key, row in pf.dropna(subset=["rf", "miso"]).iterrows():
-        s = so.loc[key] if key in so.index else pd.Series({"rf": np.nan, "miso": np.nan})
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['rf']:.3f} | {row['miso']:.3f} | "
-                     f"{s['rf']:.3f} | {s['miso']:.3f} |")
+    lines[2] = lines[2].replace("miso", claim)
+    for key, row in pf.dropna(subset=["rf", claim]).iterrows():
+        s = so.loc[key] if key in so.index else pd.Series({"rf": np.nan, claim: np.nan})
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['rf']:.3f} | {row[claim]:.3f} | "
+                     f"{s['rf']:.3f} | {s[claim]:.3f} |")
     return lines + [""]
 
 
@@ -268,7 +327,8 @@ def _distance_table(dist: pd.DataFrame) -> list[str]:
     lines = ["## Cross-validation by distance to the nearest training pedon (mean ± sd over seeds)", "",
              "Bins: terciles of that distance over the test pedons of MISO's schemes, per seed "
              "(edges per seed in `experiment_distance.csv`); scores pooled over the folds of a scheme.", "",
-             "| target | scheme | bin | pedons | metric | rf | miso | miso − rf |", "|---" * 8 + "|"]
+             "| target | scheme | bin | pedons | metric | rf | miso | miso − rf |", "|---" * 8 + "|",
+             "", "(`miso`: the nested-CV selection where the run chose a design.)", ""]
     for target, metrics in METRICS.items():
         for metric in metrics[:2]:
             sub = dist[dist["target"] == target]
@@ -276,20 +336,21 @@ def _distance_table(dist: pd.DataFrame) -> list[str]:
                 continue
             wide = sub.pivot_table(index=["scheme", "bin", "seed"], columns="model", values=metric)
             n = sub[sub["model"] == "rf"].groupby(["scheme", "bin"])["n"].mean()
-            if not {"rf", "miso"} <= set(wide.columns):
+            claim = _claim(wide.columns)
+            if not {"rf", claim} <= set(wide.columns):
                 continue
             for scheme, b in ((s, b) for s in sorted(set(sub["scheme"])) for b in BINS):
                 if (scheme, b) not in n.index:
                     continue
                 g = wide.loc[(scheme, b)]
                 lines.append(f"| {target} | {scheme} | {b} | {n.get((scheme, b), np.nan):.0f} | {metric} | "
-                             f"{_pm(g['rf'])} | {_pm(g['miso'])} | {_pm(g['miso'] - g['rf'])} |")
+                             f"{_pm(g['rf'])} | {_pm(g[claim])} | {_pm(g[claim] - g['rf'])} |")
     return lines + [""]
 
 
 def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, truth: pd.DataFrame,
               seeds: list[int], commit: str, seconds: float | None,
-              validation: pd.DataFrame | None = None) -> str:
+              validation: pd.DataFrame | None = None, design: pd.DataFrame | None = None) -> str:
     """The experiment's Markdown: CV table (mean ± sd over every fold of every seed, and the sd of
     the per-seed means), CV by distance bin, map-vs-truth table (mean ± sd over seeds), the
     ablations on the folds they ran, training time per fold."""
@@ -299,6 +360,8 @@ def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, t
              "the test folds of every seed (folds × seeds), then [sd of the per-seed means]; both models "
              "scored on the same folds.", ""]
     lines += _cv_table(folds, "Cross-validation")
+    if design is not None:
+        lines += _design_table(design)
     lines += _per_fold_table(folds)
     if not dist.empty:
         lines += _distance_table(dist)
@@ -331,30 +394,33 @@ def write_tables(out: Path, seeds: list[int], commit: str, seconds: float | None
     folds, ablation, dist, truth = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(4))
     val = pd.concat([validation_scores(out / f"seed{seed}").assign(seed=seed) for seed in seeds],
                     ignore_index=True)
+    design = pd.concat([design_choices(out / f"seed{seed}").assign(seed=seed) for seed in seeds],
+                       ignore_index=True)
     for name, df in (("folds", folds), ("ablations", ablation), ("distance", dist), ("truth", truth),
-                     ("validation", val)):
+                     ("validation", val), ("design", design)):
         df.to_csv(out / f"experiment_{name}.csv", index=False)
     md = out / "experiment.md"
-    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds, val))
+    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds, val, design))
     return md
 
 
 def run_experiment(out: Path, seeds: list[int], size: str = "tiny", schemes: list[str] | None = None,
                    max_folds: int | None = None, ablations: bool = True, max_steps: int | None = None,
-                   tables_only: bool = False) -> Path:
-    """Every seed's world, both models, the tables; returns `<out>/experiment.md`. With
-    `tables_only`, only the tables, from the seed folders a finished run left."""
-    check_request(seeds, schemes)
+                   tables_only: bool = False, design: list[str] | None = None) -> Path:
+    """Every seed's world, both models, the tables; returns `<out>/experiment.md`. With `design`,
+    MISO's design is chosen among those variants by nested validation. With `tables_only`, only
+    the tables, from the seed folders a finished run left."""
+    check_request(seeds, schemes, design)
     out = out.resolve()
     commit = _commit()
     t0 = time.perf_counter()
     if not tables_only:
         for seed in seeds:
             log.info("experiment: seed %d", seed)
-            run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps)
+            run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps, design)
         (out / "experiment.json").write_text(json.dumps({
             "seeds": seeds, "size": size, "schemes": schemes, "max_folds": max_folds, "ablations": ablations,
-            "max_steps": max_steps, "commit": commit}))
+            "max_steps": max_steps, "design": design, "commit": commit}))
     settings = json.loads((out / "experiment.json").read_text()) if (out / "experiment.json").exists() else {}
     run_commit = settings.get("commit", "unknown")
     made = commit if run_commit == commit else f"{run_commit} (tables rebuilt at {commit})"

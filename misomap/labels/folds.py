@@ -119,6 +119,21 @@ def distance_to_training(xy: np.ndarray, fold: np.ndarray) -> np.ndarray:
     return out
 
 
+def inner_folds(fold_col: np.ndarray, test_fold: int, max_folds: int, min_share: float) -> list[int]:
+    """The folds of the same scheme inside `test_fold`'s training part that nested cross-validation
+    holds out in turn: those with at least `min_share` of the training pedons, the `max_folds`
+    largest (ties to the lower id). A FoldsError if none qualifies."""
+    train = (fold_col >= 0) & (fold_col != test_fold)
+    ids, counts = np.unique(fold_col[train], return_counts=True)
+    ok = counts >= min_share * int(train.sum())
+    if ok.sum() < 1 or len(ids) < 2:
+        raise FoldsError(f"fold {test_fold}: its training part has {len(ids)} fold(s), "
+                         f"{int(ok.sum())} holding {min_share:.0%} of its pedons: nested validation needs one "
+                         "to hold out and one to train on; lower miso.design.min_share or drop this scheme")
+    ids, counts = ids[ok], counts[ok]
+    return sorted(int(f) for f in ids[np.argsort(-counts, kind="stable")][:max_folds])
+
+
 VAL_TOLERANCE = 0.02
 """Validation holds `val_fraction` ± this share of the training pedons."""
 VAL_CLUSTER_SHARE = 0.01

@@ -99,6 +99,36 @@ def _fit(cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint], poin
              result.best_epoch, result.best_step, result.best_score)
     return model, sampler, result
 
+@dataclass(frozen=True)
+class FoldFit:
+    """One trained fold: its test-fold predictions (decision offsets applied), the training result,
+    the offsets and the train/validation masks it used."""
+
+    pred: dict[str, np.ndarray]
+    result: TrainResult
+    offsets: DecisionOffsets
+    train: np.ndarray
+    val: np.ndarray
+
+
+def fit_fold(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, ckpts: dict[str, Checkpoint],
+             table: pd.DataFrame, col: np.ndarray, fold: int, store: FsCheckpointStore,
+             device: torch.device) -> FoldFit:
+    """Train on the training part of `fold` in `col` (validation carved inside it, per-fold input
+    bounds, decision offsets fitted on validation under `threshold` weighting) and predict the
+    fold. The one fold procedure of both the cross-validation and the nested validation."""
+    points, xy = label_points(table), table[["x", "y"]].to_numpy(np.float64)
+    train, val = carve_validation(col, fold, config.evaluation.val_fraction, config.seed, xy)
+    model, sampler, res = _fit(clip_to_pedons(cfg, table[train]), arrays, ckpts, points, train, val, store,
+                               config.seed)
+    offsets = DecisionOffsets()
+    if config.evaluation.class_weighting == "threshold":
+        vpts = points.subset(np.flatnonzero(val))
+        offsets = fit_offsets(predict_at(model, sampler, vpts, device), vpts, points.subset(np.flatnonzero(train)))
+    pred = apply_offsets(predict_at(model, sampler, points.subset(np.flatnonzero(col == fold)), device), offsets)
+    return FoldFit(pred, res, offsets, train, val)
+
+
 def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
     """The config of a variant: `miso` or one of `ABLATIONS`."""
     data = cfg.model_dump()
@@ -136,7 +166,6 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
     ckpts = read_weights(cfg, config.storage)
     cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
     points, ids = label_points(table), table["pedon_id"].astype(str).to_numpy()
-    xy = table[["x", "y"]].to_numpy(np.float64)
     schemes = cfg.schemes or scheme_columns(folds)
     unknown = sorted(set(schemes) - set(folds.columns))
     if unknown:
@@ -148,23 +177,15 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
         col = folds[scheme].to_numpy()
         for fold in scored_folds(col, cfg.max_folds):
             log.info("%s: %s fold %d", name, scheme, fold)
-            train, val = carve_validation(col, fold, config.evaluation.val_fraction, config.seed, xy)
-            store = FsCheckpointStore(f"{mdir}/checkpoints/{scheme}/fold{fold}", config.storage)
-            model, sampler, res = _fit(clip_to_pedons(cfg, table[train]), arrays, ckpts, points, train, val,
-                                       store, config.seed)
-            offsets = DecisionOffsets()
-            if config.evaluation.class_weighting == "threshold":
-                vpts = points.subset(np.flatnonzero(val))
-                vpred = predict_at(model, sampler, vpts, device)
-                offsets = fit_offsets(vpred, vpts, points.subset(np.flatnonzero(train)))
+            fit = fit_fold(config, cfg, arrays, ckpts, table, col, fold,
+                           FsCheckpointStore(f"{mdir}/checkpoints/{scheme}/fold{fold}", config.storage), device)
             test = np.flatnonzero(col == fold)
-            pred = apply_offsets(predict_at(model, sampler, points.subset(test), device), offsets)
-            out.append(prediction_rows(pred, ids[test], points.subset(test), scheme, fold, cfg.loss.tasks)
-                       .assign(train_seconds=res.seconds))
-            per_fold.append({"scheme": scheme, "fold": int(fold), "seconds": res.seconds,
-                             "best_step": res.best_step, "val_score": res.best_score,
-                             "train_pedons": int(train.sum()),
-                             "val_pedons": int(val.sum()), "offsets": offsets.as_dict()})
+            out.append(prediction_rows(fit.pred, ids[test], points.subset(test), scheme, fold, cfg.loss.tasks)
+                       .assign(train_seconds=fit.result.seconds))
+            per_fold.append({"scheme": scheme, "fold": int(fold), "seconds": fit.result.seconds,
+                             "best_step": fit.result.best_step, "val_score": fit.result.best_score,
+                             "train_pedons": int(fit.train.sum()),
+                             "val_pedons": int(fit.val.sum()), "offsets": fit.offsets.as_dict()})
     seconds = [f["seconds"] for f in per_fold]
     stats = {"model": name, "parameters": parameter_count(build_model(cfg, arrays.grid, {})),
              "train_seconds_per_fold_mean": float(np.mean(seconds)), "folds_trained": len(seconds),
@@ -172,22 +193,23 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
              "selected_steps": int(np.median([f["best_step"] for f in per_fold]))}
     return pd.concat(out, ignore_index=True), stats
 
-def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, table: pd.DataFrame) -> str:
-    """One model on every labelled pedon, nothing held out, for the median step count the full
-    model's cross-validation selected, with the median of its folds' decision offsets baked into
-    the heads. Returns the map model's location (`final/model.safetensors`)."""
+def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, table: pd.DataFrame,
+                name: str = MODEL) -> str:
+    """One model of `cfg` on every labelled pedon, nothing held out, for the median step count the
+    cross-validation of `name` (the same variant) selected, with the median of its folds' decision
+    offsets baked into the heads. Returns the map model's location (`<name>/final/model.safetensors`)."""
     try:
-        stats = json.loads(Target(f"{model_dir(config.workdir, MODEL)}/training.json",
+        stats = json.loads(Target(f"{model_dir(config.workdir, name)}/training.json",
                                   config.storage).read_bytes())
     except MissingObjectError:
-        raise MisoJobError(f"no cross-validation of the full model under {model_dir(config.workdir, MODEL)}: "
+        raise MisoJobError(f"no cross-validation of {name} under {model_dir(config.workdir, name)}: "
                            "the final model's step count comes from it; run with miso.include_full "
-                           "true") from None
+                           "true (or the variant among the ablations)") from None
     ckpts = read_weights(cfg, config.storage)
     cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
     points = label_points(table)
     labelled = (points.permafrost >= 0) | (points.soil >= 0)
-    root = f"{model_dir(config.workdir, MODEL)}/final"
+    root = f"{model_dir(config.workdir, name)}/final"
     model, _, res = _fit(clip_to_pedons(cfg, table[labelled]), arrays, ckpts, points, labelled,
                          np.zeros(len(points), bool),
                          FsCheckpointStore(root, config.storage), config.seed, stats["selected_steps"])

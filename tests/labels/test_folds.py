@@ -156,3 +156,20 @@ def test_validation_fraction_on_every_scheme_of_the_demo_folds(demo_world):
             assert not (val & ~part).any() and ((train | val) == part).all()
             for f in set(col[part]):
                 assert train[col == f].any(), f"{scheme} fold {fold}: training fold {f} all in validation"
+
+
+def test_inner_folds_are_the_training_parts_largest_qualifying_folds():
+    """Nested validation holds out folds of the same scheme inside the training part: never the
+    test fold, never a -1 pedon, only folds with min_share of the training pedons, the largest first."""
+    from misomap.labels.folds import inner_folds
+
+    # fold sizes: 0 → 50, 1 → 30, 2 → 15, 3 → 4, 4 → 30; 10 pedons unused
+    col = np.repeat([0, 1, 2, 3, 4, -1], [50, 30, 15, 4, 30, 10])
+    assert inner_folds(col, 0, 2, 0.05) == [1, 4]  # a tie (30, 30) goes to the lower id
+    assert inner_folds(col, 1, 5, 0.05) == [0, 2, 4]  # fold 3 holds 4 of 99 training pedons: < 5 %
+    assert inner_folds(col, 1, 5, 0.04) == [0, 2, 3, 4]
+    assert inner_folds(col, 4, 1, 0.05) == [0]
+    with pytest.raises(FoldsError, match="fold 0: its training part has 1 fold"):
+        inner_folds(np.repeat([0, 1, -1], [5, 5, 3]), 0, 2, 0.05)
+    with pytest.raises(FoldsError, match="lower miso.design.min_share"):
+        inner_folds(np.repeat([0, 1, 2], [50, 2, 2]), 0, 2, 0.6)

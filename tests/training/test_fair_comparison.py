@@ -123,6 +123,12 @@ def test_experiment_refuses_repeated_seeds_and_unknown_schemes() -> None:
         check_request([0], ["region", "kmeans"])
     with pytest.raises(ExperimentError, match="no seed"):
         check_request([], None)
+    with pytest.raises(ExperimentError, match="two or more distinct candidates"):
+        check_request([0], None, ["miso", "miso"])
+    with pytest.raises(ExperimentError, match="two or more distinct candidates"):
+        check_request([0], None, ["miso", "no_locations"])
+    with pytest.raises(ExperimentError, match="add --scheme region"):
+        check_request([0], ["dbscan"], ["miso", "no_location"])
 
 
 def test_experiment_bad_input_is_one_line_exit_2(tmp_path) -> None:
@@ -226,6 +232,34 @@ def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> Non
     assert "| permafrost | region | near | 100 | recall_1 | 0.610 ± 0.010 | 0.610 ± 0.010 | 0.000 ± 0.000 |" in text
     assert "| region | 2 | 1 | 0.510 | 0.610 | 0.400 | 0.500 |" in text
     assert "commit `abc1234`" in text
+
+
+def test_experiment_scores_the_claim_on_the_nested_selection_when_a_design_was_chosen() -> None:
+    """With `miso_selected` present the per-fold and distance tables pit it against the RF, and the
+    design table counts each candidate's choices with its mean inner score and the map's design."""
+    from misomap.jobs.experiment import summarise
+
+    folds, dist = [], []
+    for seed in (0, 1):
+        for model, shift in (("rf", 0.0), ("miso", 0.1), ("miso_selected", 0.3)):
+            folds.append({"seed": seed, "model": model, "scheme": "region", "fold": 0, "target": "permafrost",
+                          "recall_1": 0.5 + shift, "f1_1": 0.5, "accuracy": 0.8, "balanced_accuracy": 0.7,
+                          "brier": 0.1, "train_seconds": 10.0})
+            folds.append({"seed": seed, "model": model, "scheme": "region", "fold": 0, "target": "soil_order",
+                          "recall_macro": 0.4, "f1_macro": 0.4, "accuracy": 0.7, "brier": 0.5, "train_seconds": 10.0})
+            dist.append({"seed": seed, "model": model, "scheme": "region", "bin": "far", "n": 50,
+                         "target": "permafrost", "recall_1": 0.5 + shift, "f1_1": 0.5})
+    design = pd.DataFrame({"seed": [0, 0, 1], "scheme": "region", "fold": [0, 1, 0], "miso": [0.6, 0.7, 0.5],
+                           "miso_no_location": [0.7, 0.6, 0.7],
+                           "chosen": ["miso_no_location", "miso", "miso_no_location"],
+                           "map_model": ["miso_no_location", "miso_no_location", "miso"]})
+    text = summarise(pd.DataFrame(folds), pd.DataFrame(), pd.DataFrame(dist), pd.DataFrame(), [0, 1],
+                     "abc1234", None, None, design)
+    assert "| region | 0 | 0 | 0.500 | 0.800 | 0.400 | 0.400 |" in text
+    assert "PF recall miso_selected" in text
+    assert "| permafrost | region | far | 50 | recall_1 | 0.500 ± 0.000 | 0.800 ± 0.000 | 0.300 ± 0.000 |" in text
+    assert "| region | 3 | 0.600 ± 0.100 · 1 | 0.667 ± 0.058 · 2 |" in text
+    assert "seed 0: miso_no_location, seed 1: miso." in text
 
 
 def test_max_folds_takes_the_largest_test_folds() -> None:

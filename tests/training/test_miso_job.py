@@ -22,7 +22,7 @@ from misomap.evaluation.scores import check_predictions
 from misomap.jobs.train_miso import run_pretrain, run_train_miso
 from misomap.models.miso.config import MisoConfig
 from misomap.models.miso.model import MisoModel
-from misomap.models.miso.train import load_model_state
+from misomap.models.miso.train import load_model_state, stored_config
 from misomap.models.miso.weights import safetensors_metadata
 from misomap.training.miso_inputs import MisoJobError, load_arrays
 from tests.support.label_layers import write_regions_and_zones
@@ -146,3 +146,40 @@ def test_missing_section_band_and_scheme_are_named(world, tmp_path) -> None:
     cfg = run_config(world, tmp_path, bad)
     with pytest.raises(MisoJobError, match=r"lacks the covariates band\(s\) \['permafrost_depth'\]"):
         load_arrays(cfg.cube_location(), cfg.storage, cfg.miso)
+
+
+def test_design_chosen_by_nested_validation_end_to_end(world, tmp_path) -> None:
+    """Under miso.design every candidate is cross-validated and validated again inside each
+    training part (never on the test fold); each fold takes the best inner score's predictions,
+    and the map model is the chosen variant, trained for that variant's selected step count."""
+    from misomap.jobs.train_rf import train_rf
+
+    workdir = tmp_path / "run"
+    miso = miso_section() | {"ablations": [], "design": {"candidates": ["miso", "no_location"],
+                                                         "map_scheme": "blocks", "inner_folds": 1}}
+    cfg = run_config(world, workdir, miso)
+    train_rf(cfg)
+    out = run_train_miso(cfg)
+    models, folds = workdir / "models", pd.read_parquet(workdir / "training" / "folds.parquet")
+    col = folds["blocks"].to_numpy()
+    inner = pd.concat([pd.read_parquet(models / m / "inner.parquet") for m in ("miso", "miso_no_location")])
+    assert len(inner) == 4, "two test folds x one inner fold x two candidates"
+    for row in inner.itertuples():
+        assert row.inner_fold != row.fold and row.pedons == (col == row.inner_fold).sum()
+        assert 0 <= row.score <= 1
+    record = json.loads((models / "miso_selected" / "design.json").read_text())
+    means = inner.groupby(["fold", "model"])["score"].mean().unstack()
+    for f in record["folds"]:
+        assert f["chosen"] == means.loc[f["fold"]].idxmax()
+    selected = pd.read_parquet(out.predictions["miso_selected"])
+    for f in record["folds"]:
+        mine = selected[selected["fold"] == f["fold"]].drop(columns="candidate").reset_index(drop=True)
+        theirs = pd.read_parquet(out.predictions[f["chosen"]])
+        pd.testing.assert_frame_equal(mine, theirs[theirs["fold"] == f["fold"]].reset_index(drop=True))
+    map_model = record["map_model"]
+    assert map_model == means.mean().idxmax()
+    assert out.final_model == str(models / map_model / "final" / "model.safetensors")
+    meta = safetensors_metadata(open(out.final_model, "rb").read())
+    assert stored_config(meta)["location"]["enabled"] == (map_model == "miso")
+    assert "| miso_selected |" in (models / "miso" / "comparison.md").read_text()
+    assert (models / "miso_selected" / "report" / "report.md").exists()

@@ -200,6 +200,32 @@ Ablation = Literal["no_contrastive", "no_location", "no_pretraining", "location_
 """Variants cross-validated beside the full model: a part removed, or (`location_input`) location
 fed to the heads as well as aligned."""
 ABLATIONS: tuple[str, ...] = get_args(Ablation)
+Variant = Literal["miso", "no_contrastive", "no_location", "no_pretraining", "location_input"]
+"""The full model (`miso`) or one of the ablations."""
+
+
+class DesignConfig(StrictModel):
+    """Choose MISO's design by nested cross-validation, never by the test folds: for every test fold
+    each candidate is cross-validated again inside that fold's training part, on the same scheme
+    (a leave-one-region-out fold's inner folds leave out one training region each), and the fold
+    is predicted by the candidate with the best mean inner validation score. The map model takes
+    the candidate with the best mean inner score over the test folds of `map_scheme`."""
+
+    candidates: list[Variant] = Field(min_length=2)
+    map_scheme: str = "region"
+    """The scheme whose inner scores choose the map model's design (the map is read far from the
+    pedons, so by default the leave-one-region-out scheme)."""
+    inner_folds: int = Field(default=2, ge=1)
+    """Inner folds per test fold: the largest ones of the training part (ties to the lower id)."""
+    min_share: float = Field(default=0.05, gt=0, lt=1)
+    """An inner fold holds at least this share of the training part's pedons (a region of 11
+    pedons cannot score a design)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "DesignConfig":
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(f"miso.design.candidates {self.candidates} repeats a candidate")
+        return self
 
 
 class MisoConfig(StrictModel):
@@ -225,4 +251,8 @@ class MisoConfig(StrictModel):
     beside a run of the full model: each model has its own folder, the comparison takes all)."""
     final_model: bool = True
     """After cross-validation, train one model on every labelled pedon (nothing held out) for the
-    map job, for the median step count the full model's cross-validation selected."""
+    map job, for the median step count the full model's cross-validation selected (under `design`,
+    the chosen candidate's)."""
+    design: DesignConfig | None = None
+    """Choose among variants by nested cross-validation (each candidate is cross-validated as well
+    as the ablations); the chosen predictions are reported as `miso_selected`."""

@@ -187,7 +187,7 @@ def model_checkpoint_bytes(model: MisoModel, task_loss: TaskLoss | None = None) 
     return _pack(model, task_loss or TaskLoss(model.cfg.loss), None, {"format": "misomap-miso"})
 
 
-RUN_ONLY_FIELDS = ("schemes", "ablations", "include_full", "final_model", "pretrain", "max_folds")
+RUN_ONLY_FIELDS = ("schemes", "ablations", "include_full", "final_model", "pretrain", "max_folds", "design")
 """Config fields that choose what a run does, not what a model or its training is."""
 
 
