@@ -138,6 +138,12 @@ def test_experiment_bad_input_is_one_line_exit_2(tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "seed(s) [0] given more than once" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists(), "checked before any work"
+    proc = subprocess.run([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", "experiment",
+                           "--seeds", "0", "--design", "miso", "--design", "no_loc", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--design ['miso', 'no_loc']: give two or more distinct candidates" in proc.stderr
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
