@@ -157,7 +157,8 @@ def test_scored_pedon_predictions_are_the_map(setup, tmp_path):
 
 def test_a_checkpoint_from_before_location_roles_maps_as_an_input_model():
     """Checkpoints written before `location.role` existed fed location to the heads: loaded for a
-    map, they keep doing so (read as the new default, their maps would silently change)."""
+    map, they keep doing so (read as the new default, their maps would silently change). Fields
+    added since with defaults (encoder clipping) do not make them "a different config"."""
     import json
 
     from misomap.mapping.config import MapConfig
@@ -171,6 +172,9 @@ def test_a_checkpoint_from_before_location_roles_maps_as_an_input_model():
     meta = safetensors_metadata(data)
     old = json.loads(meta["miso_config"])
     del old["location"]["role"]
+    for enc in ("imagery", "covariates"):  # fields added since, with defaults: the checkpoint still loads
+        for field in ("clip", "low", "high"):
+            del old[enc][field]
     data = save_tensors(load_tensors(data), metadata={**meta, "miso_config": json.dumps(old)})
     cfg = MapConfig(cube="unused", output="unused", model="miso", device="cpu")
     predictor = load_miso_predictor({"old.safetensors": data}, cfg)

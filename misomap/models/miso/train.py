@@ -210,6 +210,8 @@ def load_model_state(model: MisoModel, data: bytes, source: str) -> dict[str, st
     """Load a checkpoint's model weights; refuse one made by another config. Returns its metadata."""
     meta = safetensors_metadata(data)
     stored = stored_config(meta)
+    if stored is not None:  # through the model, so fields added since (with defaults) compare equal
+        stored = json.loads(MisoConfig.model_validate(stored).model_dump_json())
     if stored is not None and _model_fields(stored) != _model_fields(json.loads(model.cfg.model_dump_json())):
         raise TrainingError(f"{source} was made by a different MISO config; start a new run folder "
                             "or restore that config")
