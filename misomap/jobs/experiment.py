@@ -327,8 +327,8 @@ def _distance_table(dist: pd.DataFrame) -> list[str]:
     lines = ["## Cross-validation by distance to the nearest training pedon (mean ± sd over seeds)", "",
              "Bins: terciles of that distance over the test pedons of MISO's schemes, per seed "
              "(edges per seed in `experiment_distance.csv`); scores pooled over the folds of a scheme.", "",
-             "| target | scheme | bin | pedons | metric | rf | miso | miso − rf |", "|---" * 8 + "|",
-             "", "(`miso`: the nested-CV selection where the run chose a design.)", ""]
+             "`miso`: the nested-CV selection (`miso_selected`) where the run chose a design.", "",
+             "| target | scheme | bin | pedons | metric | rf | miso | miso − rf |", "|---" * 8 + "|"]
     for target, metrics in METRICS.items():
         for metric in metrics[:2]:
             sub = dist[dist["target"] == target]
