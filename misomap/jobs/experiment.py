@@ -128,7 +128,8 @@ def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.
 
     config = load_config(out / "run.yaml")
     table, folds = read_training(config.workdir, config.storage)
-    candidates = [f"miso_{c}" for c in config.miso.design.candidates if c != "miso"] if config.miso.design else []
+    record = _design_record(config)
+    candidates = record["candidates"] if record else []
     main = _predictions(config, list(dict.fromkeys(["rf", "miso", SELECTED, "miso_location_input", *candidates])))
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
@@ -209,16 +210,21 @@ def design_choices(out: Path) -> pd.DataFrame:
     """Each test fold's mean inner score per candidate and the candidate chosen, with the map
     model's design, from the `design.json` a run with a design choice wrote (empty otherwise)."""
     from misomap.config import load_config
+
+    record = _design_record(load_config(out / "run.yaml"))
+    return pd.DataFrame(record["folds"]).assign(map_model=record["map_model"]) if record else pd.DataFrame()
+
+
+def _design_record(config) -> dict | None:
+    """The `design.json` of a run that chose MISO's design (None if it did not)."""
     from misomap.core.errors import MissingObjectError
     from misomap.core.storage import Target
     from misomap.evaluation.scores import model_dir
 
-    config = load_config(out / "run.yaml")
     try:
-        record = json.loads(Target(f"{model_dir(config.workdir, SELECTED)}/design.json", config.storage).read_bytes())
+        return json.loads(Target(f"{model_dir(config.workdir, SELECTED)}/design.json", config.storage).read_bytes())
     except MissingObjectError:
-        return pd.DataFrame()
-    return pd.DataFrame(record["folds"]).assign(map_model=record["map_model"])
+        return None
 
 
 def _design_table(design: pd.DataFrame) -> list[str]:
