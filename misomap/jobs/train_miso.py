@@ -30,7 +30,8 @@ from misomap.labels.training_table import read_training
 from misomap.models.miso.config import ABLATIONS, DesignConfig, MisoConfig
 from misomap.training import pretrain
 from misomap.training.miso_cv import MODEL, TrainingContext, cross_validate, train_final, variant_config
-from misomap.training.miso_design import SELECTED, choose, inner_validate, selected_predictions, variant_name
+from misomap.training.miso_design import (SELECTED, check_design, choose, inner_validate, selected_predictions,
+                                          variant_name)
 from misomap.training.miso_inputs import load_arrays
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
     the RF, train the final model of the chosen design."""
     cfg = miso_section(config)
     table, folds = read_training(config.workdir, config.storage)
+    check_design(cfg, folds)
     arrays = load_arrays(config.cube_location(), config.storage, cfg)
     ctx = context(config)
     preds, reports, frames, inner = {}, {}, {}, []

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from misomap.evaluation.scores import model_dir
-from misomap.labels.folds import inner_folds, scheme_columns
+from misomap.labels.folds import FoldsError, inner_folds, scheme_columns
 from misomap.models.miso.config import DesignConfig, MisoConfig
 from misomap.models.miso.train import macro_recall, select_device, validation_score
 from misomap.models.miso.crops import Points
@@ -28,6 +28,24 @@ SELECTED = "miso_selected"
 def variant_name(variant: str) -> str:
     """The model folder of a variant: `miso` for the full model, `miso_<ablation>` otherwise."""
     return "miso" if variant == "miso" else f"miso_{variant}"
+
+
+def check_design(cfg: MisoConfig, folds: pd.DataFrame) -> None:
+    """Refuse, before any training, a design choice that cannot be made: `map_scheme` not among the
+    schemes cross-validated, or a test fold whose training part has no inner fold to hold out."""
+    if cfg.design is None:
+        return
+    schemes = cfg.schemes or scheme_columns(folds)
+    if cfg.design.map_scheme not in schemes:
+        raise MisoJobError(f"miso.design.map_scheme {cfg.design.map_scheme!r} is not among the schemes "
+                           f"cross-validated ({schemes}): add it to miso.schemes or choose one of them")
+    for scheme in schemes:
+        col = folds[scheme].to_numpy()
+        for fold in scored_folds(col, cfg.max_folds):
+            try:
+                inner_folds(col, fold, cfg.design.inner_folds, cfg.design.min_share)
+            except FoldsError as err:
+                raise MisoJobError(f"scheme {scheme}: {err}") from None
 
 
 def inner_validate(config: TrainingContext, cfg: MisoConfig, name: str, design: DesignConfig,

@@ -159,6 +159,16 @@ def test_design_chosen_by_nested_validation_end_to_end(world, tmp_path) -> None:
                                                          "map_scheme": "blocks", "inner_folds": 1}}
     cfg = run_config(world, workdir, miso)
     train_rf(cfg)
+    # refused before any training: the map scheme is not cross-validated; two regions leave a held-out
+    # region's training part one region, nothing to hold out inside it
+    for change, match in (({"map_scheme": "region"}, "map_scheme 'region' is not among the schemes"),
+                          ({"map_scheme": "region", "schemes": ["region"]},
+                           "scheme region: fold 0: its training part has 1 fold")):
+        schemes = change.pop("schemes", miso["schemes"])
+        bad = run_config(world, workdir, miso | {"schemes": schemes, "design": miso["design"] | change})
+        with pytest.raises(MisoJobError, match=match):
+            run_train_miso(bad)
+        assert not (workdir / "models" / "miso").exists()
     out = run_train_miso(cfg)
     models, folds = workdir / "models", pd.read_parquet(workdir / "training" / "folds.parquet")
     col = folds["blocks"].to_numpy()
