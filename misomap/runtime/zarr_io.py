@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,15 +34,31 @@ def _short(identity: Any) -> str:
 
 def claim(target: Target, stored: Any, identity: Any, what: str, error: type[MisomapError]) -> bool:
     """Whether a fresh template is needed: True when no store of a run is there (`stored` is None),
-    False when it is this run's own (same identity: resume). A store of another run raises `error`
-    naming the store and both identities."""
+    False when it is this run's own (same identity: resume; a killed run's half-written files are
+    removed first). A store of another run raises `error` naming the store and both identities."""
     if stored is None:
         return True
     if stored == identity:
+        _sweep_partials(target)
         return False
     raise error(f"{target.url} holds {what} made by another run - other inputs, another configuration or "
                 f"model ({_short(stored)} != {_short(identity)}): nothing was changed; remove it (or pass "
                 "--overwrite where offered) or pick another output location")
+
+
+PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+"""The temporary name zarr's local store writes a file under before renaming it into place."""
+
+
+def _sweep_partials(target: Target) -> None:
+    """Delete the temporary files a run killed mid-write left in its own local store: they are no
+    chunk, yet they would stay beside the rewritten chunks (object stores write whole objects)."""
+    if target.remote or not os.path.isdir(target.path):
+        return
+    for root, _, files in os.walk(target.path):
+        for name in files:
+            if PARTIAL.search(name):
+                os.unlink(os.path.join(root, name))
 
 
 def write_template(target: Target, ds: xr.Dataset, encoding: dict[str, Any], zarr_format: int,

@@ -81,6 +81,23 @@ def test_a_store_of_another_run_is_refused_naming_it(tmp_path):
         claim(target, "run-b", "run-a", "a map", InjectedError)
 
 
+def test_resuming_its_own_store_removes_what_a_killed_write_left(tmp_path):
+    """zarr writes a local file under a temporary name, then renames it: a run killed in between
+    leaves `<chunk>.<uuid>.partial`. Resuming the store removes those (and only those), so the
+    rerun ends byte-identical to a clean run; another run's store is left untouched."""
+    store = tmp_path / "s.zarr"
+    (store / "data" / "c" / "2").mkdir(parents=True)
+    left = store / "data" / "c" / "2" / f"0.{'ab' * 16}.partial"
+    keep = [store / "data" / "c" / "2" / "0", store / "data" / "notes.partial", store / "zarr.json"]
+    for path in [left, *keep]:
+        path.write_bytes(b"x")
+    with pytest.raises(InjectedError):
+        claim(Target(str(store)), "run-b", "run-a", "a map", InjectedError)
+    assert left.exists(), "another run's store is never touched"
+    assert not claim(Target(str(store)), "run-a", "run-a", "a map", InjectedError)
+    assert not left.exists() and all(p.exists() for p in keep)
+
+
 def test_region_writes_must_be_chunk_aligned(tmp_path):
     store = _store(str(tmp_path / "s.zarr"))
     with pytest.raises(ValueError, match="not aligned"):
