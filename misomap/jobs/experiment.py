@@ -22,18 +22,15 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from misomap.core.errors import MisomapError
 from misomap.labels.folds import distance_to_training
-from misomap.models.miso.config import ABLATIONS, Variant
+from misomap.models.miso.config import ABLATIONS, SELECTED, DesignConfig, Variant
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("random", "dbscan", "blocks", "region")
-VARIANTS = get_args(Variant)
-SELECTED = "miso_selected"
-"""The nested-CV model (per test fold the design its inner folds chose): what the claim is scored on
-when the experiment chooses MISO's design."""
 """Scheme names the command takes; `dbscan` is the demo world's DBSCAN scheme (radius scaled to it)."""
 BINS = ("near", "middle", "far")
 METRICS = {"permafrost": ("recall_1", "f1_1", "accuracy", "balanced_accuracy", "brier"),
@@ -56,9 +53,11 @@ def check_request(seeds: list[int], schemes: list[str] | None, design: list[str]
     if unknown:
         raise ExperimentError(f"unknown fold scheme(s) {unknown}: choose from {list(SCHEMES)}")
     if design:
-        bad = sorted(set(design) - set(VARIANTS))
-        if bad or len(set(design)) != len(design) or len(design) < 2:
-            raise ExperimentError(f"--design {design}: give two or more distinct candidates from {list(VARIANTS)}")
+        try:
+            DesignConfig(candidates=design)
+        except ValidationError:
+            raise ExperimentError(f"--design {design}: give two or more distinct candidates from "
+                                  f"{list(get_args(Variant))}") from None
         if schemes and "region" not in schemes:
             raise ExperimentError("--design chooses the map model on the region scheme's inner folds: add "
                                   "--scheme region")

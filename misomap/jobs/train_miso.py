@@ -27,11 +27,10 @@ from misomap.evaluation.report import write_report
 from misomap.evaluation.scores import evaluate, model_dir
 from misomap.labels.pedons import write_parquet
 from misomap.labels.training_table import read_training
-from misomap.models.miso.config import ABLATIONS, DesignConfig, MisoConfig
+from misomap.models.miso.config import ABLATIONS, SELECTED, DesignConfig, MisoConfig
 from misomap.training import pretrain
 from misomap.training.miso_cv import MODEL, TrainingContext, cross_validate, train_final, variant_config
-from misomap.training.miso_design import (SELECTED, check_design, choose, inner_validate, selected_predictions,
-                                          variant_name)
+from misomap.training.miso_design import check_design, choose, inner_validate, selected_predictions, variant_name
 from misomap.training.miso_inputs import load_arrays
 
 log = logging.getLogger(__name__)

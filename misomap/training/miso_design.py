@@ -21,10 +21,6 @@ from misomap.training.miso_inputs import CubeArrays, MisoJobError, label_points,
 
 log = logging.getLogger(__name__)
 
-SELECTED = "miso_selected"
-"""The model name of the nested-CV predictions (per test fold, the chosen candidate's)."""
-
-
 def variant_name(variant: str) -> str:
     """The model folder of a variant: `miso` for the full model, `miso_<ablation>` otherwise."""
     return "miso" if variant == "miso" else f"miso_{variant}"

@@ -200,8 +200,11 @@ Ablation = Literal["no_contrastive", "no_location", "no_pretraining", "location_
 """Variants cross-validated beside the full model: a part removed, or (`location_input`) location
 fed to the heads as well as aligned."""
 ABLATIONS: tuple[str, ...] = get_args(Ablation)
-Variant = Literal["miso", "no_contrastive", "no_location", "no_pretraining", "location_input"]
+Variant = Literal["miso", Ablation]
 """The full model (`miso`) or one of the ablations."""
+SELECTED = "miso_selected"
+"""The model folder of MISO's nested-CV predictions under `design` (per test fold, the chosen
+candidate's): what the claim is scored on when a run chooses the design."""
 
 
 class DesignConfig(StrictModel):
