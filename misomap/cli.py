@@ -210,12 +210,14 @@ def experiment(
     tables_only: Annotated[bool, typer.Option(help="Only rebuild the tables from the seed folders under --out.")] = False,
     design: Annotated[Optional[list[str]], typer.Option(help="Choose MISO's design among these variants by nested "
                                                         "validation, e.g. --design miso --design no_location.")] = None,
+    class_balance: Annotated[float, typer.Option(help="Both models weigh each pedon by its class share to the "
+                                                 "power −this (0 none, 0.5 square root, 1 classes alike).")] = 0.0,
 ) -> None:
     """MISO vs RF over several demo worlds: every scheme, ablations, maps against the truth; one table."""
     from misomap.jobs.experiment import run_experiment
 
     md = run_experiment(out, list(seeds) + list(more_seeds or []), size, scheme, max_folds, ablations, max_steps,
-                        tables_only, design)
+                        tables_only, design, class_balance)
     typer.echo(f"experiment: {md}")
 
 

@@ -87,7 +87,7 @@ def compare(workdir: str, storage: StorageConfig, rules: EvaluationConfig, model
     lines = ["# MISO vs Random Forest", "",
              "Mean ± sd over the test folds of each scheme (models never see their test fold); on each "
              "scheme every model is scored on the same folds (those all models were run on). Class "
-             f"weighting for every model: `{rules.class_weighting}`.", ""]
+             f"weighting for every model: `{rules.class_weighting}`, class balance {rules.class_balance:g}.", ""]
     df = df.dropna(subset=["mean"])  # schemes a model was not run on
     for target, sub in df.groupby("target", sort=False):
         for metric in COMPARED[target]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from misomap.core.config_base import StrictModel
 
@@ -19,9 +19,20 @@ class EvaluationConfig(StrictModel):
     class_weighting: Literal["none", "balanced", "threshold"] = Field(
         "threshold", description="one class-weighting rule for every model: none, balanced (class-"
         "weighted training) or threshold (decision offsets fitted on validation; misomap.models.weighting)")
+    class_balance: float = Field(0.0, ge=0, le=1, description="every model trains on its pedons "
+                                 "weighted by their class's share of the task's labels to the power "
+                                 "−class_balance (the RF's sample weights, MISO's crop draws): 0 = as "
+                                 "the labels fall, 0.5 = square-root balanced; misomap.models.weighting")
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of each fold's training pedons "
                                 "carved (as whole spatial patches) into validation, for every model")
     reliability_bins: int = Field(10, ge=2, description="probability bins of the reliability diagrams")
+
+    @model_validator(mode="after")
+    def _one_balancing(self) -> EvaluationConfig:
+        if self.class_balance and self.class_weighting == "balanced":
+            raise ValueError(f"class_balance {self.class_balance} and class_weighting balanced would both "
+                             "even out the classes: use one (class_balance with none or threshold)")
+        return self
 
     @field_validator("distance_bins_km")
     @classmethod

@@ -184,7 +184,8 @@ def write_report(results: dict[str, TargetEvaluation], model: str, out: str,
         for name in ("per_fold", "summary", "by_region", "by_zone", "by_distance", "reliability"):
             csv = getattr(ev, name).to_csv(index=False).encode()
             Target(f"{out}/{target}_{name}.csv", storage).write_bytes(csv)
-    rule = (f"Class weighting (one rule for every model): `{rules.class_weighting}`; validation for it and "
+    rule = (f"Class weighting (one rule for every model): `{rules.class_weighting}`, class balance "
+            f"{rules.class_balance:g} (pedons weighted by class share^−{rules.class_balance:g}); validation for it and "
             f"for early stopping: {rules.val_fraction:.0%} of each fold's training pedons, carved as whole "
             "spatial patches from the training part only.")
     loc = f"{out}/report.md"

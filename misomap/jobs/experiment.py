@@ -41,14 +41,18 @@ class ExperimentError(MisomapError):
     """The experiment cannot run as asked: repeated seeds, an unknown scheme."""
 
 
-def check_request(seeds: list[int], schemes: list[str] | None, design: list[str] | None = None) -> None:
-    """Refuse repeated seeds, unknown schemes and a design choice that cannot be made before any
-    work starts."""
+def check_request(seeds: list[int], schemes: list[str] | None, design: list[str] | None = None,
+                  class_balance: float = 0.0) -> None:
+    """Refuse repeated seeds, unknown schemes, a class balance outside [0, 1] and a design choice that
+    cannot be made, before any work starts."""
     if not seeds:
         raise ExperimentError("no seed given: pass --seeds, e.g. --seeds 0 1 2")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise ExperimentError(f"seed(s) {repeated} given more than once in {seeds}: each seed is one world")
+    if not 0 <= class_balance <= 1:
+        raise ExperimentError(f"--class-balance {class_balance}: give a power from 0 (pedons as the labels "
+                              "fall) to 1 (every class weighs alike); 0.5 is square-root balancing")
     unknown = sorted(set(schemes or ()) - set(SCHEMES))
     if unknown:
         raise ExperimentError(f"unknown fold scheme(s) {unknown}: choose from {list(SCHEMES)}")
@@ -72,9 +76,11 @@ def _commit() -> str:
 
 
 def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_folds: int | None,
-             ablations: bool, max_steps: int | None = None, design: list[str] | None = None) -> None:
+             ablations: bool, max_steps: int | None = None, design: list[str] | None = None,
+             class_balance: float = 0.0) -> None:
     """One world: every stage of the demo with MISO on `schemes` (its step budget capped at
-    `max_steps` if given; its design chosen among `design` by nested validation if given); leaves
+    `max_steps` if given; its design chosen among `design` by nested validation if given), both
+    models under `evaluation.class_balance` = `class_balance`; leaves
     `run.yaml` and the maps' scores against the truth (`map_truth.csv`) in `out` for `score_seed`."""
     from misomap.config import config_from_dict
     from misomap.demo.world import generate_world, rustac_serve_files
@@ -92,11 +98,14 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     if not _same_world(world, seed, size):
         generate_world(world, seed=seed, size=size)
     with stac_api_server(rustac_serve_files(world), out / "services") as (url, _):
-        config = demo_run_config(world, out, url, seed)
+        data = demo_run_config(world, out, url, seed).model_dump(mode="json")
+        data["evaluation"]["class_balance"] = class_balance
+        config = config_from_dict(data, f"experiment seed {seed}")
         run_build_cube(config)
     train_rf(config)
     pretrained = run_pretrain(config)
     data = demo_run_config(world, out, url, seed, pretrained).model_dump(mode="json")
+    data["evaluation"]["class_balance"] = class_balance
     names = {"dbscan": demo_scheme(world)}
     data["miso"].update(schemes=[names.get(s, s) for s in schemes] if schemes else None,
                         max_folds=max_folds, ablations=list(ABLATIONS) if ablations else [])
@@ -411,21 +420,24 @@ def write_tables(out: Path, seeds: list[int], commit: str, seconds: float | None
 
 def run_experiment(out: Path, seeds: list[int], size: str = "tiny", schemes: list[str] | None = None,
                    max_folds: int | None = None, ablations: bool = True, max_steps: int | None = None,
-                   tables_only: bool = False, design: list[str] | None = None) -> Path:
+                   tables_only: bool = False, design: list[str] | None = None,
+                   class_balance: float = 0.0) -> Path:
     """Every seed's world, both models, the tables; returns `<out>/experiment.md`. With `design`,
-    MISO's design is chosen among those variants by nested validation. With `tables_only`, only
+    MISO's design is chosen among those variants by nested validation; `class_balance` is the rule
+    both models train under (misomap.models.weighting). With `tables_only`, only
     the tables, from the seed folders a finished run left."""
-    check_request(seeds, schemes, design)
+    check_request(seeds, schemes, design, class_balance)
     out = out.resolve()
     commit = _commit()
     t0 = time.perf_counter()
     if not tables_only:
         for seed in seeds:
             log.info("experiment: seed %d", seed)
-            run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps, design)
+            run_seed(out / f"seed{seed}", seed, size, schemes, max_folds, ablations, max_steps, design,
+                     class_balance)
         (out / "experiment.json").write_text(json.dumps({
             "seeds": seeds, "size": size, "schemes": schemes, "max_folds": max_folds, "ablations": ablations,
-            "max_steps": max_steps, "design": design, "commit": commit}))
+            "max_steps": max_steps, "design": design, "class_balance": class_balance, "commit": commit}))
     settings = json.loads((out / "experiment.json").read_text()) if (out / "experiment.json").exists() else {}
     run_commit = settings.get("commit", "unknown")
     made = commit if run_commit == commit else f"{run_commit} (tables rebuilt at {commit})"

@@ -52,13 +52,14 @@ def train_rf(config: RunConfig) -> RFOutputs:
     preds, models = [], {}
     for target in TARGETS:
         rows = target_rows(table, target, features)
-        log.info("%s: %d pedons, %d features, class weighting %s", target, len(rows), len(features),
-                 config.evaluation.class_weighting)
+        log.info("%s: %d pedons, %d features, class weighting %s, class balance %g", target, len(rows),
+                 len(features), config.evaluation.class_weighting, config.evaluation.class_balance)
         frame, offsets = cross_validate(rows, folds, target, features, config.evaluation, config.rf,
                                         config.seed)
         preds.append(frame)
         model = fit_rf(rows[features].to_numpy(), rows["label"].to_numpy(), features, target,
-                       config.rf, config.seed, config.evaluation.class_weighting == "balanced")
+                       config.rf, config.seed, config.evaluation.class_weighting == "balanced",
+                       config.evaluation.class_balance)
         if any(any(o.values()) for o in offsets):  # per class, the median over every CV fold
             model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
                                                  for c in model.classes))

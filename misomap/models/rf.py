@@ -12,6 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from misomap.models.baseline_config import RFConfig
 from misomap.models.skops_io import load_trusted
+from misomap.models.weighting import balance_weights
 from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,10 @@ def select_features(bands: list[str], config: RFConfig) -> list[str]:
 
 
 def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, config: RFConfig,
-           seed: int, balanced: bool = False) -> RFModel:
+           seed: int, balanced: bool = False, balance: float = 0.0) -> RFModel:
     """Fit one forest; `y` holds class labels (cast to str so every model shares one encoding);
-    `balanced` weights classes by inverse frequency (evaluation.class_weighting = balanced)."""
+    `balanced` weights classes by inverse frequency (evaluation.class_weighting = balanced);
+    `balance` weights each pedon by its class share^−balance (evaluation.class_balance)."""
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(str)
     if X.shape != (len(y), len(features)):
@@ -76,7 +78,7 @@ def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, confi
         class_weight="balanced" if balanced else None, n_jobs=config.n_jobs, random_state=seed)
     # Fit on integer codes: scikit-learn's class weighting fails on digit-like string labels.
     classes, codes = np.unique(y, return_inverse=True)
-    forest.fit(X, codes)
+    forest.fit(X, codes, sample_weight=balance_weights([codes], balance) if balance else None)
     return RFModel(forest, target, tuple(features), tuple(str(c) for c in classes))
 
 

@@ -6,6 +6,11 @@
   the training part only: a permafrost threshold and a soil-order prior correction
   (log p_c − α·log π_c), each chosen to maximise macro F1 on validation.
 
+Beside the rule, `evaluation.class_balance` (β) evens out what training sees, for every model
+alike: each pedon weighs (its class's share of the task's training labels)^−β — the RF's sample
+weights, the odds of a MISO labelled crop being drawn (`balance_weights`). β = 0.5 is square-root
+sampling: a class 100× rarer is drawn 10× more often per pedon, not 100×.
+
 The offsets are applied to the probabilities themselves (`DecisionOffsets.apply`), so the maps,
 the 0.5/argmax rule downstream and the calibration figures all see the adjusted model.
 Pure numpy; never touches storage.
@@ -13,6 +18,7 @@ Pure numpy; never touches storage.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,6 +97,27 @@ def class_priors(labels: np.ndarray, n_classes: int) -> np.ndarray:
     labels = labels[labels >= 0]
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     return counts / max(counts.sum(), 1.0)
+
+
+def balance_weights(labels: Sequence[np.ndarray], power: float) -> np.ndarray:
+    """Per-sample training weights, mean 1 over the labelled samples: for each task (an integer
+    label array, < 0 = unlabelled) a labelled sample's factor is its class's share of that task's
+    labels to the power −`power`; a sample weighs the mean of its tasks' factors (0 if it has no
+    label). `power` 0 gives every labelled sample weight 1."""
+    arrays = [np.asarray(a) for a in labels]
+    n = len(arrays[0]) if arrays else 0
+    total, count = np.zeros(n), np.zeros(n)
+    for lab in arrays:
+        ok = lab >= 0
+        if not ok.any():
+            continue
+        _, inverse, counts = np.unique(lab[ok], return_inverse=True, return_counts=True)
+        total[ok] += (counts / counts.sum())[inverse] ** -power
+        count[ok] += 1
+    labelled = count > 0
+    w = np.zeros(n)
+    w[labelled] = total[labelled] / count[labelled]
+    return w / w[labelled].mean() if labelled.any() else w
 
 
 def median_offsets(offsets: list[DecisionOffsets]) -> DecisionOffsets:

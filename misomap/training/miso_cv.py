@@ -144,10 +144,13 @@ def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
                 data[which]["weights"] = None
     return MisoConfig.model_validate(data)
 
-def weighted_config(cfg: MisoConfig, weighting: str) -> MisoConfig:
-    """The MISO config under the run's class-weighting rule (balanced losses only for `balanced`)."""
-    loss = cfg.loss.model_copy(update={"class_weights": "balanced" if weighting == "balanced" else "none"})
-    return cfg.model_copy(update={"loss": loss})
+def weighted_config(cfg: MisoConfig, rules: EvaluationConfig) -> MisoConfig:
+    """The MISO config under the run's class-weighting rules, the RF's too: balanced losses only
+    for `balanced`, crops drawn under `class_balance`."""
+    loss = cfg.loss.model_copy(update={"class_weights": "balanced" if rules.class_weighting == "balanced"
+                                       else "none"})
+    train = cfg.train.model_copy(update={"class_balance": rules.class_balance})
+    return cfg.model_copy(update={"loss": loss, "train": train})
 
 def scored_folds(col: np.ndarray, max_folds: int | None) -> list[int]:
     """The test folds of one scheme to cross-validate: all, or the `max_folds` largest (ties to the
@@ -164,7 +167,7 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
     the mean macro recall of the tasks, how variants are compared without the test folds — and the
     decision offsets)."""
     ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
+    cfg = resolve_config(weighted_config(cfg, config.evaluation), arrays, ckpts)
     points, ids = label_points(table), table["pedon_id"].astype(str).to_numpy()
     schemes = cfg.schemes or scheme_columns(folds)
     unknown = sorted(set(schemes) - set(folds.columns))
@@ -189,7 +192,8 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
     seconds = [f["seconds"] for f in per_fold]
     stats = {"model": name, "parameters": parameter_count(build_model(cfg, arrays.grid, {})),
              "train_seconds_per_fold_mean": float(np.mean(seconds)), "folds_trained": len(seconds),
-             "class_weighting": config.evaluation.class_weighting, "folds": per_fold,
+             "class_weighting": config.evaluation.class_weighting,
+             "class_balance": config.evaluation.class_balance, "folds": per_fold,
              "selected_steps": int(np.median([f["best_step"] for f in per_fold]))}
     return pd.concat(out, ignore_index=True), stats
 
@@ -206,7 +210,7 @@ def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, ta
                            "the final model's step count comes from it; run with miso.include_full "
                            "true (or the variant among the ablations)") from None
     ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
+    cfg = resolve_config(weighted_config(cfg, config.evaluation), arrays, ckpts)
     points = label_points(table)
     labelled = (points.permafrost >= 0) | (points.soil >= 0)
     root = f"{model_dir(config.workdir, name)}/final"

@@ -51,7 +51,7 @@ def inner_validate(config: TrainingContext, cfg: MisoConfig, name: str, design: 
     held-out inner fold, with each task's recall. Checkpoints under `<name>/inner/`, so a rerun
     resumes."""
     ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(weighted_config(cfg, config.evaluation.class_weighting), arrays, ckpts)
+    cfg = resolve_config(weighted_config(cfg, config.evaluation), arrays, ckpts)
     points, device, mdir = label_points(table), select_device(cfg.train), model_dir(config.workdir, name)
     rows = []
     for scheme in cfg.schemes or scheme_columns(folds):

@@ -44,11 +44,12 @@ def _fit_fold(X: np.ndarray, y: np.ndarray, xy: np.ndarray, f_arr: np.ndarray, f
     on the training part less a carved validation split, fits the decision offsets there, then
     refits on the whole training part and keeps the offsets."""
     train = (f_arr >= 0) & (f_arr != fold)
-    model = fit_rf(X[train], y[train], features, target, rf, seed, ev.class_weighting == "balanced")
+    model = fit_rf(X[train], y[train], features, target, rf, seed, ev.class_weighting == "balanced",
+                   ev.class_balance)
     if ev.class_weighting != "threshold":
         return model
     fit, val = carve_validation(f_arr, fold, ev.val_fraction, seed, xy)
-    inner = fit_rf(X[fit], y[fit], features, target, rf, seed)
+    inner = fit_rf(X[fit], y[fit], features, target, rf, seed, balance=ev.class_balance)
     fitted = dict(zip(inner.classes, class_offsets(inner, X[val], y[val], y[fit])))
     return replace(model, offsets=tuple(fitted.get(c, 0.0) for c in model.classes))
 

@@ -14,7 +14,13 @@ import rasterio
 import torch
 
 from misomap.jobs.experiment import ExperimentError, check_request
-from misomap.models.weighting import DecisionOffsets, fit_permafrost_offset, fit_soil_offsets, median_offsets
+from misomap.models.weighting import (
+    DecisionOffsets,
+    balance_weights,
+    fit_permafrost_offset,
+    fit_soil_offsets,
+    median_offsets,
+)
 
 torch.set_num_threads(1)
 
@@ -53,8 +59,8 @@ def _truth(world, name: str) -> np.ndarray:
 
 def test_map_vs_truth_scores_a_map_in_the_real_map_layout(demo_world, tmp_path) -> None:
     from misomap.cube.grid import Grid
-    from misomap.mapping.store import _template
     from misomap.evaluation.map_truth import MapTruthError, map_vs_truth
+    from misomap.mapping.store import _template
 
     manifest = json.loads((demo_world / "world.json").read_text())
     g = manifest["grid"]
@@ -129,6 +135,56 @@ def test_experiment_refuses_repeated_seeds_and_unknown_schemes() -> None:
         check_request([0], None, ["miso", "no_locations"])
     with pytest.raises(ExperimentError, match="add --scheme region"):
         check_request([0], ["dbscan"], ["miso", "no_location"])
+    with pytest.raises(ExperimentError, match="--class-balance 1.5: give a power from 0"):
+        check_request([0], None, None, 1.5)
+
+
+def test_class_balance_weighs_pedons_by_class_share() -> None:
+    labels = np.array([0] * 90 + [1] * 10 + [-1] * 5)
+    w = balance_weights([labels], 0.0)
+    assert (w[:100] == 1).all() and (w[100:] == 0).all()
+    w = balance_weights([labels], 1.0)
+    assert w[:90].sum() == pytest.approx(w[90:100].sum()), "power 1: every class weighs alike"
+    w = balance_weights([labels], 0.5)
+    assert w[90] / w[0] == pytest.approx(3.0), "square root: 9x rarer, 3x the weight"
+    assert w[:100].mean() == pytest.approx(1.0) and (w[100:] == 0).all()
+    other = np.array([0, 1] * 50 + [-1] * 5)  # a second task, two even classes: factor 2 for everyone
+    both = balance_weights([labels, other], 1.0)
+    raw = np.r_[np.full(90, (100 / 90 + 2) / 2), np.full(10, (10 + 2) / 2)]
+    assert np.allclose(both[:100], raw / raw.mean()), "a pedon weighs the mean of its tasks' factors"
+
+
+def test_class_balance_is_one_rule_for_the_rf_and_miso() -> None:
+    from pydantic import ValidationError
+
+    from misomap.evaluation.config import EvaluationConfig
+    from misomap.models.baseline_config import RFConfig
+    from misomap.models.miso.config import EncoderConfig, LossConfig, MisoConfig, TrainConfig
+    from misomap.models.miso.crops import Points
+    from misomap.models.miso.train import crop_odds
+    from misomap.models.rf import fit_rf
+    from misomap.training.miso_cv import weighted_config
+
+    with pytest.raises(ValidationError, match="would both even out the classes"):
+        EvaluationConfig(class_weighting="balanced", class_balance=0.5)
+    rules = EvaluationConfig(class_balance=0.5)
+    cfg = weighted_config(MisoConfig(imagery=EncoderConfig(bands=["b"]), loss=LossConfig(tasks=["soil_order"]),
+                                     train=TrainConfig()), rules)
+    assert cfg.train.class_balance == 0.5 and cfg.loss.class_weights == "none"
+    soil = np.array([1] * 80 + [2] * 20 + [-1] * 10)
+    pts = Points(np.zeros(110), np.zeros(110), np.zeros(110, np.int64), soil)
+    odds = crop_odds(pts, np.arange(110), cfg.model_copy(update={"train": TrainConfig(class_balance=1.0)}))
+    assert odds[:80].sum() == pytest.approx(0.5) and odds[80:100].sum() == pytest.approx(0.5)
+    assert (odds[100:] == 0).all(), "a pedon without a label of the trained tasks is never drawn"
+    assert crop_odds(pts, np.arange(110), cfg.model_copy(update={"train": TrainConfig()})) is None
+    # The RF: the same weights, as sample weights of its forest.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2)).astype(np.float32)
+    y = np.where(X[:, 0] + rng.normal(scale=1.0, size=400) > 1.6, "Mollisols", "Inceptisols")
+    rf = RFConfig(n_estimators=30, min_samples_leaf=30)
+    share = [float(fit_rf(X, y, ["a", "b"], "soil_order", rf, 0, balance=b).proba(X)[:, 1].mean())
+             for b in (0.0, 1.0)]
+    assert share[0] < 0.15 and share[1] > 3 * share[0], share
 
 
 def test_experiment_bad_input_is_one_line_exit_2(tmp_path) -> None:
@@ -168,9 +224,9 @@ def test_experiment_over_two_seeds_writes_one_table(tmp_path) -> None:
 def test_offsets_baked_into_the_heads_match_the_scored_adjustment() -> None:
     """The final map model carries the decision offsets in its head biases, so the map applies the
     same rule the cross-validation scores were adjusted with."""
-    from misomap.models.miso.offsets import apply_offsets, bake_offsets
     from misomap.models.miso.config import EncoderConfig, MisoConfig
     from misomap.models.miso.model import MisoModel
+    from misomap.models.miso.offsets import apply_offsets, bake_offsets
 
     torch.manual_seed(0)
     cfg = MisoConfig(imagery=EncoderConfig(bands=["a", "b"], embed_dim=16), feature_dim=16)
@@ -194,9 +250,9 @@ def test_offsets_bake_into_a_model_on_another_device() -> None:
     from torch.overrides import TorchFunctionMode
     from torch.utils._pytree import tree_leaves
 
-    from misomap.models.miso.offsets import bake_offsets
     from misomap.models.miso.config import EncoderConfig, MisoConfig
     from misomap.models.miso.model import MisoModel
+    from misomap.models.miso.offsets import bake_offsets
 
     class OneDevice(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):

@@ -92,6 +92,34 @@ def test_training_learns_a_signal_on_unseen_pedons() -> None:
     assert score > 0.7, f"mean macro recall on unseen pedons {score:.3f} (chance 0.42)"
 
 
+class Recording(CropSampler):
+    """Keeps the training pedons whose labelled crops were drawn."""
+
+    drawn: list[int]
+
+    def labelled(self, idx: np.ndarray, rng: np.random.Generator):
+        self.drawn = [*getattr(self, "drawn", []), *map(int, idx)]
+        return super().labelled(idx, rng)
+
+
+def test_class_balance_draws_rare_classes_more_often() -> None:
+    img, cov, p = world()
+    soil = np.where(np.arange(len(p)) < 8, 6, 1)  # 8 of 160 training pedons are Mollisols
+    p = Points(p.x, p.y, p.permafrost, soil)
+    counts = []
+    for balance in (0.0, 1.0):
+        c = cfg(epochs=1, steps=8)
+        c = c.model_copy(update={"train": c.train.model_copy(update={"class_balance": balance})})
+        sampler = Recording(img, cov, GRID, p.subset(np.arange(160)), c.crops)
+        train_miso(MisoModel(c, GRID.bounds), sampler, np.arange(160), p.subset(np.arange(160, 200)), c,
+                   MemoryStore(), 0)
+        drawn = np.array(sampler.drawn)
+        counts.append(int((drawn < 8).sum()))
+    # Uniform: 32 draws of 160 pedons, 1.6 rare expected. Balanced (soil factor 20 vs 1.05, permafrost
+    # factor 2): the rare pedons hold 88 / 316 of the odds, 8.9 draws expected.
+    assert counts[0] <= 3 and counts[1] >= 5, counts
+
+
 def test_max_steps_caps_the_budget_across_epochs() -> None:
     c = cfg(epochs=5, steps=3)
     c = c.model_copy(update={"train": c.train.model_copy(update={"max_steps": 7})})
