@@ -77,8 +77,8 @@ def _model(kind: str):
 def _spread_head(pred, window: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> None:
     """Rescale the random permafrost head so its logits have std 2 on this scene (a random head
     sits near one value, which would hide any disagreement between inference paths)."""
-    n = min(len(wx), 96)
-    p = pred.predict(window, wx, wy, wx[n // 2:n // 2 + 24], wy[n // 2:n // 2 + 24]).permafrost
+    c = len(wx) // 2  # the window's centre: queries there keep every tile inside the halo
+    p = pred.predict(window, wx, wy, wx[c - 12:c + 12], wy[c - 12:c + 12]).permafrost
     logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1))
     head = pred.dense.model.heads.heads["permafrost"]
     k = 2.0 / float(logit.std())
