@@ -4,7 +4,7 @@ session 5's run (/tmp/exp14: worlds, cubes, pretrained encoders; models left beh
 MISO keeps the design nested validation chose in every world at class balance 0 (no location).
 `python balance_run.py` runs, two processes at a time: each seed's RF (`train_rf`), then every MISO
 test fold by the fold procedure of `cross_validate` (`fit_fold`, in the checkpoint folder
-train-miso resumes from); then per seed `run_train_miso` (finished folds resume to their saved best:
+train-miso resumes from); then, one seed after another, `run_train_miso` (finished folds resume to their saved best:
 predictions, report, comparison, the final model), both maps against the truth, and the tables.
 """
 import logging
@@ -95,15 +95,15 @@ if __name__ == "__main__":
     from misomap.labels.training_table import read_training
     from misomap.training.miso_cv import scored_folds
     tasks = [("rf", k) for k in SEEDS if not (E / f"seed{k}/models/rf/predictions.parquet").exists()]
-    for k in SEEDS:
+    for k in (k for k in SEEDS if not (E / f"seed{k}/models/miso/training.json").exists()):
         folds = read_training(str(E / f"seed{k}"), config(k).storage)[1]
         tasks += [("miso", k, s, f) for s in SCHEMES for f in scored_folds(folds[s].to_numpy(), None)]
     t0 = time.perf_counter()
     with get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
         for msg in pool.imap_unordered(job, tasks):
             print(f"[{time.perf_counter() - t0:.0f} s] {msg}", flush=True)
-        for msg in pool.imap_unordered(finish, SEEDS):
-            print(f"[{time.perf_counter() - t0:.0f} s] {msg}", flush=True)
+    for k in SEEDS:  # here: the map job starts its own worker processes, which a pool's cannot
+        print(f"[{time.perf_counter() - t0:.0f} s] {finish(k)}", flush=True)
     from misomap.jobs.experiment import write_tables
     print(write_tables(E, list(SEEDS), sys.argv[1] if len(sys.argv) > 1 else "unknown",
                        time.perf_counter() - t0))
