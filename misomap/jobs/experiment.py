@@ -125,12 +125,13 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     pd.concat(truth).to_csv(out / "map_truth.csv", index=False)
 
 
-def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The tables of one finished seed folder: per-fold scores of the RF, MISO, the wave-1 design
     (`location_input`) and, under a design choice, the candidates and `miso_selected` (where they
     ran; each scheme on the folds all of them ran), per-fold scores of the RF, MISO and its
     ablations on the folds all of them ran, the CV scores by distance to the nearest training
-    pedon, and the maps against the truth (empty until the seed's maps are made)."""
+    pedon, the maps against the truth (empty until the seed's maps are made) and the CV scores
+    pooled over each scheme's test pedons."""
     from misomap.config import load_config
     from misomap.labels.training_table import read_training
 
@@ -142,7 +143,8 @@ def score_seed(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.
     variants = _predictions(config, ["rf", "miso", *(f"miso_{a}" for a in ABLATIONS)])
     ablation = fold_scores(config, table, variants) if len(variants) > 2 else pd.DataFrame()
     truth = pd.read_csv(out / "map_truth.csv") if (out / "map_truth.csv").exists() else pd.DataFrame()
-    return fold_scores(config, table, main), ablation, distance_scores(config, table, folds, main), truth
+    return (fold_scores(config, table, main), ablation, distance_scores(config, table, folds, main), truth,
+            pooled_scores(config, table, main))
 
 
 def _predictions(config, models: list[str]) -> dict[str, tuple[pd.DataFrame, str]]:
@@ -173,6 +175,20 @@ def fold_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame
             pf = ev.per_fold.assign(model=name, target=target)
             pf["train_seconds"] = [secs.get((s, f), np.nan) for s, f in zip(pf["scheme"], pf["fold"])]
             rows.append(pf)
+    return pd.concat(rows, ignore_index=True)
+
+
+def pooled_scores(config, table: pd.DataFrame, preds: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """CV scores of every model pooled over all test pedons of a scheme (the folds every model ran):
+    each fold weighs by its pedons, so a region of 7 pedons does not weigh as much as one of 700."""
+    from misomap.evaluation.comparison import common_folds
+    from misomap.evaluation.scores import evaluate
+
+    rows = []
+    for name, (p, loc) in preds.items():
+        pooled = common_folds(p, preds).assign(fold=0)  # the scheme stands in for the fold
+        for target, ev in evaluate(pooled, table, config.evaluation, source=loc).items():
+            rows.append(ev.per_fold.drop(columns="fold").assign(model=name, target=target))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -284,13 +300,14 @@ def _validation_table(val: pd.DataFrame) -> list[str]:
              "The score validation selects with (mean macro recall of the two tasks), mean ± sd over the folds "
              "both the variant and the full model ran.", "",
              "| variant | scheme | folds | variant | full model | variant − full |", "|---" * 6 + "|"]
+    rows = []
     for (model, scheme), g in val[val["model"] != "miso"].groupby(["model", "scheme"]):
         v = g.set_index(key)["val_score"]
         both = v.index.intersection(full.index)
         if len(both):
-            lines.append(f"| {model} | {scheme} | {len(both)} | {_pm(v[both])} | {_pm(full[both])} | "
-                         f"{_pm(v[both] - full[both])} |")
-    return lines + [""]
+            rows.append(f"| {model} | {scheme} | {len(both)} | {_pm(v[both])} | {_pm(full[both])} | "
+                        f"{_pm(v[both] - full[both])} |")
+    return lines + rows + [""] if rows else []
 
 
 def _pm(values: pd.Series) -> str:
@@ -298,18 +315,18 @@ def _pm(values: pd.Series) -> str:
     return "–" if v.empty else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
-def _cv_table(folds: pd.DataFrame, title: str) -> list[str]:
+def _cv_table(folds: pd.DataFrame, title: str, unit: str = "folds") -> list[str]:
     lines = []
     for target, metrics in METRICS.items():
         sub = folds[folds["target"] == target]
         if sub.empty:
             continue
         lines += [f"## {title}: {target}", "",
-                  "| model | scheme | folds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
+                  f"| model | scheme | {unit} | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
         for (model, scheme), g in sub.groupby(["model", "scheme"], sort=True):
             per_seed = g.groupby("seed")[list(metrics)].mean()
-            cells = [f"{_pm(g[m])} [{per_seed[m].std(ddof=1) if len(per_seed) > 1 else 0.0:.3f}]"
-                     for m in metrics]
+            cells = [_pm(g[m]) if unit == "seeds" else
+                     f"{_pm(g[m])} [{per_seed[m].std(ddof=1) if len(per_seed) > 1 else 0.0:.3f}]" for m in metrics]
             lines.append(f"| {model} | {scheme} | {len(g)} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -320,11 +337,14 @@ def _per_fold_table(folds: pd.DataFrame) -> list[str]:
     per fold), where both ran."""
     keys = {"permafrost": "recall_1", "soil_order": "recall_macro"}
     wide = {t: folds[folds["target"] == t].pivot_table(index=["scheme", "seed", "fold"], columns="model",
-                                                       values=m) for t, m in keys.items()}
+                                                       values=m)
+            for t, m in keys.items() if m in folds.columns and (folds["target"] == t).any()}
+    if "permafrost" not in wide:
+        return []
     lines = ["## Per fold (both models on the same held-out pedons)", "",
              "| scheme | seed | fold | PF recall rf | PF recall miso | SO macro recall rf | SO macro recall miso |",
              "|---" * 7 + "|"]
-    pf, so = wide["permafrost"], wide["soil_order"]
+    pf, so = wide["permafrost"], wide.get("soil_order", pd.DataFrame())
     claim = _claim(pf.columns)
     if not {"rf", claim} <= set(pf.columns):
         return []
@@ -364,7 +384,8 @@ def _distance_table(dist: pd.DataFrame) -> list[str]:
 
 def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, truth: pd.DataFrame,
               seeds: list[int], commit: str, seconds: float | None,
-              validation: pd.DataFrame | None = None, design: pd.DataFrame | None = None) -> str:
+              validation: pd.DataFrame | None = None, design: pd.DataFrame | None = None,
+              pooled: pd.DataFrame | None = None) -> str:
     """The experiment's Markdown: CV table (mean ± sd over every fold of every seed, and the sd of
     the per-seed means), CV by distance bin, map-vs-truth table (mean ± sd over seeds), the
     ablations on the folds they ran, training time per fold."""
@@ -374,12 +395,19 @@ def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, t
              "the test folds of every seed (folds × seeds), then [sd of the per-seed means]; both models "
              "scored on the same folds.", ""]
     lines += _cv_table(folds, "Cross-validation")
+    if pooled is not None and not pooled.empty:
+        lines += ["Pooled: every test pedon of a scheme scored at once (a fold weighs by its pedons), mean ± sd "
+                  "over seeds.", ""]
+        lines += _cv_table(pooled, "Cross-validation pooled over each scheme's pedons", "seeds")
     if design is not None:
         lines += _design_table(design)
     lines += _per_fold_table(folds)
     if not dist.empty:
         lines += _distance_table(dist)
     if not truth.empty:
+        # distance terciles have their own edges per seed: group them by name (edges in the CSV)
+        near = truth["by"] == "distance"
+        truth = truth.assign(group=truth["group"].where(~near, truth["group"].str.split(" ").str[0]))
         lines += ["## Maps against the truth rasters (mean ± sd over seeds)", "",
                   "| target | by | group | model | accuracy | recall_macro | f1_macro |", "|---" * 7 + "|"]
         for (target, by, group, model), g in truth.groupby(["target", "by", "group", "model"], sort=False):
@@ -405,16 +433,16 @@ def write_tables(out: Path, seeds: list[int], commit: str, seconds: float | None
     """Score every finished seed folder under `out` and write the Markdown and CSV tables."""
     parts = [[t.assign(seed=seed) if not t.empty else t for t in score_seed(out / f"seed{seed}")]
              for seed in seeds]
-    folds, ablation, dist, truth = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(4))
+    folds, ablation, dist, truth, pooled = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(5))
     val = pd.concat([validation_scores(out / f"seed{seed}").assign(seed=seed) for seed in seeds],
                     ignore_index=True)
     design = pd.concat([design_choices(out / f"seed{seed}").assign(seed=seed) for seed in seeds],
                        ignore_index=True)
     for name, df in (("folds", folds), ("ablations", ablation), ("distance", dist), ("truth", truth),
-                     ("validation", val), ("design", design)):
+                     ("validation", val), ("design", design), ("pooled", pooled)):
         df.to_csv(out / f"experiment_{name}.csv", index=False)
     md = out / "experiment.md"
-    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds, val, design))
+    md.write_text(summarise(folds, ablation, dist, truth, seeds, commit, seconds, val, design, pooled))
     return md
 
 

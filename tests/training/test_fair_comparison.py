@@ -324,6 +324,39 @@ def test_experiment_scores_the_claim_on_the_nested_selection_when_a_design_was_c
     assert "seed 0: miso_no_location, seed 1: miso." in text
 
 
+def test_pooled_scores_weigh_each_fold_by_its_pedons() -> None:
+    """A region fold of 2 permafrost pedons and one of 8: the fold mean of recall gives the small
+    fold half the say (0.75), pooling gives each pedon one (0.9); both models on the same pedons."""
+    from types import SimpleNamespace
+
+    from misomap.evaluation.config import EvaluationConfig
+    from misomap.jobs.experiment import fold_scores, pooled_scores, summarise
+
+    ids = [f"P{i}" for i in range(12)]
+    table = pd.DataFrame({"pedon_id": ids, "x": np.arange(12) * 500.0, "y": 0.0, "region": "a", "zone": "z"})
+    fold = [0, 0, 0, 0] + [1] * 8
+    truth = ["1", "1", "0", "0"] + ["1"] * 7 + ["0"]
+    miso = ["1", "0", "0", "0"] + ["1"] * 7 + ["0"]
+    rf = ["1", "1", "0", "0"] + ["1"] * 6 + ["0", "0"]
+
+    def preds(pred: list[str]) -> pd.DataFrame:
+        p1 = np.where(np.array(pred) == "1", 0.8, 0.2)
+        return pd.DataFrame({"pedon_id": ids, "target": "permafrost", "scheme": "region", "fold": fold,
+                             "y_true": truth, "y_pred": pred, "p_0": 1 - p1, "p_1": p1, "train_seconds": 1.0})
+
+    all_preds = {"rf": (preds(rf), "rf"), "miso": (preds(miso), "miso")}
+    config = SimpleNamespace(evaluation=EvaluationConfig())
+    per_fold = fold_scores(config, table, all_preds).assign(seed=0)
+    pooled = pooled_scores(config, table, all_preds).assign(seed=0)
+    assert per_fold[per_fold["model"] == "miso"]["recall_1"].mean() == pytest.approx(0.75)
+    got = pooled.set_index("model")["recall_1"]
+    assert got["miso"] == pytest.approx(8 / 9) and got["rf"] == pytest.approx(8 / 9)
+    assert len(pooled) == 2, "one pooled row per model and scheme"
+    text = summarise(per_fold, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [0], "abc", None, pooled=pooled)
+    assert "## Cross-validation pooled over each scheme's pedons: permafrost" in text
+    assert "| miso | region | 1 | 0.889 ± 0.000 |" in text
+
+
 def test_max_folds_takes_the_largest_test_folds() -> None:
     from misomap.training.miso_cv import scored_folds
 
