@@ -1,0 +1,87 @@
+"""#13, session 6, diagnostic: is MISO's soil-order recall short of capacity? A decoder twice as wide
+(feature_dim 128, LIIF hidden 128; the same SimMIM-pretrained encoders) against the class-balance
+run's MISO (/tmp/exp18, β = 0.5, no location) and the RF, on the largest test fold of each scheme
+in each world (the folds the ablations ran on; chosen by size, never by score). Two processes at a
+time; prints one Markdown table, and writes it beside this script as capacity.md."""
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+E, SEEDS, SCHEMES = Path("/tmp/exp18"), (0, 1, 2), ("dbscan_256m", "region")
+NAME = "miso_wide"
+
+
+def config(k: int, wide: bool):
+    from misomap.config import config_from_dict
+    d = yaml.safe_load((E / f"seed{k}/run.yaml").read_text())
+    if wide:
+        d["miso"]["feature_dim"] = 128
+        d["miso"]["liif"]["hidden"] = 128
+    return config_from_dict(d, f"seed {k}")
+
+
+def job(task: tuple[int, str]) -> str:
+    from misomap.core.log import setup_logging
+    from misomap.evaluation.scores import model_dir
+    from misomap.jobs.train_miso import context
+    from misomap.labels.pedons import write_parquet
+    from misomap.labels.training_table import read_training
+    from misomap.training.miso_cv import cross_validate
+    from misomap.training.miso_inputs import load_arrays
+    setup_logging()
+    k, scheme = task
+    run = config(k, True)
+    out = f"{model_dir(run.workdir, NAME)}/predictions_{scheme}.parquet"
+    if Path(out).exists():
+        return f"{task} done before"
+    cfg = run.miso.model_copy(update={"schemes": [scheme], "max_folds": 1})
+    table, folds = read_training(run.workdir, run.storage)
+    arrays = load_arrays(run.cube_location(), run.storage, cfg)
+    t0 = time.perf_counter()
+    frame, _ = cross_validate(context(run), cfg, NAME, arrays, table, folds)
+    write_parquet(out, frame, run.storage)
+    return f"{task} in {time.perf_counter() - t0:.0f} s"
+
+
+def scores() -> pd.DataFrame:
+    from misomap.evaluation.comparison import common_folds
+    from misomap.evaluation.scores import evaluate, model_dir, read_predictions
+    from misomap.labels.training_table import read_training
+    rows = []
+    for k in SEEDS:
+        run = config(k, False)
+        table, _ = read_training(run.workdir, run.storage)
+        wide = pd.concat([pd.read_parquet(f"{model_dir(run.workdir, NAME)}/predictions_{s}.parquet") for s in SCHEMES])
+        preds = {"rf": (read_predictions(f"{model_dir(run.workdir, 'rf')}/predictions.parquet", run.storage), "rf"),
+                 "miso": (read_predictions(f"{model_dir(run.workdir, 'miso')}/predictions.parquet", run.storage), "miso"),
+                 NAME: (wide, NAME)}
+        for name, (p, loc) in preds.items():
+            for target, ev in evaluate(common_folds(p, preds), table, run.evaluation, source=loc).items():
+                rows.append(ev.per_fold.assign(model=name, target=target, seed=k))
+    return pd.concat(rows, ignore_index=True)
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    with get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
+        for msg in pool.imap_unordered(job, [(k, s) for k in SEEDS for s in SCHEMES]):
+            print(f"[{time.perf_counter() - t0:.0f} s] {msg}", flush=True)
+    s = scores()
+    cols = {"permafrost": ["recall_1", "f1_1", "accuracy"], "soil_order": ["recall_macro", "f1_macro", "accuracy",
+                                                                          "recall_Mollisols", "recall_Andisols",
+                                                                          "recall_Spodosols"]}
+    lines = ["| scheme | model | folds | PF recall | PF F1 | PF acc | SO macro recall | SO macro F1 | SO acc | "
+             "Mollisols | Andisols | Spodosols |", "|---" * 12 + "|"]
+    for (scheme, model), g in s.groupby(["scheme", "model"]):
+        pf, so = g[g["target"] == "permafrost"], g[g["target"] == "soil_order"]
+        cells = [pf[c].mean() for c in cols["permafrost"]] + [so[c].mean() for c in cols["soil_order"]]
+        lines.append(f"| {scheme} | {model} | {len(pf)} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    (Path(__file__).parent / "capacity.md").write_text(
+        f"Largest test fold of each scheme per seed, β = 0.5, commit {sys.argv[1] if len(sys.argv) > 1 else '?'}; "
+        f"{time.perf_counter() - t0:.0f} s on 2 cores.\n\n{text}\n")
