@@ -406,8 +406,8 @@ def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, t
         lines += _distance_table(dist)
     if not truth.empty:
         # distance terciles have their own edges per seed: group them by name (edges in the CSV)
-        near = truth["by"] == "distance"
-        truth = truth.assign(group=truth["group"].where(~near, truth["group"].str.split(" ").str[0]))
+        by_distance = truth["by"] == "distance"
+        truth = truth.assign(group=truth["group"].where(~by_distance, truth["group"].str.split(" ").str[0]))
         lines += ["## Maps against the truth rasters (mean ± sd over seeds)", "",
                   "| target | by | group | model | accuracy | recall_macro | f1_macro |", "|---" * 7 + "|"]
         for (target, by, group, model), g in truth.groupby(["target", "by", "group", "model"], sort=False):

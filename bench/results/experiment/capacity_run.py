@@ -76,7 +76,7 @@ if __name__ == "__main__":
                                                                           "recall_Spodosols"]}
     lines = ["| scheme | model | folds | PF recall | PF F1 | PF acc | SO macro recall | SO macro F1 | SO acc | "
              "Mollisols | Andisols | Spodosols |", "|---" * 12 + "|"]
-    for (scheme, model), g in s.groupby(["scheme", "model"]):
+    for (scheme, model), g in s[s["scheme"].isin(SCHEMES)].groupby(["scheme", "model"]):
         pf, so = g[g["target"] == "permafrost"], g[g["target"] == "soil_order"]
         cells = [pf[c].mean() for c in cols["permafrost"]] + [so[c].mean() for c in cols["soil_order"]]
         lines.append(f"| {scheme} | {model} | {len(pf)} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
