@@ -200,14 +200,25 @@ def test_experiment_bad_input_is_one_line_exit_2(tmp_path) -> None:
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "--design ['miso', 'no_loc']: give two or more distinct candidates" in proc.stderr
     assert not (tmp_path / "x").exists()
+    proc = subprocess.run([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()", "experiment",
+                           "--seeds", "0", "--class-balance", "2", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--class-balance 2.0: give a power from 0" in proc.stderr
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
 def test_experiment_over_two_seeds_writes_one_table(tmp_path) -> None:
     from misomap.jobs.experiment import run_experiment
 
-    md = run_experiment(tmp_path / "exp", [0, 1], "tiny", ["region"], max_folds=1, ablations=False)
+    md = run_experiment(tmp_path / "exp", [0, 1], "tiny", ["region"], max_folds=1, ablations=False,
+                        class_balance=0.5)
     text = md.read_text()
+    for model in ("rf", "miso"):  # both models trained under the one rule, and their reports say so
+        report = (tmp_path / "exp" / "seed0" / "models" / model / "report" / "report.md").read_text()
+        assert "class balance 0.5" in report, model
+    assert "## Cross-validation pooled over each scheme's pedons: soil_order" in text
     folds = pd.read_csv(tmp_path / "exp" / "experiment_folds.csv")
     assert set(folds["seed"]) == {0, 1} and {"rf", "miso"} <= set(folds["model"])
     for needle in ("| rf | region |", "| miso | region |", "Maps against the truth", "Training time per fold"):
