@@ -396,8 +396,8 @@ def summarise(folds: pd.DataFrame, ablation: pd.DataFrame, dist: pd.DataFrame, t
              "scored on the same folds.", ""]
     lines += _cv_table(folds, "Cross-validation")
     if pooled is not None and not pooled.empty:
-        lines += ["Pooled: every test pedon of a scheme scored at once (a fold weighs by its pedons), mean ± sd "
-                  "over seeds.", ""]
+        lines += [("Pooled: every test pedon of a scheme scored at once (a fold weighs by its pedons), mean ± sd "
+                   "over seeds."), ""]
         lines += _cv_table(pooled, "Cross-validation pooled over each scheme's pedons", "seeds")
     if design is not None:
         lines += _design_table(design)
