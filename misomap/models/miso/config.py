@@ -147,6 +147,10 @@ class LossConfig(StrictModel):
     class_weights: Literal["none", "balanced"] = "none"
     """Balanced = losses weighted by inverse class frequency of the training labels. The job sets
     it from `evaluation.class_weighting`, the one rule the RF follows too."""
+    pixel_head: float = Field(0.0, ge=0)
+    """Weight of an auxiliary loss: task heads on the pixel skip's embedding alone (the query pixel's
+    own bands, what a per-pixel model such as the RF reads), so the pixel path learns each class's
+    band signature directly. Training only: predictions and maps read the main heads. 0 = off."""
 
 
 class CropConfig(StrictModel):
@@ -159,6 +163,11 @@ class CropConfig(StrictModel):
     grid: int = 6
     unlabelled_fraction: float = 0.5
     min_valid_fraction: float = 0.2
+    dihedral: bool = False
+    """Turn each training crop (labelled and unlabelled) to one of its 8 orientations (flips and a
+    transpose), drawn per crop, its query points moved with it: a rare class's few pedons come in
+    eight spatial contexts instead of one. The query pixel's own bands are unchanged, and so is
+    every prediction path (cross-validation and maps read unturned tiles)."""
 
 
 class TrainConfig(StrictModel):
@@ -263,3 +272,10 @@ class MisoConfig(StrictModel):
     design: DesignConfig | None = None
     """Choose among variants by nested cross-validation (each candidate is cross-validated as well
     as the ablations); the chosen predictions are reported as `miso_selected`."""
+
+    @model_validator(mode="after")
+    def _pixel_head(self) -> "MisoConfig":
+        if self.loss.pixel_head > 0 and not self.liif.pixel_skip:
+            raise ValueError("miso.loss.pixel_head trains heads on the pixel skip: set liif.pixel_skip "
+                             "to true or pixel_head to 0")
+        return self

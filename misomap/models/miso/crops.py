@@ -125,13 +125,37 @@ class CropSampler:
         xy = np.stack([self.grid.xmin + (col0 + pix[:, 0]) * res, self.grid.ymax - (row0 + pix[:, 1]) * res], -1)
         return pix.astype(np.float32), xy, pf, so, valid
 
+    def _mirror(self, c: np.ndarray) -> np.ndarray:
+        """Crop coordinates mirrored, c → size − c; a point on a pixel's left edge (in that pixel)
+        lands just inside the mirrored pixel's right edge, so it reads the same pixel."""
+        m = self.size - c
+        return np.where(m == np.floor(m), np.nextafter(m, np.float32(-np.inf)), m)
+
+    def _orient(self, crop: tuple, rng: np.random.Generator) -> tuple:
+        """Under `dihedral`, the crop (img, cov, pix, …) in one of its 8 orientations, drawn from
+        rng: transposed or not, then flipped left-right and/or up-down, pix moved to match."""
+        if not self.cfg.dihedral:
+            return crop
+        img, cov, pix, *rest = crop
+        transpose, flip_x, flip_y = rng.integers(0, 2, size=3)
+        arrays, pix = [a for a in (img, cov) if a is not None], pix.copy()
+        if transpose:
+            arrays, pix = [a.transpose(0, 2, 1) for a in arrays], pix[:, ::-1].copy()
+        if flip_x:
+            arrays, pix[:, 0] = [a[:, :, ::-1] for a in arrays], self._mirror(pix[:, 0])
+        if flip_y:
+            arrays, pix[:, 1] = [a[:, ::-1, :] for a in arrays], self._mirror(pix[:, 1])
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        return (arrays[0], arrays[1] if cov is not None else None, pix, *rest)
+
     def _stack(self, crops: list[tuple]) -> CropBatch:
         img, cov, pix, xy, pf, so, valid = zip(*crops)
         return CropBatch(np.stack(img), None if cov[0] is None else np.stack(cov), np.stack(pix),
                          np.stack(xy), np.stack(pf), np.stack(so), np.stack(valid))
 
     def labelled(self, idx: np.ndarray, rng: np.random.Generator) -> CropBatch:
-        """Jittered crops around the training points `idx`, with labelled slots and pseudo-points."""
+        """Jittered crops around the training points `idx`, with labelled slots and pseudo-points
+        (each turned to a random orientation under `dihedral`)."""
         crops = []
         j = self.cfg.jitter_px
         for i in idx:
@@ -139,7 +163,7 @@ class CropSampler:
             row0 = int(np.floor(self._prow[i])) - self.size // 2 + int(dr)
             col0 = int(np.floor(self._pcol[i])) - self.size // 2 + int(dc)
             img, cov, valid_px = self._cut(row0, col0)
-            crops.append((img, cov, *self._queries(row0, col0, valid_px, int(i), rng)))
+            crops.append(self._orient((img, cov, *self._queries(row0, col0, valid_px, int(i), rng)), rng))
         return self._stack(crops)
 
     def unlabelled(self, n: int, rng: np.random.Generator) -> CropBatch:
@@ -157,7 +181,7 @@ class CropSampler:
                 raise CropError(f"no crop of {self.size} px with ≥{self.cfg.min_valid_fraction:.0%} valid "
                                 f"pixels in {MAX_TRIES} tries on the {h}×{w} grid: is it mostly nodata?")
             pix, xy, pf, so, valid = self._queries(row0, col0, valid_px, None, rng)
-            crops.append((img, cov, pix, xy, np.full_like(pf, -1), np.full_like(so, -1), valid))
+            crops.append(self._orient((img, cov, pix, xy, np.full_like(pf, -1), np.full_like(so, -1), valid), rng))
         return self._stack(crops)
 
     def centred(self, points: Points) -> CropBatch:

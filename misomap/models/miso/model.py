@@ -37,13 +37,15 @@ class EncodedTile:
 
 @dataclass(frozen=True)
 class QueryOutput:
-    """Per-query logits and the embeddings the contrastive losses align."""
+    """Per-query logits and the embeddings the contrastive losses align; `pixel_logits` the
+    auxiliary pixel heads' (`loss.pixel_head`), None without them."""
 
     logits: dict[str, Tensor]
     imagery: Tensor
     covariates: Tensor | None
     visual: Tensor
     location: Tensor | None
+    pixel_logits: dict[str, Tensor] | None = None
 
 
 class MisoModel(nn.Module):
@@ -74,6 +76,8 @@ class MisoModel(nn.Module):
         bounds = cfg.location.bounds or bounds
         self.location = LocationEncoder(cfg.location, bounds, d) if cfg.location.enabled else None
         self.heads = Heads(d, cfg.loss.tasks)
+        self.pixel_heads = Heads(d, cfg.loss.tasks) if cfg.loss.pixel_head > 0 else None  # last: the
+        # other parts' initial weights are the same with or without it
 
     def _pad(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
@@ -114,11 +118,13 @@ class MisoModel(nn.Module):
         if enc.covariates is not None:
             cov = self.cov_query(enc.covariates, coords, cell)
             visual = self.fuse(torch.cat([img, cov], dim=-1))
+        pixel_logits = None
         if self.pixel is not None and enc.pixels is not None:
             px = self.pixel(self._pixel_values(enc.pixels, pix))
             visual = self.pixel_fuse(torch.cat([visual, px], dim=-1))
+            pixel_logits = self.pixel_heads(px) if self.pixel_heads is not None else None
         loc = self.location(xy) if self.location is not None else None
-        return QueryOutput(self.heads(self.head_input(visual, loc)), img, cov, visual, loc)
+        return QueryOutput(self.heads(self.head_input(visual, loc)), img, cov, visual, loc, pixel_logits)
 
     @property
     def location_in_heads(self) -> bool:

@@ -97,11 +97,14 @@ def _tensors(batch: CropBatch, device: torch.device) -> dict[str, Tensor | None]
 
 def batch_loss(model: MisoModel, task_loss: TaskLoss, batch: CropBatch, device: torch.device,
                cfg: MisoConfig) -> Tensor:
-    """Supervised losses on labelled valid points + weighted InfoNCE on all valid points."""
+    """Supervised losses on labelled valid points (plus the auxiliary pixel heads', weighted) +
+    weighted InfoNCE on all valid points."""
     b = _tensors(batch, device)
     with _autocast(device, cfg.train):
         out = model(b["imagery"], b["covariates"], b["pix"], b["xy"])
     loss = sum(task_loss(out.logits, b["permafrost"], b["soil"]).values())
+    if out.pixel_logits is not None:
+        loss = loss + cfg.loss.pixel_head * sum(task_loss(out.pixel_logits, b["permafrost"], b["soil"]).values())
     if cfg.contrastive.enabled:
         v = b["valid"]
         for a, c in [(out.imagery, out.covariates), (out.visual, out.location)]:

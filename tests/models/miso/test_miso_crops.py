@@ -114,3 +114,33 @@ def test_pedons_scored_through_map_tiles_flag_nodata_and_outside_points() -> Non
     ref = model.predict_points(crop, None, torch.tensor([[[10.5, 10.5]]]), xy)
     assert abs(float(ref["permafrost"][0, 0]) - out["permafrost"][1]) < 1e-5
     assert np.allclose(ref["soil_order"][0, 0].numpy(), out["soil_order"][1], atol=1e-5)
+
+
+
+def test_dihedral_crops_turn_with_their_query_points() -> None:
+    """Turned crops keep every query over its own pixel (all bands, both encoders) with xy and labels
+    unmoved; all 8 orientations occur; without `dihedral` the crops are exactly as before."""
+    p = pts(GRID.xmin + np.linspace(500, 2500, 8), GRID.ymax - np.linspace(600, 2400, 8),
+            [1, 0, 1, 0, 1, 0, 1, 0], [0, 1, 2, 3, 4, 5, 6, 0])
+    img, cov = arrays(), arrays()[::-1] * 2
+    turned = CropSampler(img, cov, GRID, p, CFG.model_copy(update={"dihedral": True}))
+    seen = set()
+    for b in (turned.labelled(np.resize(np.arange(8), 48), np.random.default_rng(3)),
+              turned.unlabelled(16, np.random.default_rng(4))):
+        for k in range(len(b.pix)):
+            for q in np.flatnonzero(b.valid[k]):
+                col, row = np.floor(b.pix[k, q]).astype(int)
+                gc = int((b.xy[k, q, 0] - GRID.xmin) // GRID.resolution)
+                gr = int((GRID.ymax - b.xy[k, q, 1]) // GRID.resolution)
+                assert np.array_equal(b.imagery[k, :, row, col], img[:, gr, gc])
+                assert np.array_equal(b.covariates[k, :, row, col], cov[:, gr, gc])
+            along_x = np.nanmedian(np.diff(b.imagery[k, 0], axis=1))  # ±1: columns run along x
+            along_y = np.nanmedian(np.diff(b.imagery[k, 0], axis=0))
+            seen.add((along_x, along_y))
+    assert seen == {(1, 100), (-1, 100), (1, -100), (-1, -100), (100, 1), (-100, 1), (100, -1), (-100, -1)}
+    idx = np.resize(np.arange(8), 16)
+    first = CropSampler(img, cov, GRID, p, CFG).labelled(idx, np.random.default_rng(3))
+    again = CropSampler(img, cov, GRID, p, CFG).labelled(idx, np.random.default_rng(3))
+    assert np.array_equal(again.imagery, first.imagery, equal_nan=True) and np.array_equal(again.pix, first.pix)
+    turned_again = turned.labelled(idx, np.random.default_rng(3))
+    assert not np.array_equal(turned_again.imagery, first.imagery, equal_nan=True)

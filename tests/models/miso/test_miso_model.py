@@ -217,6 +217,30 @@ def test_pixel_skip_can_be_switched_off() -> None:
     assert parameter_count(model) < parameter_count(MisoModel(small_cfg(), BOUNDS))
 
 
+def test_pixel_head_reads_only_the_query_pixels_bands_and_leaves_predictions_alone() -> None:
+    """The auxiliary pixel heads answer from the pixel skip alone (changing another pixel or the
+    context leaves them); the main logits are the same model's with or without them."""
+    torch.manual_seed(0)
+    plain = MisoModel(small_cfg(), BOUNDS).eval()
+    torch.manual_seed(0)
+    aux = MisoModel(small_cfg(loss=LossConfig(pixel_head=0.5)), BOUNDS).eval()
+    assert plain.pixel_heads is None and set(aux.pixel_heads.heads) == {"permafrost", "soil_order"}
+    assert all(torch.equal(v, aux.state_dict()[k]) for k, v in plain.state_dict().items())
+    img, cov = torch.randn(1, 5, 32, 32), torch.randn(1, 2, 32, 32)
+    pix, xy = torch.tensor([[[3.5, 7.2], [20.5, 20.5]]]), torch.zeros(1, 2, 2, dtype=torch.float64) + 120_000.0
+    with torch.no_grad():
+        a, b = plain(img, cov, pix, xy), aux(img, cov, pix, xy)
+        assert a.pixel_logits is None and torch.equal(a.logits["soil_order"], b.logits["soil_order"])
+        img2 = img.clone()
+        img2[0, :, 20:, 20:] += 5.0  # the second point's pixel and the context change, not the first's
+        c = aux(img2, cov, pix, xy)
+    assert torch.equal(b.pixel_logits["soil_order"][0, 0], c.pixel_logits["soil_order"][0, 0])
+    assert not torch.equal(b.pixel_logits["soil_order"][0, 1], c.pixel_logits["soil_order"][0, 1])
+    assert not torch.equal(b.logits["soil_order"][0, 0], c.logits["soil_order"][0, 0])
+    with pytest.raises(ValueError, match="pixel_skip"):
+        small_cfg(loss=LossConfig(pixel_head=0.5), liif=LiifConfig(hidden=32, pixel_skip=False))
+
+
 def test_clamped_bands_read_values_beyond_the_training_range_as_its_edge() -> None:
     """With clamp bounds, a pixel colder than anything trained on gives the same answer as the
     coldest pixel trained on; nodata stays nodata (the band mean); without bounds it differs."""

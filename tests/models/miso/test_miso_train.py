@@ -120,6 +120,21 @@ def test_class_balance_draws_rare_classes_more_often() -> None:
     assert counts[0] <= 3 and counts[1] >= 5, counts
 
 
+def test_pixel_head_and_dihedral_crops_train_and_change_the_weights() -> None:
+    """Both training options run end to end; the pixel head's loss reaches the pixel path (from the
+    same initial weights, its weights end elsewhere), turned crops change what is learnt."""
+    base = cfg(epochs=1, steps=3)
+    ref, _, _, _ = run(base, MemoryStore())
+    with_head = base.model_copy(update={"loss": base.loss.model_copy(update={"pixel_head": 1.0})})
+    head, _, res, _ = run(with_head, MemoryStore())
+    turned, _, _, _ = run(base.model_copy(update={"crops": base.crops.model_copy(update={"dihedral": True})}),
+                          MemoryStore())
+    assert res.epochs_run == 1 and head.pixel_heads is not None
+    w = "pixel.0.weight"
+    assert not torch.equal(ref.state_dict()[w], head.state_dict()[w])
+    assert not torch.equal(ref.state_dict()[w], turned.state_dict()[w])
+
+
 def test_max_steps_caps_the_budget_across_epochs() -> None:
     c = cfg(epochs=5, steps=3)
     c = c.model_copy(update={"train": c.train.model_copy(update={"max_steps": 7})})
