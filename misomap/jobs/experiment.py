@@ -97,15 +97,17 @@ def run_seed(out: Path, seed: int, size: str, schemes: list[str] | None, max_fol
     world = out / "world"
     if not _same_world(world, seed, size):
         generate_world(world, seed=seed, size=size)
-    with stac_api_server(rustac_serve_files(world), out / "services") as (url, _):
-        data = demo_run_config(world, out, url, seed).model_dump(mode="json")
+    def run_config(pretrained: dict[str, str] | None = None) -> dict:
+        """The demo's run configuration for this world, both models under `class_balance`."""
+        data = demo_run_config(world, out, url, seed, pretrained).model_dump(mode="json")
         data["evaluation"]["class_balance"] = class_balance
-        config = config_from_dict(data, f"experiment seed {seed}")
+        return data
+
+    with stac_api_server(rustac_serve_files(world), out / "services") as (url, _):
+        config = config_from_dict(run_config(), f"experiment seed {seed}")
         run_build_cube(config)
     train_rf(config)
-    pretrained = run_pretrain(config)
-    data = demo_run_config(world, out, url, seed, pretrained).model_dump(mode="json")
-    data["evaluation"]["class_balance"] = class_balance
+    data = run_config(run_pretrain(config))
     names = {"dbscan": demo_scheme(world)}
     data["miso"].update(schemes=[names.get(s, s) for s in schemes] if schemes else None,
                         max_folds=max_folds, ablations=list(ABLATIONS) if ablations else [])

@@ -25,7 +25,7 @@ from misomap.jobs.evaluate import run_evaluation
 from misomap.labels.pedons import TARGETS, write_parquet
 from misomap.labels.training_table import build_training_table, feature_bands, read_training
 from misomap.models.rf import dumps_model, fit_rf, select_features
-from misomap.training.rf_cv import cross_validate, target_rows
+from misomap.training.rf_cv import cross_validate, forest_weights, target_rows
 
 log = logging.getLogger(__name__)
 MODEL = "rf"
@@ -58,8 +58,7 @@ def train_rf(config: RunConfig) -> RFOutputs:
                                         config.seed)
         preds.append(frame)
         model = fit_rf(rows[features].to_numpy(), rows["label"].to_numpy(), features, target,
-                       config.rf, config.seed, config.evaluation.class_weighting == "balanced",
-                       config.evaluation.class_balance)
+                       config.rf, config.seed, forest_weights(config.evaluation))
         if any(any(o.values()) for o in offsets):  # per class, the median over every CV fold
             model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
                                                  for c in model.classes))

@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from misomap.models.baseline_config import RFConfig
 from misomap.models.skops_io import load_trusted
-from misomap.models.weighting import balance_weights
+from misomap.models.weighting import TrainingWeights, balance_weights
 from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,10 @@ def select_features(bands: list[str], config: RFConfig) -> list[str]:
 
 
 def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, config: RFConfig,
-           seed: int, balanced: bool = False, balance: float = 0.0) -> RFModel:
+           seed: int, weights: TrainingWeights = TrainingWeights()) -> RFModel:
     """Fit one forest; `y` holds class labels (cast to str so every model shares one encoding);
-    `balanced` weights classes by inverse frequency (evaluation.class_weighting = balanced);
-    `balance` weights each pedon by its class share^−balance (evaluation.class_balance)."""
+    `weights` evens out the classes: inverse-frequency class weights and/or each pedon weighted by
+    its class share^−β as a sample weight."""
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(str)
     if X.shape != (len(y), len(features)):
@@ -75,10 +75,10 @@ def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, confi
     forest = RandomForestClassifier(
         n_estimators=config.n_estimators, max_depth=config.max_depth,
         min_samples_leaf=config.min_samples_leaf, max_features=config.max_features,
-        class_weight="balanced" if balanced else None, n_jobs=config.n_jobs, random_state=seed)
+        class_weight="balanced" if weights.balanced else None, n_jobs=config.n_jobs, random_state=seed)
     # Fit on integer codes: scikit-learn's class weighting fails on digit-like string labels.
     classes, codes = np.unique(y, return_inverse=True)
-    forest.fit(X, codes, sample_weight=balance_weights([codes], balance) if balance else None)
+    forest.fit(X, codes, sample_weight=balance_weights([codes], weights.balance) if weights.balance else None)
     return RFModel(forest, target, tuple(features), tuple(str(c) for c in classes))
 
 

@@ -31,6 +31,15 @@ PRIOR_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass(frozen=True)
+class TrainingWeights:
+    """How one fit evens out the classes: `balanced` = inverse-frequency class weights
+    (`class_weighting: balanced`), `balance` = β of `class_balance` (`balance_weights`)."""
+
+    balanced: bool = False
+    balance: float = 0.0
+
+
+@dataclass(frozen=True)
 class DecisionOffsets:
     """Logit offsets: `permafrost` added to the permafrost logit, `soil_order` (one per class) to
     the soil-order log-probabilities. Zero offsets leave a model unchanged."""

@@ -152,6 +152,14 @@ def weighted_config(cfg: MisoConfig, rules: EvaluationConfig) -> MisoConfig:
     train = cfg.train.model_copy(update={"class_balance": rules.class_balance})
     return cfg.model_copy(update={"loss": loss, "train": train})
 
+def ready_config(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays
+                 ) -> tuple[MisoConfig, dict[str, Checkpoint]]:
+    """What every training of a run starts from: the pretrained checkpoints, and `cfg` under the
+    shared class-weighting rules with what it leaves open filled from them and the cube."""
+    ckpts = read_weights(cfg, config.storage)
+    return resolve_config(weighted_config(cfg, config.evaluation), arrays, ckpts), ckpts
+
+
 def scored_folds(col: np.ndarray, max_folds: int | None) -> list[int]:
     """The test folds of one scheme to cross-validate: all, or the `max_folds` largest (ties to the
     lower id) — chosen by size, never by score, so a few-pedon fold does not stand for a scheme."""
@@ -166,8 +174,7 @@ def cross_validate(config: TrainingContext, cfg: MisoConfig, name: str, arrays: 
     (per fold: training seconds, the step count validation selected and its validation score —
     the mean macro recall of the tasks, how variants are compared without the test folds — and the
     decision offsets)."""
-    ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(weighted_config(cfg, config.evaluation), arrays, ckpts)
+    cfg, ckpts = ready_config(config, cfg, arrays)
     points, ids = label_points(table), table["pedon_id"].astype(str).to_numpy()
     schemes = cfg.schemes or scheme_columns(folds)
     unknown = sorted(set(schemes) - set(folds.columns))
@@ -209,8 +216,7 @@ def train_final(config: TrainingContext, cfg: MisoConfig, arrays: CubeArrays, ta
         raise MisoJobError(f"no cross-validation of {name} under {model_dir(config.workdir, name)}: "
                            "the final model's step count comes from it; run with miso.include_full "
                            "true (or the variant among the ablations)") from None
-    ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(weighted_config(cfg, config.evaluation), arrays, ckpts)
+    cfg, ckpts = ready_config(config, cfg, arrays)
     points = label_points(table)
     labelled = (points.permafrost >= 0) | (points.soil >= 0)
     root = f"{model_dir(config.workdir, name)}/final"

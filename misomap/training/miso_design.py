@@ -16,8 +16,8 @@ from misomap.labels.folds import FoldsError, inner_folds, scheme_columns
 from misomap.models.miso.config import DesignConfig, MisoConfig
 from misomap.models.miso.train import macro_recall, select_device, validation_score
 from misomap.models.miso.crops import Points
-from misomap.training.miso_cv import FsCheckpointStore, TrainingContext, fit_fold, scored_folds, weighted_config
-from misomap.training.miso_inputs import CubeArrays, MisoJobError, label_points, read_weights, resolve_config
+from misomap.training.miso_cv import FsCheckpointStore, TrainingContext, fit_fold, ready_config, scored_folds
+from misomap.training.miso_inputs import CubeArrays, MisoJobError, label_points
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ def inner_validate(config: TrainingContext, cfg: MisoConfig, name: str, design: 
     the validation score (mean over tasks of macro recall; what early stopping selects with) on the
     held-out inner fold, with each task's recall. Checkpoints under `<name>/inner/`, so a rerun
     resumes."""
-    ckpts = read_weights(cfg, config.storage)
-    cfg = resolve_config(weighted_config(cfg, config.evaluation), arrays, ckpts)
+    cfg, ckpts = ready_config(config, cfg, arrays)
     points, device, mdir = label_points(table), select_device(cfg.train), model_dir(config.workdir, name)
     rows = []
     for scheme in cfg.schemes or scheme_columns(folds):

@@ -17,7 +17,7 @@ from misomap.labels.folds import FoldsError, carve_validation, scheme_columns
 from misomap.labels.pedons import TARGETS
 from misomap.models.baseline_config import RFConfig
 from misomap.models.rf import RFModel, RFModelError, fit_rf, predict_proba
-from misomap.models.weighting import class_priors, fit_permafrost_offset, fit_soil_offsets
+from misomap.models.weighting import TrainingWeights, class_priors, fit_permafrost_offset, fit_soil_offsets
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,22 @@ def target_rows(table: pd.DataFrame, target: str, features: list[str]) -> pd.Dat
     return rows.assign(label=rows[target].astype(str))
 
 
+def forest_weights(ev: EvaluationConfig) -> TrainingWeights:
+    """The shared rules' weighting of a forest's training pedons (CV folds and the final model)."""
+    return TrainingWeights(ev.class_weighting == "balanced", ev.class_balance)
+
+
 def _fit_fold(X: np.ndarray, y: np.ndarray, xy: np.ndarray, f_arr: np.ndarray, fold: int,
               features: list[str], target: str, ev: EvaluationConfig, rf: RFConfig, seed: int) -> RFModel:
     """The forest of one test fold under the shared class-weighting rule: `threshold` first fits
     on the training part less a carved validation split, fits the decision offsets there, then
     refits on the whole training part and keeps the offsets."""
     train = (f_arr >= 0) & (f_arr != fold)
-    model = fit_rf(X[train], y[train], features, target, rf, seed, ev.class_weighting == "balanced",
-                   ev.class_balance)
+    model = fit_rf(X[train], y[train], features, target, rf, seed, forest_weights(ev))
     if ev.class_weighting != "threshold":
         return model
     fit, val = carve_validation(f_arr, fold, ev.val_fraction, seed, xy)
-    inner = fit_rf(X[fit], y[fit], features, target, rf, seed, balance=ev.class_balance)
+    inner = fit_rf(X[fit], y[fit], features, target, rf, seed, forest_weights(ev))
     fitted = dict(zip(inner.classes, class_offsets(inner, X[val], y[val], y[fit])))
     return replace(model, offsets=tuple(fitted.get(c, 0.0) for c in model.classes))
 

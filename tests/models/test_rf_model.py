@@ -10,6 +10,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from misomap.models.baseline_config import RFConfig
+from misomap.models.weighting import TrainingWeights
 from misomap.models.rf import (
     RFModelError,
     dumps_model,
@@ -56,7 +57,7 @@ def test_same_seed_same_forest_and_class_weight_option():
     a = predict_proba(fit_rf(X, y, feats, "t", CFG, seed=1), X)
     b = predict_proba(fit_rf(X, y, feats, "t", CFG, seed=1), X)
     assert np.array_equal(a, b)
-    weighted = fit_rf(X, y, feats, "t", CFG, seed=1, balanced=True)
+    weighted = fit_rf(X, y, feats, "t", CFG, seed=1, weights=TrainingWeights(balanced=True))
     assert weighted.forest.class_weight == "balanced"
 
 
@@ -65,7 +66,7 @@ def test_class_weighting_with_permafrost_labels():
     X, _ = _data()
     y = np.where(X[:, 0] > 0.8, "1", "0")
     cfg = RFConfig(n_estimators=15)
-    model = fit_rf(X, y, select_features(BANDS, cfg), "permafrost", cfg, seed=0, balanced=True)
+    model = fit_rf(X, y, select_features(BANDS, cfg), "permafrost", cfg, seed=0, weights=TrainingWeights(balanced=True))
     assert model.classes == ("0", "1")
     assert predict_proba(model, X, ["0", "1"])[y == "1", 1].mean() > 0.5
 

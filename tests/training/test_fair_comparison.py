@@ -163,6 +163,7 @@ def test_class_balance_is_one_rule_for_the_rf_and_miso() -> None:
     from misomap.models.miso.crops import Points
     from misomap.models.miso.train import crop_odds
     from misomap.models.rf import fit_rf
+    from misomap.models.weighting import TrainingWeights
     from misomap.training.miso_cv import weighted_config
 
     with pytest.raises(ValidationError, match="would both even out the classes"):
@@ -182,7 +183,7 @@ def test_class_balance_is_one_rule_for_the_rf_and_miso() -> None:
     X = rng.normal(size=(400, 2)).astype(np.float32)
     y = np.where(X[:, 0] + rng.normal(scale=1.0, size=400) > 1.6, "Mollisols", "Inceptisols")
     rf = RFConfig(n_estimators=30, min_samples_leaf=30)
-    share = [float(fit_rf(X, y, ["a", "b"], "soil_order", rf, 0, balance=b).proba(X)[:, 1].mean())
+    share = [float(fit_rf(X, y, ["a", "b"], "soil_order", rf, 0, TrainingWeights(balance=b)).proba(X)[:, 1].mean())
              for b in (0.0, 1.0)]
     assert share[0] < 0.15 and share[1] > 3 * share[0], share
 

@@ -53,8 +53,8 @@ def job(task: tuple) -> str:
     else:
         from misomap.jobs.train_miso import context
         from misomap.labels.training_table import read_training
-        from misomap.training.miso_cv import FsCheckpointStore, fit_fold, weighted_config
-        from misomap.training.miso_inputs import load_arrays, read_weights, resolve_config
+        from misomap.training.miso_cv import FsCheckpointStore, fit_fold, ready_config
+        from misomap.training.miso_inputs import load_arrays
         from misomap.evaluation.scores import model_dir
         from misomap.models.miso.train import select_device
         _, k, scheme, fold = task
@@ -62,8 +62,7 @@ def job(task: tuple) -> str:
         cfg = run.miso
         table, folds = read_training(run.workdir, run.storage)
         arrays = load_arrays(run.cube_location(), run.storage, cfg)
-        ckpts = read_weights(cfg, run.storage)
-        cfg = resolve_config(weighted_config(cfg, run.evaluation), arrays, ckpts)
+        cfg, ckpts = ready_config(context(run), cfg, arrays)
         store = FsCheckpointStore(f"{model_dir(run.workdir, 'miso')}/checkpoints/{scheme}/fold{fold}", run.storage)
         fit_fold(context(run), cfg, arrays, ckpts, table, folds[scheme].to_numpy(), fold, store,
                  select_device(cfg.train))
