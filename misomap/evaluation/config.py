@@ -21,7 +21,7 @@ class EvaluationConfig(StrictModel):
         "weighted training) or threshold (decision offsets fitted on validation; misomap.models.weighting)")
     class_balance: float = Field(0.0, ge=0, le=1, description="every model trains on its pedons "
                                  "weighted by their class's share of the task's labels to the power "
-                                 "−class_balance (the RF's sample weights, MISO's crop draws): 0 = as "
+                                 "−class_balance (the RF's sample weights, MISO's per-label loss weights): 0 = as "
                                  "the labels fall, 0.5 = square-root balanced; misomap.models.weighting")
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of each fold's training pedons "
                                 "carved (as whole spatial patches) into validation, for every model")

@@ -8,8 +8,8 @@
 
 Beside the rule, `evaluation.class_balance` (β) evens out what training sees, for every model
 alike: each pedon weighs (its class's share of the task's training labels)^−β — the RF's sample
-weights, the odds of a MISO labelled crop being drawn (`balance_weights`). β = 0.5 is square-root
-sampling: a class 100× rarer is drawn 10× more often per pedon, not 100×.
+weights, MISO's per-label loss weights (`balance_weights`, `TaskLoss.fit_weights`). β = 0.5 is
+square-root balancing: a pedon of a class 100× rarer weighs 10× more, not 100×.
 
 The offsets are applied to the probabilities themselves (`DecisionOffsets.apply`), so the maps,
 the 0.5/argmax rule downstream and the calibration figures all see the adjusted model.

@@ -146,7 +146,7 @@ def variant_config(cfg: MisoConfig, variant: str) -> MisoConfig:
 
 def weighted_config(cfg: MisoConfig, rules: EvaluationConfig) -> MisoConfig:
     """The MISO config under the run's class-weighting rules, the RF's too: balanced losses only
-    for `balanced`, crops drawn under `class_balance`."""
+    for `balanced`, per-label loss weights under `class_balance`."""
     loss = cfg.loss.model_copy(update={"class_weights": "balanced" if rules.class_weighting == "balanced"
                                        else "none"})
     train = cfg.train.model_copy(update={"class_balance": rules.class_balance})

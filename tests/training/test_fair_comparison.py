@@ -160,8 +160,7 @@ def test_class_balance_is_one_rule_for_the_rf_and_miso() -> None:
     from misomap.evaluation.config import EvaluationConfig
     from misomap.models.baseline_config import RFConfig
     from misomap.models.miso.config import EncoderConfig, LossConfig, MisoConfig, TrainConfig
-    from misomap.models.miso.crops import Points
-    from misomap.models.miso.train import crop_odds
+    from misomap.models.miso.heads import TaskLoss
     from misomap.models.rf import fit_rf
     from misomap.models.weighting import TrainingWeights
     from misomap.training.miso_cv import weighted_config
@@ -172,12 +171,18 @@ def test_class_balance_is_one_rule_for_the_rf_and_miso() -> None:
     cfg = weighted_config(MisoConfig(imagery=EncoderConfig(bands=["b"]), loss=LossConfig(tasks=["soil_order"]),
                                      train=TrainConfig()), rules)
     assert cfg.train.class_balance == 0.5 and cfg.loss.class_weights == "none"
-    soil = np.array([1] * 80 + [2] * 20 + [-1] * 10)
-    pts = Points(np.zeros(110), np.zeros(110), np.zeros(110, np.int64), soil)
-    odds = crop_odds(pts, np.arange(110), cfg.model_copy(update={"train": TrainConfig(class_balance=1.0)}))
-    assert odds[:80].sum() == pytest.approx(0.5) and odds[80:100].sum() == pytest.approx(0.5)
-    assert (odds[100:] == 0).all(), "a pedon without a label of the trained tasks is never drawn"
-    assert crop_odds(pts, np.arange(110), cfg.model_copy(update={"train": TrainConfig()})) is None
+    # MISO: each label's loss weight is the RF's sample weight of a pedon of that class, per task.
+    soil = np.array([1] * 80 + [2] * 15 + [5] * 5 + [-1] * 10)
+    pf = np.array([0, 0, 0, 1] * 25 + [-1] * 10)
+    loss = TaskLoss(cfg.loss)
+    loss.fit_weights(torch.as_tensor(pf), torch.as_tensor(soil), cfg.train.class_balance)
+    lab = soil >= 0
+    assert np.allclose(loss.soil_weight.numpy()[soil[lab]], balance_weights([soil], 0.5)[lab], rtol=1e-5)
+    rf_pf = balance_weights([pf], 0.5)
+    assert float(loss.pos_weight) == pytest.approx(rf_pf[3] / rf_pf[0]), "positives weigh as in the RF"
+    unweighted = TaskLoss(cfg.loss)
+    unweighted.fit_weights(torch.as_tensor(pf), torch.as_tensor(soil), 0.0)
+    assert float(unweighted.pos_weight) == 1 and (unweighted.soil_weight == 1).all()
     # The RF: the same weights, as sample weights of its forest.
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 2)).astype(np.float32)

@@ -1,5 +1,8 @@
 """#13, session 6: both models under `evaluation.class_balance` 0.5 on the three demo worlds of
 session 5's run (/tmp/exp14: worlds, cubes, pretrained encoders; models left behind), in /tmp/exp18.
+Session 7 reran MISO with `BALANCE_SRC=/tmp/exp18 BALANCE_OUT=/tmp/exp19` after β became per-label
+loss weights (session 6 had drawn crops by their centre pedon's odds); the RF, whose rule did not
+change, is copied from the source when it ran at β = 0.5 there.
 
 MISO keeps the design nested validation chose in every world at class balance 0 (no location).
 `python balance_run.py` runs, two processes at a time: each seed's RF (`train_rf`), then every MISO
@@ -8,6 +11,7 @@ train-miso resumes from); then, one seed after another, `run_train_miso` (finish
 predictions, report, comparison, the final model), both maps against the truth, and the tables.
 """
 import logging
+import os
 import shutil
 import sys
 import time
@@ -17,7 +21,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-SRC, E, SEEDS = Path("/tmp/exp14"), Path("/tmp/exp18"), (0, 1, 2)
+SRC = Path(os.environ.get("BALANCE_SRC", "/tmp/exp14"))
+E = Path(os.environ.get("BALANCE_OUT", "/tmp/exp18"))
+SEEDS = (0, 1, 2)
 SCHEMES = ("dbscan_256m", "region")
 
 
@@ -26,10 +32,13 @@ def prepare(k: int) -> None:
     if (out / "run.yaml").exists():
         return
     out.mkdir(parents=True)
-    for part in ("cube.zarr", "cube.zarr.progress", "training", "miso"):
-        shutil.copytree(src / part, out / part)
-    (out / "world").symlink_to(src / "world")
     d = yaml.safe_load((src / "run.yaml").read_text().replace(str(src), str(out)))
+    parts = ["cube.zarr", "cube.zarr.progress", "training", "miso"]
+    if d["evaluation"].get("class_balance") == 0.5:  # the RF already ran under this rule: reuse it
+        parts.append("models/rf")
+    for part in parts:
+        shutil.copytree(src / part, out / part)
+    (out / "world").symlink_to((src / "world").resolve())
     d["evaluation"]["class_balance"] = 0.5
     d["miso"]["location"]["enabled"] = False
     d["miso"].update(ablations=[], schemes=list(SCHEMES), include_full=True, final_model=True)

@@ -187,9 +187,10 @@ class TrainConfig(StrictModel):
     bf16: bool = True
     threads: int | None = None
     class_balance: float = Field(0.0, ge=0, le=1)
-    """Labelled crops are drawn with odds ∝ each pedon's class share^−class_balance (mean over the
-    tasks it is labelled for); 0 = every training pedon equally often. The job sets it from
-    `evaluation.class_balance`, the one rule the RF's sample weights follow too."""
+    """Each labelled query's loss weighs its class's share of the task's training labels to the
+    power −class_balance (soil-order class weights, the permafrost `pos_weight`; `TaskLoss.
+    fit_weights`); 0 = unweighted. The job sets it from `evaluation.class_balance`, the one rule
+    the RF's sample weights follow too."""
     cube_cache_mb: int = Field(128, ge=16)
     """Decoded cube chunks kept per encoder while reading training crops (LRU): bounds training
     memory whatever the cube's size (bench/bench_miso_train.py)."""

@@ -57,19 +57,23 @@ class TaskLoss(nn.Module):
         self.register_buffer("pos_weight", torch.tensor(1.0))
         self.register_buffer("soil_weight", torch.ones(len(SOIL_ORDERS)))
 
-    def fit_weights(self, permafrost: Tensor, soil: Tensor) -> None:
-        """Balanced weights from the training labels (-1 ignored) if the config asks for them."""
-        if self.cfg.class_weights != "balanced":
+    def fit_weights(self, permafrost: Tensor, soil: Tensor, balance: float = 0.0) -> None:
+        """Class weights from the training labels (-1 ignored): inverse class frequency under
+        `class_weights: balanced`; else, for `balance` β > 0, each label weighs its class's share of
+        the task's labels to the power −β — per label, every labelled query of a crop alike, so
+        the weights are exactly the RF's sample weights (`models.weighting.balance_weights`)."""
+        power = 1.0 if self.cfg.class_weights == "balanced" else balance
+        if not power:
             return
         pf = permafrost[permafrost >= 0]
         if pf.numel():
             pos = pf.sum().clamp_min(1)
-            self.pos_weight.fill_(float((pf.numel() - pos) / pos))
+            self.pos_weight.fill_(float(((pf.numel() - pos).clamp_min(1) / pos) ** power))
         so = soil[soil >= 0]
         if so.numel():
-            counts = torch.bincount(so, minlength=len(SOIL_ORDERS)).float()
-            w = torch.where(counts > 0, so.numel() / (len(SOIL_ORDERS) * counts.clamp_min(1)), 0.0)
-            self.soil_weight.copy_(w)
+            counts = torch.bincount(so, minlength=len(SOIL_ORDERS)).double()
+            w = torch.where(counts > 0, (counts / so.numel()).clamp_min(1e-12) ** -power, 0.0)
+            self.soil_weight.copy_((w / w[so].mean()).float())
 
     def forward(self, logits: dict[str, Tensor], permafrost: Tensor, soil: Tensor) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}

@@ -28,7 +28,6 @@ from misomap.models.miso.errors import TrainingError
 from misomap.models.miso.heads import TaskLoss
 from misomap.models.miso.model import MisoModel
 from misomap.models.miso.weights import safetensors_metadata
-from misomap.models.weighting import balance_weights
 
 log = logging.getLogger(__name__)
 
@@ -241,16 +240,6 @@ def _restore(data: bytes, model: MisoModel, task_loss: TaskLoss, opt: torch.opti
     return json.loads(meta["progress"])
 
 
-def crop_odds(points: Points, train_idx: np.ndarray, cfg: MisoConfig) -> np.ndarray | None:
-    """The odds of each training pedon's crop being drawn under `train.class_balance` (None: every
-    pedon equally often, by shuffled passes): its class share^−β over the trained tasks' labels."""
-    if not cfg.train.class_balance:
-        return None
-    labels = {"permafrost": points.permafrost, "soil_order": points.soil}
-    w = balance_weights([labels[t][train_idx] for t in cfg.loss.tasks], cfg.train.class_balance)
-    return w / w.sum()
-
-
 def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, val_points: Points,
                cfg: MisoConfig, store: CheckpointStore, seed: int, max_steps: int | None = None) -> TrainResult:
     """Train on the sampler's points `train_idx`; validate on `val_points` (carved from the training
@@ -269,8 +258,7 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
     model.to(device)
     task_loss = TaskLoss(cfg.loss).to(device)
     task_loss.fit_weights(torch.as_tensor(sampler.points.permafrost[train_idx]).to(device),
-                          torch.as_tensor(sampler.points.soil[train_idx]).to(device))
-    draw = crop_odds(sampler.points, train_idx, cfg)
+                          torch.as_tensor(sampler.points.soil[train_idx]).to(device), tc.class_balance)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     n_unl = round(tc.batch_size * cfg.crops.unlabelled_fraction) if cfg.contrastive.enabled else 0
     n_lab = max(tc.batch_size - n_unl, 1)
@@ -290,10 +278,7 @@ def train_miso(model: MisoModel, sampler: CropSampler, train_idx: np.ndarray, va
         torch.manual_seed(seed * 100_003 + epoch)
         model.train()
         n_steps = min(steps, total - epoch * steps)
-        if draw is None:
-            order = rng.permutation(np.resize(rng.permutation(train_idx), n_steps * n_lab))
-        else:
-            order = rng.choice(train_idx, size=n_steps * n_lab, p=draw)
+        order = rng.permutation(np.resize(rng.permutation(train_idx), n_steps * n_lab))
         losses = []
         for s in tqdm(range(n_steps), desc=f"epoch {epoch}", leave=False, disable=None):
             lr = lr_at(epoch * steps + s, total, warmup, tc.lr)

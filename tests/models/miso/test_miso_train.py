@@ -102,22 +102,28 @@ class Recording(CropSampler):
         return super().labelled(idx, rng)
 
 
-def test_class_balance_draws_rare_classes_more_often() -> None:
+def test_class_balance_weighs_every_labelled_query_and_leaves_the_draws_alone() -> None:
+    """Under β the loss weighs each label by its class share^−β (a crop's neighbour slots too, not
+    only its centre pedon); which crops are drawn does not change."""
+    from safetensors.torch import load as load_safetensors
     img, cov, p = world()
     soil = np.where(np.arange(len(p)) < 8, 6, 1)  # 8 of 160 training pedons are Mollisols
     p = Points(p.x, p.y, p.permafrost, soil)
-    counts = []
+    drawn, weights = [], []
     for balance in (0.0, 1.0):
         c = cfg(epochs=1, steps=8)
         c = c.model_copy(update={"train": c.train.model_copy(update={"class_balance": balance})})
         sampler = Recording(img, cov, GRID, p.subset(np.arange(160)), c.crops)
-        train_miso(MisoModel(c, GRID.bounds), sampler, np.arange(160), p.subset(np.arange(160, 200)), c,
-                   MemoryStore(), 0)
-        drawn = np.array(sampler.drawn)
-        counts.append(int((drawn < 8).sum()))
-    # Uniform: 32 draws of 160 pedons, 1.6 rare expected. Balanced (soil factor 20 vs 1.05, permafrost
-    # factor 2): the rare pedons hold 88 / 316 of the odds, 8.9 draws expected.
-    assert counts[0] <= 3 and counts[1] >= 5, counts
+        store = MemoryStore()
+        train_miso(MisoModel(c, GRID.bounds), sampler, np.arange(160), p.subset(np.arange(160, 200)), c, store, 0)
+        drawn.append(sampler.drawn)
+        weights.append(load_safetensors(store[BEST]))
+    assert drawn[0] == drawn[1]
+    assert torch.equal(weights[0]["loss.soil_weight"], torch.ones(7))
+    w = weights[1]["loss.soil_weight"]
+    assert float(w[6] / w[1]) == pytest.approx(152 / 8, rel=1e-5)  # share^−1: 19× for a class 19× rarer
+    pf = p.permafrost[:160]
+    assert float(weights[1]["loss.pos_weight"]) == pytest.approx((pf == 0).sum() / (pf == 1).sum(), rel=1e-5)
 
 
 def test_pixel_head_and_dihedral_crops_train_and_change_the_weights() -> None:
