@@ -2,9 +2,7 @@
 against the class-balance run's MISO (/tmp/exp18, β = 0.5, no location) and the RF, on the largest
 test fold of each scheme in each world (the folds the ablations and the capacity run used; chosen by
 size, never by score): `crops.dihedral` (each training crop in one of 8 orientations), `loss.
-pixel_head` 0.5 (auxiliary heads on the query pixel's bands), both, and both with a 900-step
-schedule (30 epochs, validation choosing the epoch: turned crops are what might let a longer
-schedule carry to held-out pedons, where session 6's 900-step preview without them did not). Two processes at a time;
+pixel_head` 0.5 (auxiliary heads on the query pixel's bands) and both. Two processes at a time;
 prints one Markdown table and writes it beside this script as rare_orders.md. A diagnostic on test
 folds: an option is adopted only through nested validation."""
 import sys
@@ -17,9 +15,7 @@ import yaml
 
 E, SEEDS, SCHEMES = Path("/tmp/exp18"), (0, 1, 2), ("dbscan_256m", "region")
 VARIANTS = {"miso_dihedral": {"crops": {"dihedral": True}}, "miso_pixhead": {"loss": {"pixel_head": 0.5}},
-            "miso_dihedral_pixhead": {"crops": {"dihedral": True}, "loss": {"pixel_head": 0.5}},
-            "miso_dihedral_pixhead_900": {"crops": {"dihedral": True}, "loss": {"pixel_head": 0.5},
-                                          "train": {"epochs": 30, "max_steps": 900, "patience": 30}}}
+            "miso_dihedral_pixhead": {"crops": {"dihedral": True}, "loss": {"pixel_head": 0.5}}}
 
 
 def config(k: int, variant: str | None):
