@@ -4,7 +4,9 @@ test fold of each scheme in each world (the folds the ablations and the capacity
 size, never by score): `crops.dihedral` (each training crop in one of 8 orientations), `loss.
 pixel_head` 0.5 (auxiliary heads on the query pixel's bands) and both. Two processes at a time;
 prints one Markdown table and writes it beside this script as rare_orders.md. A diagnostic on test
-folds: an option is adopted only through nested validation."""
+folds: an option is adopted only through nested validation. Session 7 ran it on /tmp/exp18 (crop
+draws, rare_orders.md) and on /tmp/exp19 (the exact rule, rare_orders_exp19.md)."""
+import os
 import sys
 import time
 from multiprocessing import get_context
@@ -13,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-E, SEEDS, SCHEMES = Path("/tmp/exp18"), (0, 1, 2), ("dbscan_256m", "region")
+E = Path(os.environ.get("RARE_ORDERS_RUN", "/tmp/exp18"))  # /tmp/exp19: the exact class-balance rule
+SEEDS, SCHEMES = (0, 1, 2), ("dbscan_256m", "region")
+OUT = "rare_orders.md" if E.name == "exp18" else f"rare_orders_{E.name}.md"
 VARIANTS = {"miso_dihedral": {"crops": {"dihedral": True}}, "miso_pixhead": {"loss": {"pixel_head": 0.5}},
             "miso_dihedral_pixhead": {"crops": {"dihedral": True}, "loss": {"pixel_head": 0.5}}}
 
@@ -85,6 +89,6 @@ if __name__ == "__main__":
         lines.append(f"| {scheme} | {model} | {len(pf)} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
     text = "\n".join(lines)
     print(text)
-    (Path(__file__).parent / "rare_orders.md").write_text(
+    (Path(__file__).parent / OUT).write_text(
         f"Largest test fold of each scheme per seed, β = 0.5, commit {sys.argv[1] if len(sys.argv) > 1 else '?'}; "
         f"{time.perf_counter() - t0:.0f} s on 2 cores.\n\n{text}\n")
