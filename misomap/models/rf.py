@@ -78,7 +78,7 @@ def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, confi
         class_weight="balanced" if weights.balanced else None, n_jobs=config.n_jobs, random_state=seed)
     # Fit on integer codes: scikit-learn's class weighting fails on digit-like string labels.
     classes, codes = np.unique(y, return_inverse=True)
-    forest.fit(X, codes, sample_weight=balance_weights([codes], weights.balance) if weights.balance else None)
+    forest.fit(X, codes, sample_weight=balance_weights(codes, weights.balance) if weights.balance else None)
     return RFModel(forest, target, tuple(features), tuple(str(c) for c in classes))
 
 

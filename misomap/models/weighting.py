@@ -18,7 +18,6 @@ Pure numpy; never touches storage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -108,25 +107,18 @@ def class_priors(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return counts / max(counts.sum(), 1.0)
 
 
-def balance_weights(labels: Sequence[np.ndarray], power: float) -> np.ndarray:
-    """Per-sample training weights, mean 1 over the labelled samples: for each task (an integer
-    label array, < 0 = unlabelled) a labelled sample's factor is its class's share of that task's
-    labels to the power −`power`; a sample weighs the mean of its tasks' factors (0 if it has no
-    label). `power` 0 gives every labelled sample weight 1."""
-    arrays = [np.asarray(a) for a in labels]
-    n = len(arrays[0]) if arrays else 0
-    total, count = np.zeros(n), np.zeros(n)
-    for lab in arrays:
-        ok = lab >= 0
-        if not ok.any():
-            continue
+def balance_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    """Per-sample training weights of one task, mean 1 over the labelled samples: a sample's class
+    share of the labels (integer labels, < 0 = unlabelled, weight 0) to the power −`power`.
+    `power` 0 gives every labelled sample weight 1."""
+    lab = np.asarray(labels)
+    ok = lab >= 0
+    w = np.zeros(len(lab))
+    if ok.any():
         _, inverse, counts = np.unique(lab[ok], return_inverse=True, return_counts=True)
-        total[ok] += (counts / counts.sum())[inverse] ** -power
-        count[ok] += 1
-    labelled = count > 0
-    w = np.zeros(n)
-    w[labelled] = total[labelled] / count[labelled]
-    return w / w[labelled].mean() if labelled.any() else w
+        w[ok] = (counts / counts.sum())[inverse] ** -power
+        w[ok] /= w[ok].mean()
+    return w
 
 
 def median_offsets(offsets: list[DecisionOffsets]) -> DecisionOffsets:

@@ -15,7 +15,7 @@ BETA, HALF, SLOTS, DRAWS = 0.5, 32 * 30.0 / 2, 12, 4000
 run = config_from_dict(yaml.safe_load(open("/tmp/exp18/seed0/run.yaml")), "seed 0")
 p = label_points(read_training(run.workdir, run.storage)[0])
 idx = np.flatnonzero(p.soil >= 0)
-w = balance_weights([p.soil[idx]], BETA)
+w = balance_weights(p.soil[idx], BETA)
 seen = np.zeros(len(SOIL_ORDERS))
 for i in np.random.default_rng(0).choice(idx, DRAWS, p=w / w.sum()):
     inside = idx[(np.abs(p.x[idx] - p.x[i]) < HALF) & (np.abs(p.y[idx] - p.y[i]) < HALF)]
