@@ -88,8 +88,9 @@ def table(s: pd.DataFrame) -> str:
     """The Markdown table: fold means per scheme and model."""
     pf_cols = ["recall_1", "f1_1", "accuracy"]
     so_cols = ["recall_macro", "f1_macro", "accuracy", "recall_Mollisols", "recall_Andisols", "recall_Spodosols"]
-    lines = ["| scheme | model | folds | PF recall | PF F1 | PF acc | SO macro recall | SO macro F1 | SO acc | "
-             "Mollisols | Andisols | Spodosols |", "|---" * 12 + "|"]
+    header = ("| scheme | model | folds | PF recall | PF F1 | PF acc | SO macro recall | SO macro F1 | SO acc | "
+              "Mollisols | Andisols | Spodosols |")
+    lines = [header, "|---" * 12 + "|"]
     for (scheme, model), g in s[s["scheme"].isin(SCHEMES)].groupby(["scheme", "model"]):
         pf, so = g[g["target"] == "permafrost"], g[g["target"] == "soil_order"]
         cells = [pf[c].mean() for c in pf_cols] + [so[c].mean() for c in so_cols]
