@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 CLIMATE = ["precip_annual", "summer_warmth", "jan_min_temp"]
 SEEDS, SCHEMES = (0, 1, 2), ("dbscan_256m", "region")
@@ -53,11 +53,11 @@ def novelty(table: pd.DataFrame, fold: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def bin_scores(root: Path, miso: str) -> pd.DataFrame:
     """Metrics per (seed, scheme, novelty bin, model) on the pedons both models predicted."""
     from misomap.config import load_config
+    from misomap.core.classes import SOIL_ORDERS
     from misomap.evaluation.comparison import common_folds
     from misomap.evaluation.scores import read_predictions
     from misomap.labels.training_table import read_training
     from misomap.models.metrics import binary_metrics, multiclass_metrics
-    from misomap.core.classes import SOIL_ORDERS
     rows = []
     for k in SEEDS:
         run = load_config(root / f"seed{k}/run.yaml")
