@@ -43,11 +43,12 @@ def forest_weights(ev: EvaluationConfig) -> TrainingWeights:
     return TrainingWeights(ev.class_weighting == "balanced", ev.class_balance)
 
 
-def _fit_fold(X: np.ndarray, y: np.ndarray, xy: np.ndarray, f_arr: np.ndarray, fold: int,
-              features: list[str], target: str, ev: EvaluationConfig, rf: RFConfig, seed: int) -> RFModel:
-    """The forest of one test fold under the shared class-weighting rule: `threshold` first fits
-    on the training part less a carved validation split, fits the decision offsets there, then
-    refits on the whole training part and keeps the offsets."""
+def fit_fold(X: np.ndarray, y: np.ndarray, xy: np.ndarray, f_arr: np.ndarray, fold: int,
+             features: list[str], target: str, ev: EvaluationConfig, rf: RFConfig, seed: int) -> RFModel:
+    """The forest of one test fold under the shared class-weighting rule, the one fold procedure of
+    the RF's cross-validation and of nested validation: `threshold` first fits on the training part
+    less a carved validation split, fits the decision offsets there, then refits on the whole
+    training part and keeps the offsets."""
     train = (f_arr >= 0) & (f_arr != fold)
     model = fit_rf(X[train], y[train], features, target, rf, seed, forest_weights(ev))
     if ev.class_weighting != "threshold":
@@ -91,7 +92,7 @@ def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, feature
             continue
         t0 = time.perf_counter()
         try:
-            model = _fit_fold(X, y, xy, f_arr, fold, features, target, ev, rf, seed)
+            model = fit_fold(X, y, xy, f_arr, fold, features, target, ev, rf, seed)
         except (RFModelError, FoldsError) as err:
             log.warning("%s %s fold %d skipped: %s", target, scheme, fold, err)
             continue
