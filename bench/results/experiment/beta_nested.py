@@ -100,7 +100,7 @@ def rf_inner(beta: float, k: int) -> pd.DataFrame:
                     held = inner == g
                     classes = list(TARGETS[target])
                     pred = np.asarray(classes)[predict_proba(model, X[held], classes).argmax(1)]
-                    rec[f"{target}_recall"] = macro_recall(y[held], pred)
+                    rec[f"{target}_macro_recall"] = macro_recall(y[held], pred)  # PF: balanced accuracy
                 rows.append({"model": f"rf_b{beta:g}", "beta": beta, "seed": k, "scheme": scheme,
                              "fold": int(fold), "inner_fold": int(g), **rec,
                              "score": float(np.mean(list(rec.values())))})
@@ -174,7 +174,17 @@ def table(commit: str) -> str:
     map_beta = region.idxmax(axis=1)
     lines += ["", "Map model's β (best mean inner score over the region scheme's test folds), per world: "
               + "; ".join(f"{f} " + ", ".join(f"{map_beta.loc[(f, k)]:g}" for k in SEEDS) for f in ("MISO", "RF"))
-              + "."]
+              + ".", "", ("Maps against the truth, every land pixel, mean over the worlds of the map made at "
+                          "each world's chosen β (`experiment_truth.csv` of each run):"), "",
+              "| map | PF accuracy | SO accuracy | SO macro recall | SO macro F1 |", "|---|---|---|---|---|"]
+    for family, model in (("MISO", "miso"), ("RF", "rf")):
+        picked = []
+        for k in SEEDS:
+            truth = pd.read_csv(BETAS[map_beta.loc[(family, k)]][0] / "experiment_truth.csv")
+            picked.append(truth[(truth["by"] == "all") & (truth["model"] == model) & (truth["seed"] == k)])
+        m = pd.concat(picked).groupby("target")[["accuracy", "recall_macro", "f1_macro"]].mean()
+        lines.append(f"| {family}, β nested | {m.loc['permafrost', 'accuracy']:.3f} | {m.loc['soil_order', 'accuracy']:.3f}"
+                     f" | {m.loc['soil_order', 'recall_macro']:.3f} | {m.loc['soil_order', 'f1_macro']:.3f} |")
     text = "\n".join(lines)
     (HERE / "beta_nested.md").write_text(
         f"β chosen by nested validation (`beta_nested.py`, commit {commit}); fold means over the 3 worlds "
