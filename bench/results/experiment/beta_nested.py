@@ -84,19 +84,20 @@ def rf_inner(beta: float, k: int) -> pd.DataFrame:
     table, folds = read_training(run.workdir, run.storage)
     features = select_features(feature_bands(table), run.rf)
     design = run.miso.design
+    data = {}  # per target: its rows, X, y, xy (read once, not per fold)
+    for target in TARGETS:
+        t = target_rows(table, target, features)
+        data[target] = (t, t[features].to_numpy(np.float32), t["label"].to_numpy(), t[["x", "y"]].to_numpy(np.float64))
     rows = []
     for scheme in SCHEMES:
         col_all = folds.set_index("pedon_id")[scheme]
         for fold in scored_folds(col_all.to_numpy(), None):
             for g in inner_folds(col_all.to_numpy(), fold, design.inner_folds, design.min_share):
                 rec = {}
-                for target in TARGETS:
-                    t = target_rows(table, target, features)
+                for target, (t, X, y, xy) in data.items():
                     col = col_all.loc[t["pedon_id"]].to_numpy()
                     inner = np.where(col == fold, -1, col)
-                    X, y = t[features].to_numpy(np.float32), t["label"].to_numpy()
-                    model = fit_fold(X, y, t[["x", "y"]].to_numpy(np.float64), inner, g, features, target,
-                                     run.evaluation, run.rf, run.seed)
+                    model = fit_fold(X, y, xy, inner, g, features, target, run.evaluation, run.rf, run.seed)
                     held = inner == g
                     classes = list(TARGETS[target])
                     pred = np.asarray(classes)[predict_proba(model, X[held], classes).argmax(1)]

@@ -65,14 +65,14 @@ def bin_scores(root: Path, miso: str) -> pd.DataFrame:
         table = table.set_index("pedon_id").loc[folds["pedon_id"]].reset_index()
         preds = {m: (read_predictions(f"{root}/seed{k}/models/{m}/predictions.parquet", run.storage), m)
                  for m in (miso, "rf")}
+        common = {m: common_folds(p, preds) for m, (p, _) in preds.items()}
         for scheme in SCHEMES:
             dist, outside = novelty(table, folds[scheme].to_numpy())
             info = pd.DataFrame({"pedon_id": table["pedon_id"], "novelty": dist, "outside": outside,
                                  "map_m": _map_distance(table, folds[scheme].to_numpy())})
             info["bin"] = pd.qcut(info["novelty"], 3, labels=BINS[:3])
             rho = spearmanr(info["novelty"], info["map_m"], nan_policy="omit")[0]
-            for model, (p, _) in preds.items():
-                p = common_folds(p, preds)
+            for model, p in common.items():
                 p = p[p["scheme"] == scheme].merge(info, on="pedon_id")
                 for b in BINS:
                     grp = p[p["outside"]] if b == "outside range" else p[p["bin"] == b]
