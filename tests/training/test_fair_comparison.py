@@ -284,7 +284,7 @@ def test_offsets_bake_into_a_model_on_another_device() -> None:
 def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> None:
     """The distance table's MISO − RF cell is the mean over seeds of the per-seed differences; the
     per-fold table pairs both models on the same fold."""
-    from misomap.jobs.experiment import summarise
+    from misomap.evaluation.experiment import summarise
 
     rng = np.random.default_rng(0)
     folds, dist = [], []
@@ -312,7 +312,7 @@ def test_experiment_tables_report_the_gap_per_distance_bin_and_per_fold() -> Non
 def test_experiment_scores_the_claim_on_the_nested_selection_when_a_design_was_chosen() -> None:
     """With `miso_selected` present the per-fold and distance tables pit it against the RF, and the
     design table counts each candidate's choices with its mean inner score and the map's design."""
-    from misomap.jobs.experiment import summarise
+    from misomap.evaluation.experiment import summarise
 
     folds, dist = [], []
     for seed in (0, 1):
@@ -340,10 +340,8 @@ def test_experiment_scores_the_claim_on_the_nested_selection_when_a_design_was_c
 def test_pooled_scores_weigh_each_fold_by_its_pedons() -> None:
     """A region fold of 2 permafrost pedons and one of 8: the fold mean of recall gives the small
     fold half the say (0.75), pooling gives each pedon one (0.9); both models on the same pedons."""
-    from types import SimpleNamespace
-
     from misomap.evaluation.config import EvaluationConfig
-    from misomap.jobs.experiment import fold_scores, pooled_scores, summarise
+    from misomap.evaluation.experiment import fold_scores, pooled_scores, summarise
 
     ids = [f"P{i}" for i in range(12)]
     table = pd.DataFrame({"pedon_id": ids, "x": np.arange(12) * 500.0, "y": 0.0, "region": "a", "zone": "z"})
@@ -358,9 +356,8 @@ def test_pooled_scores_weigh_each_fold_by_its_pedons() -> None:
                              "y_true": truth, "y_pred": pred, "p_0": 1 - p1, "p_1": p1, "train_seconds": 1.0})
 
     all_preds = {"rf": (preds(rf), "rf"), "miso": (preds(miso), "miso")}
-    config = SimpleNamespace(evaluation=EvaluationConfig())
-    per_fold = fold_scores(config, table, all_preds).assign(seed=0)
-    pooled = pooled_scores(config, table, all_preds).assign(seed=0)
+    per_fold = fold_scores(EvaluationConfig(), table, all_preds).assign(seed=0)
+    pooled = pooled_scores(EvaluationConfig(), table, all_preds).assign(seed=0)
     assert per_fold[per_fold["model"] == "miso"]["recall_1"].mean() == pytest.approx(0.75)
     got = pooled.set_index("model")["recall_1"]
     assert got["miso"] == pytest.approx(8 / 9) and got["rf"] == pytest.approx(8 / 9)
