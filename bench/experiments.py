@@ -134,8 +134,8 @@ def variants(args: argparse.Namespace) -> str:
         rows.append(scores_of(run, preds).assign(seed=k))
     s = pd.concat(rows, ignore_index=True)
     so_cols = ["recall_macro", "f1_macro", "accuracy", "recall_Mollisols", "recall_Andisols", "recall_Spodosols"]
-    lines = ["| scheme | model | folds | PF recall | PF F1 | PF acc | SO macro recall | SO macro F1 | SO acc | "
-             "Mollisols | Andisols | Spodosols |", "|---" * 12 + "|"]
+    lines = [("| scheme | model | folds | PF recall | PF F1 | PF acc | SO macro recall | SO macro F1 | SO acc | "
+             "Mollisols | Andisols | Spodosols |"), "|---" * 12 + "|"]
     for (scheme, model), g in s[s["scheme"].isin(SCHEMES)].groupby(["scheme", "model"]):
         pf, so = g[g["target"] == "permafrost"], g[g["target"] == "soil_order"]
         cells = [pf[c].mean() for c in ("recall_1", "f1_1", "accuracy")] + [so[c].mean() for c in so_cols]
@@ -395,8 +395,8 @@ def beta_table(args: argparse.Namespace) -> str:
     map_beta = mean.xs("region", level="scheme").groupby(["family", "seed"]).mean().idxmax(axis=1)
     lines += ["", "Map model's β (best mean inner score over the region scheme's test folds), per world: "
               + "; ".join(f"{f} " + ", ".join(f"{map_beta.loc[(f, k)]:g}" for k in args.seeds) for f in ("MISO", "RF"))
-              + ".", "", "Maps against the truth, every land pixel, mean over the worlds of the map made at each "
-              "world's chosen β (`experiment_truth.csv` of each run):", "",
+              + ".", "", ("Maps against the truth, every land pixel, mean over the worlds of the map made at each "
+              "world's chosen β (`experiment_truth.csv` of each run):"), "",
               "| map | PF accuracy | SO accuracy | SO macro recall | SO macro F1 |", "|---|---|---|---|---|"]
     for family, model in (("MISO", "miso"), ("RF", "rf")):
         picked = []
@@ -441,7 +441,13 @@ def fit_budget(args: argparse.Namespace) -> str:
     from misomap.labels.training_table import read_training
     from misomap.models.miso.train import predict_at
     from misomap.training.miso_cv import FsCheckpointStore, _fit, weighted_config
-    from misomap.training.miso_inputs import clip_to_pedons, label_points, load_arrays, read_weights, resolve_config
+    from misomap.training.miso_inputs import (
+        clip_to_pedons,
+        label_points,
+        load_arrays,
+        read_weights,
+        resolve_config,
+    )
     lines = ["| steps | soil order | pedons | median P(own class) | argmax right |", "|---|---|---|---|---|"]
     for steps in args.steps:
         run = run_config(args.run, args.seed, {"train": {"epochs": max(10, steps // 30), "max_steps": steps}})
