@@ -43,6 +43,7 @@ import yaml
 
 HERE = Path(__file__).parent / "results" / "experiment"
 SCHEMES = ("dbscan_256m", "region")
+"""The fold schemes studied (`--schemes`; the demo world's DBSCAN scheme is 256 m, the tiny world's 64 m)."""
 PF_SO = {"PF recall": ("permafrost", "recall_1"), "PF F1": ("permafrost", "f1_1"),
          "SO macro recall": ("soil_order", "recall_macro"), "SO acc": ("soil_order", "accuracy")}
 VARIANTS = {  # replacements inside the run's `miso` section (nested sections merged)
@@ -222,7 +223,7 @@ def climate_novelty(args: argparse.Namespace) -> str:
     from misomap.core.classes import SOIL_ORDERS
     runs = {}
     for spec in args.run:
-        label, _, where = spec.partition("=")
+        label, _, where = spec.rpartition("=")
         root, _, miso = where.partition(":")
         runs[label] = (Path(root), miso or "miso")
     scores = {label: novelty_scores(root, miso, args.seeds) for label, (root, miso) in runs.items()}
@@ -341,6 +342,15 @@ def rf_inner(root: Path, beta: float, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def inner_of(folder: Path) -> pd.DataFrame:
+    """A MISO model's inner scores on the studied schemes: the `inner.parquet` a design choice wrote,
+    or the per-scheme files `beta-nested inner` writes."""
+    if (folder / "inner.parquet").exists():
+        m = pd.read_parquet(folder / "inner.parquet")
+        return m[m["scheme"].isin(SCHEMES)]
+    return pd.concat([pd.read_parquet(folder / f"inner_{s}.parquet") for s in SCHEMES])
+
+
 def beta_table(args: argparse.Namespace) -> str:
     """Fold scores of both models at each β and at the β nested validation chose; how often each β
     was chosen; the map model's β per world and its map against the truth."""
@@ -352,7 +362,7 @@ def beta_table(args: argparse.Namespace) -> str:
     parts = []
     for beta, (root, name) in runs.items():
         for k in args.seeds:
-            m = pd.concat([pd.read_parquet(root / f"seed{k}/models/{name}/inner_{s}.parquet") for s in SCHEMES])
+            m = inner_of(root / f"seed{k}/models/{name}")
             parts.append(m.assign(family="MISO", beta=beta, seed=k))
             parts.append(pd.read_parquet(args.work / f"rf_inner_b{beta:g}_seed{k}.parquet").assign(family="RF"))
     mean = pd.concat(parts, ignore_index=True).groupby(["family", "seed", "scheme", "fold", "beta"])["score"].mean()
@@ -472,9 +482,13 @@ def fit_budget(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
+    global SCHEMES
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=HERE, help="folder for the tables (default: %(default)s)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the run's world seeds")
+    ap.add_argument("--seeds", type=lambda v: [int(k) for k in v.split(",")], default=[0, 1, 2],
+                    help="the run's world seeds, comma-separated (default: 0,1,2)")
+    ap.add_argument("--schemes", type=lambda v: v.split(","), default=list(SCHEMES),
+                    help="fold schemes, comma-separated (default: dbscan_256m,region)")
     sub = ap.add_subparsers(dest="study", required=True)
     v = sub.add_parser("variants", help="MISO design variants on the largest test folds")
     v.add_argument("--run", type=Path, required=True, help="a `misomap experiment` output folder")
@@ -493,6 +507,8 @@ def main() -> None:
     f.add_argument("--steps", type=int, nargs="+", default=[240, 900])
     f.add_argument("--work", type=Path, default=Path("bench/out"), help="checkpoints")
     args = ap.parse_args()
+    SCHEMES = tuple(args.schemes)
+    args.out.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     from misomap.core.log import setup_logging
     setup_logging("WARNING")
@@ -503,7 +519,6 @@ def main() -> None:
         return
     name = {"variants": getattr(args, "name", None), "climate-novelty": "climate_novelty.md",
             "beta-nested": "beta_nested.md", "fit-budget": "fit_budget.md"}[args.study]
-    args.out.mkdir(parents=True, exist_ok=True)
     header = (f"`python bench/experiments.py {args.study}` at commit `{commit()}` over seeds {args.seeds}, "
               f"{time.perf_counter() - t0:.0f} s on this machine.")
     (args.out / name).write_text(f"{header}\n\n{text}\n")
