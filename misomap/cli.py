@@ -70,13 +70,14 @@ def init(
     stac_url: Annotated[Optional[str], typer.Option(help="Another STAC API serving the catalog's collections "
                                                     "(a mirror); default the catalog's public URL.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default from --out).")] = None,
+    chunk: Annotated[Optional[int], typer.Option(help="Chunk side in px (default: sized for this machine).")] = None,
     check: Annotated[bool, typer.Option(help="Search the catalog now for every source (network).")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Write a complete, commented run configuration for your area on a public STAC catalog."""
     from misomap.jobs.init import run_init
 
-    r = run_init(area, catalog, out, resolution, years, workdir, stac_url, name, check, force)
+    r = run_init(area, catalog, out, resolution, years, workdir, stac_url, name, check, force, chunk=chunk)
     typer.echo(f"wrote {r.out}: {r.grid.crs} {r.grid.resolution:g} m, bounds {list(r.grid.bounds)}, "
                f"chunk {r.sizing.chunk}, workers {r.sizing.workers}"
                + (f"; items found: {r.searched}" if r.searched else ""))

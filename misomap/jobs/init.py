@@ -72,8 +72,9 @@ def check_catalog(config: RunConfig) -> dict[str, int]:
 
 def run_init(area: str, catalog: str, out: Path, resolution: float = 10.0, years: str = "2019-2024",
              workdir: str = "misomap-out", stac_url: str | None = None, name: str | None = None,
-             check: bool = False, force: bool = False, machine: Machine | None = None) -> InitResult:
-    """Check the inputs, size the run for this machine, render and validate the config, write it
+             check: bool = False, force: bool = False, machine: Machine | None = None,
+             chunk: int | None = None) -> InitResult:
+    """Check the inputs, size the run for this machine (or for `chunk` px chunks), render and validate the config, write it
     (never over an existing file unless `force`), and search the catalog if `check`."""
     if catalog not in CATALOG_URLS:
         raise ConfigError(f"--catalog {catalog!r}: one of {sorted(CATALOG_URLS)}")
@@ -84,7 +85,7 @@ def run_init(area: str, catalog: str, out: Path, resolution: float = 10.0, years
     bbox = parse_area(area)
     span = parse_years(years)
     machine = machine or Machine.here()
-    sizing = size_for(machine, span[1] - span[0] + 1)
+    sizing = size_for(machine, span[1] - span[0] + 1, chunk)
     grid = area_grid(bbox, resolution, sizing.chunk)
     run_name = name or f"misomap-{out.stem}"
     text = render(grid, catalog, span, workdir.rstrip("/"), stac_url, sizing, machine, run_name)  # type: ignore[arg-type]

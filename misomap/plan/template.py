@@ -54,17 +54,17 @@ class Sizing:
     worker_bytes: int
 
 
-def size_for(machine: Machine, years: int) -> Sizing:
-    """The largest chunk (1024, 512, 256 px) whose build fits a quarter of memory with one worker,
-    then as many workers (≤ cores) as half the memory holds. Per worker: scenes x assets x chunk² x
+def size_for(machine: Machine, years: int, chunk: int | None = None) -> Sizing:
+    """The largest chunk (1024, 512, 256 px; or `chunk` if given) whose build fits a quarter of memory
+    with one worker, then as many workers (≤ cores) as half the memory holds. Per worker: scenes x assets x chunk² x
     4 B (cube/config.py's estimate), scenes = SCENES_PER_SUMMER per year."""
     scenes = SCENES_PER_SUMMER * years
-    for chunk in (1024, 512, 256):
-        per = scenes * ASSETS * chunk * chunk * 4
-        if per <= machine.memory / 4 or chunk == 256:
+    for side in (chunk,) if chunk else (1024, 512, 256):
+        per = scenes * ASSETS * side * side * 4
+        if per <= machine.memory / 4 or side == 256:
             break
     workers = max(1, min(machine.cores, int(machine.memory / 2 // per)))
-    return Sizing(chunk, workers, per)
+    return Sizing(side, workers, per)
 
 
 def _j(value: Any) -> str:
