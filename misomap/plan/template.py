@@ -199,12 +199,12 @@ folds:
   zones: false      # no permafrost-zone polygons given (labels.zones)
 rf:
   n_estimators: 100
-  n_jobs: {machine.cores}
+  n_jobs: 1         # trees fitted in parallel; the map's workers already run one chunk per core
 map:
   cube: {_j(workdir + "/cube.zarr")}
   output: {_j(workdir + "/maps/rf")}
   model: rf
   model_path: {_j(workdir + "/models/rf")}
-  chunk_px: {min(sizing.chunk, 512)}
+  chunk_px: 512
   workers: {sizing.workers}
 """
