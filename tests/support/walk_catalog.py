@@ -126,6 +126,7 @@ def collection_doc(coll_id: str, items: list[dict]) -> dict:
 def write_catalog(tmp: Path, items: dict[str, list[dict]]) -> list[str]:
     """Collection + FeatureCollection files for `rustac serve`; their paths."""
     files = []
+    tmp.mkdir(parents=True, exist_ok=True)
     for coll, its in items.items():
         for it in its:
             it["collection"] = coll
