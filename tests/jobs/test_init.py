@@ -46,7 +46,7 @@ def test_init_writes_a_valid_commented_config(tmp_path, capsys, catalog):
         assert by["sentinel-1-rtc"].kind == "radar" and cube.sign == "planetary_computer:sign"
     assert cfg.labels.pedons and cfg.labels.pedons.endswith("labels/pedons.parquet")
     assert cfg.map is not None and cfg.map.model == "rf"
-    [(name, plan)] = plan_report(cfg, False, [])
+    [(_name, plan)] = plan_report(cfg, False, [])
     assert {t.id for t in plan.tiles} == {"AK050H51V14", "AK050H51V15", "AK050H52V14", "AK050H52V15"}
     assert plan.grid.bounds == cube.bounds
     code, text = run_in_process(["config-check", "-c", str(out)], capsys)
