@@ -226,16 +226,26 @@ def pretrain(config: ConfigOpt = None) -> None:
 
 
 @app.command("train-miso")
-def train_miso(config: ConfigOpt = None) -> None:
+def train_miso(
+    config: ConfigOpt = None,
+    miso_map: Annotated[bool, typer.Option("--map/--no-map", help="Also map the cube with the final model.")] = False,
+) -> None:
     """Cross-validate MISO (and ablations) on the saved folds, compare with the RF, train the final model."""
     from misomap.jobs.train_miso import run_train_miso
 
-    out = run_train_miso(_config(config))
+    cfg = _config(config)
+    out = run_train_miso(cfg)
     typer.echo(f"comparison: {out.comparison}")
     for name, loc in out.reports.items():
         typer.echo(f"report {name}: {loc}")
     if out.final_model:
         typer.echo(f"final model: {out.final_model}")
+    if miso_map:
+        if not out.final_model:
+            raise typer.BadParameter("--map needs miso.final_model: true (no final model was trained)")
+        from misomap.jobs.predict import run_predict, with_map
+
+        typer.echo(f"map: {run_predict(with_map(cfg, 'miso', out.final_model)).output}")
 
 
 @app.command()

@@ -137,6 +137,21 @@ CLIMATE_NOTE = """    # Climate covariates (the reference uses annual precipitat
 """
 
 
+def _miso(catalog: Catalog) -> str:
+    imagery = [f"s2_summer_{b}" for b in S2_NAMES]
+    if catalog == "planetary-computer":
+        imagery += ["s1_summer_vv_db", "s1_summer_vh_db"]
+    return f"""miso:   # MISO sized for CPUs: `misomap train-miso -c THIS --map`; on a GPU raise train.* and crops.size_px
+  imagery: {{bands: {_j(imagery)}, depths: [1, 1], num_heads: [1, 2]}}
+  covariates: {{bands: ["elevation"], depths: [1, 1], num_heads: [1, 2]}}   # add the climate bands here too
+  crops: {{size_px: 32, jitter_px: 8, label_slots: 12, pseudo_points: 2, grid: 2}}
+  train: {{epochs: 4, steps_per_epoch: 10, batch_size: 16, lr: 0.002, patience: 2, warmup_epochs: 1}}
+  schemes: null     # every scheme of folds.parquet (those whose pedons cannot be split are skipped)
+  max_folds: 1      # the largest test fold of each scheme; null cross-validates every fold
+  final_model: true # the model the MISO map uses, trained on every labelled pedon
+"""
+
+
 def render(grid: AreaGrid, catalog: Catalog, years: tuple[int, int], workdir: str, stac_url: str | None,
            sizing: Sizing, machine: Machine, name: str) -> str:
     """The whole commented run configuration (YAML text) for an area and a catalog."""
@@ -207,4 +222,4 @@ map:
   model_path: {_j(workdir + "/models/rf")}
   chunk_px: 512
   workers: {sizing.workers}
-"""
+{_miso(catalog)}"""

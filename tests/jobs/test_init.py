@@ -46,6 +46,10 @@ def test_init_writes_a_valid_commented_config(tmp_path, capsys, catalog):
         assert by["sentinel-1-rtc"].kind == "radar" and cube.sign == "planetary_computer:sign"
     assert cfg.labels.pedons and cfg.labels.pedons.endswith("labels/pedons.parquet")
     assert cfg.map is not None and cfg.map.model == "rf"
+    assert cfg.miso is not None and cfg.miso.covariates is not None
+    bands = cube.band_names()  # every band MISO reads is one the cube will have
+    assert set(cfg.miso.imagery.bands + cfg.miso.covariates.bands) <= set(bands)
+    assert ("s1_summer_vv_db" in cfg.miso.imagery.bands) == (catalog == "planetary-computer")
     [(_name, plan)] = plan_report(cfg, False, [])
     assert {t.id for t in plan.tiles} == {"AK050H51V14", "AK050H51V15", "AK050H52V14", "AK050H52V15"}
     assert plan.grid.bounds == cube.bounds

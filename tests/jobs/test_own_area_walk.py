@@ -38,12 +38,14 @@ def test_walk_from_nothing_to_a_map(tmp_path, stac_api_factory, capsys, monkeypa
         ["train-rf", "-c", "run.yaml"],
         ["predict", "-c", "run.yaml"],
         ["verify", "walk/maps/rf", "-c", "run.yaml"],
+        ["train-miso", "-c", "run.yaml", "--map"],
+        ["verify", "walk/maps/miso", "-c", "run.yaml"],
     ]
     seconds = {}
     for args in steps:
         t0 = time.perf_counter()
         code, text = run_in_process(args, capsys)
-        seconds[" ".join(args[:2]) if args[0] == "cube" else args[0]] = round(time.perf_counter() - t0, 1)
+        seconds[" ".join(args[:2]) if args[0] in ("cube", "verify") else args[0]] = round(time.perf_counter() - t0, 1)
         assert code == 0, f"misomap {' '.join(args)}:\n{text}"
     print("walk step seconds:", seconds)
 
@@ -63,3 +65,7 @@ def test_walk_from_nothing_to_a_map(tmp_path, stac_api_factory, capsys, monkeypa
     gelisols = 2  # misomap.core.classes.SOIL_ORDERS index
     assert (so[:, x > x.mean() + 1500] == gelisols).mean() > 0.8
     assert np.isin(so[:, x < x.mean() - 1500], [4, 6]).mean() > 0.8  # Inceptisols / Spodosols
+    # MISO at a CPU size: a whole map from its final model, with both layers filled
+    miso = xr.open_zarr("walk/maps/miso/map.zarr")
+    assert miso["permafrost_class"].shape == m["permafrost_class"].shape
+    assert (miso["permafrost_class"].values != 255).all() and (miso["soil_order_class"].values != 255).all()
