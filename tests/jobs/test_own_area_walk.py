@@ -5,7 +5,6 @@ Nothing is edited by hand between the commands."""
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from tests.support.walk_catalog import AREA, walk_catalog
 from tests.test_bad_inputs import run_in_process
 
 PEDONS = Path(__file__).parents[1] / "data" / "pedons"
-log = logging.getLogger(__name__)
 
 
 @pytest.mark.slow
