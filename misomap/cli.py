@@ -59,6 +59,49 @@ def run_cli() -> None:
         raise SystemExit(2) from None
 
 
+@app.command()
+def init(
+    area: Annotated[str, typer.Option(help="west,south,east,north (lon/lat degrees) or a .geojson file.")],
+    catalog: Annotated[str, typer.Option(help="earth-search or planetary-computer.")],
+    out: Annotated[Path, typer.Option(help="The run configuration to write (YAML).")] = Path("run.yaml"),
+    resolution: Annotated[float, typer.Option(help="Cube pixel size in m: 10 or 30.")] = 10.0,
+    years: Annotated[str, typer.Option(help="Summers to composite, YYYY or YYYY-YYYY.")] = "2019-2024",
+    workdir: Annotated[str, typer.Option(help="Run folder or s3://bucket/prefix for every output.")] = "misomap-out",
+    stac_url: Annotated[Optional[str], typer.Option(help="Another STAC API serving the catalog's collections "
+                                                    "(a mirror); default the catalog's public URL.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (default from --out).")] = None,
+    chunk: Annotated[Optional[int], typer.Option(help="Chunk side in px (default: sized for this machine).")] = None,
+    check: Annotated[bool, typer.Option(help="Search the catalog now for every source (network).")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+) -> None:
+    """Write a complete, commented run configuration for your area on a public STAC catalog."""
+    from misomap.jobs.init import run_init
+
+    r = run_init(area, catalog, out, resolution, years, workdir, stac_url, name, check, force, chunk=chunk)
+    typer.echo(f"wrote {r.out}: {r.grid.crs} {r.grid.resolution:g} m, bounds {list(r.grid.bounds)}, "
+               f"chunk {r.sizing.chunk}, workers {r.sizing.workers}"
+               + (f"; items found: {r.searched}" if r.searched else ""))
+
+
+@app.command("import-pedons")
+def import_pedons(
+    files: Annotated[list[Path], typer.Argument(help="Pedon table(s): CSV, JSON records or (Geo)Parquet.")],
+    layout: Annotated[str, typer.Option(help="kssl (Lab Data Mart lab_combine_nasis_ncss [+ lab_layer]), "
+                                        "miso (reference point data) or table (--columns).")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Run configuration (area, grid, labels.pedons).")],
+    columns: Annotated[Optional[str], typer.Option(help="table layout: misomap=column pairs, e.g. "
+                                                   "pedon_id=site,x=lon,y=lat,soil_order=order,permafrost=pf")] = None,
+    crs: Annotated[Optional[str], typer.Option(help="CRS of x/y in CSV/JSON input (default EPSG:4326).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Output GeoParquet (default labels.pedons).")] = None,
+) -> None:
+    """Import pedon tables into the project's pedon GeoParquet, with a report of every dropped or changed row."""
+    from misomap.jobs.import_pedons import run_import_pedons
+
+    r = run_import_pedons(load_config(config), [str(f) for f in files], layout, columns, crs, out)
+    typer.echo(f"pedons: {r.out}  kept {r.kept} of {r.read} rows  (permafrost {r.permafrost}, soil order "
+               f"{r.soil_order})  report: {r.report} ({r.dropped} dropped, {r.changed} changed)")
+
+
 @app.command("config-check")
 def config_check(config: ConfigOpt = None) -> None:
     """Validate a run configuration and print it back resolved (no secrets are ever in it)."""
@@ -183,16 +226,26 @@ def pretrain(config: ConfigOpt = None) -> None:
 
 
 @app.command("train-miso")
-def train_miso(config: ConfigOpt = None) -> None:
+def train_miso(
+    config: ConfigOpt = None,
+    miso_map: Annotated[bool, typer.Option("--map/--no-map", help="Also map the cube with the final model.")] = False,
+) -> None:
     """Cross-validate MISO (and ablations) on the saved folds, compare with the RF, train the final model."""
     from misomap.jobs.train_miso import run_train_miso
 
-    out = run_train_miso(_config(config))
+    cfg = _config(config)
+    out = run_train_miso(cfg)
     typer.echo(f"comparison: {out.comparison}")
     for name, loc in out.reports.items():
         typer.echo(f"report {name}: {loc}")
     if out.final_model:
         typer.echo(f"final model: {out.final_model}")
+    if miso_map:
+        if not out.final_model:
+            raise typer.BadParameter("--map needs miso.final_model: true (no final model was trained)")
+        from misomap.jobs.predict import run_predict, with_map
+
+        typer.echo(f"map: {run_predict(with_map(cfg, 'miso', out.final_model)).output}")
 
 
 @app.command()
