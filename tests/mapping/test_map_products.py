@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import warnings
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from misomap.mapping.export import MapExportError, stac_ids
 from misomap.mapping.layers import LAYERS, MapProbabilities, encode_layers
 from misomap.jobs.predict import run_predict
 from tests.support import ROOT
+from tests.support.stac_schemas import schema_files, tree_errors
 from tests.support.map_cube import FACTORY, IMAGERY_PERIOD, write_cube
 
 GRID = Grid("EPSG:3338", 30.0, 300000.0, 1710000.0, 300000.0 + 90 * 30, 1710000.0 + 70 * 30)
@@ -247,28 +247,17 @@ def test_class_cog_written_without_palette_warning(workdir, tmp_path):
 
 # --- STAC --------------------------------------------------------------------------------------
 
-def _schema_map(tmp: Path) -> dict[str, str]:
-    """Every schema a misomap catalog declares, as local files: STAC core from pystac's package,
-    extensions from misomap/demo/schemas. stac-validator then never needs the network."""
-    from pystac.validation.local_validator import get_local_schema_cache
-
-    docs = dict(get_local_schema_cache())
-    for f in resources.files("misomap.demo").joinpath("schemas").iterdir():
-        if f.name.endswith(".json"):
-            doc = json.loads(f.read_text())
-            docs[doc["$id"]] = doc
-    mapping = {}
-    for i, (uri, doc) in enumerate(sorted(docs.items())):
-        path = tmp / f"schema-{i}.json"
-        path.write_text(json.dumps(doc))
-        mapping[uri] = str(path)
-    return mapping
+def _schema_map() -> dict[str, str]:
+    """Every upstream schema a misomap catalog declares (tests/data/stac-schemas), by URL: the core
+    STAC 1.1.0 schemas and each extension at its declared version. stac-validator never needs the
+    network."""
+    return {url: str(path) for url, path in schema_files().items()}
 
 
 def test_stac_validator_offline_accepts_catalog_and_catches_errors(workdir, tmp_path):
     from stac_validator.validate import StacValidate
 
-    schema_map = _schema_map(tmp_path)
+    schema_map = _schema_map()
     out = workdir / "maps" / "v3"
     v = StacValidate(str(out / "stac" / "collection.json"), recursive=True, schema_map=schema_map)
     assert v.run(), v.message
@@ -288,6 +277,17 @@ def test_stac_validator_offline_accepts_catalog_and_catches_errors(workdir, tmp_
         bad = json.loads(json.dumps(item))
         breakage(bad)
         assert not StacValidate(schema_map=schema_map).validate_dict(bad)
+
+
+def test_every_map_stac_document_passes_the_upstream_schemas(workdir):
+    """Core STAC 1.1.0 and each declared extension at its declared version, as upstream publishes
+    them (MLM 1.4.0 checks output classes against classification 1.1.0, which needs descriptions)."""
+    found = tree_errors(workdir / "maps" / "v3" / "stac")
+    assert len(found) == 2 and all(not e for e in found.values()), found
+    item = json.loads(_item_path(workdir / "maps" / "v3").read_text())
+    for output in item["properties"]["mlm:output"]:
+        for cls in output["classification:classes"]:
+            assert cls["description"], cls
 
 
 def test_stac_dates_ids_and_self_description(workdir):

@@ -313,3 +313,46 @@ def test_view_takes_another_port_when_busy_and_serves_ranges(demo_run):
             proc.terminate()
             stderr = proc.communicate(timeout=10)[1]
     assert f"port {port} is in use; serving on port" in stderr
+
+
+def test_view_serves_only_files_inside_its_folder(tmp_path):
+    """A symlink (file or folder) leading out of the served folder, `..` and encoded `..` are 404;
+    folders are never listed; files inside, symlinked ones included, are served."""
+    import threading
+
+    from misomap.viewer.server import make_server
+
+    served, outside = tmp_path / "served", tmp_path / "outside"
+    (served / "viewer").mkdir(parents=True)
+    (served / "cogs").mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret\n")
+    (served / "viewer" / "index.html").write_text("<html>map</html>")
+    (served / "cogs" / "a.tif").write_bytes(b"tiff bytes")
+    (served / "link-out.txt").symlink_to(outside / "secret.txt")
+    (served / "passwd").symlink_to("/etc/passwd")
+    (served / "dir-out").symlink_to(outside, target_is_directory=True)
+    (served / "link-in.tif").symlink_to(served / "cogs" / "a.tif")
+    server = make_server(served, _free_port())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def status(path: str, **headers: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers)) as r:  # noqa: S310
+                return r.status, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, b""
+
+    try:
+        assert status("/viewer/") == (200, b"<html>map</html>")
+        assert status("/cogs/a.tif") == (200, b"tiff bytes")
+        assert status("/link-in.tif", Range="bytes=0-3") == (206, b"tiff")
+        for path in ("/link-out.txt", "/passwd", "/dir-out/secret.txt", "/../outside/secret.txt",
+                     "/%2e%2e/outside/secret.txt", "/cogs/", "/", "/dir-out/"):
+            for headers in ({}, {"Range": "bytes=0-3"}):
+                code, body = status(path, **headers)
+                assert code == 404 and b"secret" not in body and b"root:" not in body, (path, headers, code)
+    finally:
+        server.shutdown()
+        server.server_close()
