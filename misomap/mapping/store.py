@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 from typing import Any
 
 import dask.array as da
@@ -12,7 +13,7 @@ from pyproj import CRS
 
 from misomap.core.classes import SOIL_ORDERS
 from misomap.core.errors import IncompleteInputError, MisomapError, OwnershipError
-from misomap.core.storage import Target
+from misomap.core.storage import Target, is_remote
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE
 from misomap.runtime.records import COMPLETE_ATTR
@@ -58,6 +59,14 @@ def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any],
     return ds, encoding
 
 
+def portable_location(location: str) -> str:
+    """A location as a product may record it: a remote URL as it is, a local path by its last part
+    only, so no output names a folder of the machine that wrote it."""
+    if not location or is_remote(location):
+        return location
+    return posixpath.basename(location.removeprefix("file://").rstrip("/"))
+
+
 def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int, attrs: dict[str, Any],
                     run_hash: str) -> bool:
     """Write the store's metadata unless a store from the same run exists; True if written.
@@ -80,7 +89,7 @@ def write_chunk(target: Target, region: ChunkWindow, layers: dict[str, np.ndarra
                  slice(region.col0, region.col0 + region.width))
 
 
-MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer"})
+MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer", "model"})
 """What a map output folder holds; anything else there means the folder is not (only) ours."""
 
 

@@ -85,7 +85,6 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
     def list_directory(self, path: str | os.PathLike[str]) -> None:
         """No directory listings: a folder without index.html is not found."""
         self.send_error(404, "File not found")
-        return None
 
     def end_headers(self) -> None:
         self.send_header("Accept-Ranges", "bytes")

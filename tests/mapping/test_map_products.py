@@ -18,15 +18,15 @@ import pytest
 import xarray as xr
 import zarr
 
-from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.config import config_from_dict
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.cube.grid import Grid
+from misomap.jobs.predict import run_predict
 from misomap.mapping.export import MapExportError, stac_ids
 from misomap.mapping.layers import LAYERS, MapProbabilities, encode_layers
-from misomap.jobs.predict import run_predict
 from tests.support import ROOT
-from tests.support.stac_schemas import schema_files, tree_errors
 from tests.support.map_cube import FACTORY, IMAGERY_PERIOD, write_cube
+from tests.support.stac_schemas import schema_files, tree_errors
 
 GRID = Grid("EPSG:3338", 30.0, 300000.0, 1710000.0, 300000.0 + 90 * 30, 1710000.0 + 70 * 30)
 CLASS_LAYERS = {"permafrost_class": PERMAFROST_CLASSES, "soil_order_class": SOIL_ORDERS}
@@ -408,18 +408,50 @@ def test_catalog_copied_to_s3_resolves_every_asset_and_link(workdir, s3_server, 
             assert asset.extra_fields["file:checksum"] == "1220" + digest, key
         opened.add(key)
     assert opened == set(item.assets) and len(opened) >= 11
-    (cube_link,) = [link for link in item.links if link.rel == "derived_from"]
-    cube = xr.open_zarr(cube_link.get_absolute_href(), storage_options=so)
-    assert cube_link.get_absolute_href() == f"s3://{s3_bucket}/run/cube.zarr"
-    assert cube.attrs["misomap"]["imagery_datetime"] == IMAGERY_PERIOD
+    assert not [link for link in item.links if link.rel == "derived_from"], "a local cube is not linked"
+    assert item.properties["misomap:input_cube"]["name"] == "cube.zarr"
+    lineage = xr.open_zarr(workdir / "cube.zarr").attrs.get("misomap") or {}
+    assert item.properties["misomap:input_cube"].get("fingerprint") == lineage.get("fingerprint")
 
 
-def test_links_relative_on_one_store_absolute_urls_across_stores(tmp_path):
+def test_links_inside_the_folder_relative_remote_kept_local_outside_dropped(tmp_path):
     from misomap.mapping.export import link_href
 
-    item_dir = "s3://b/run/maps/rf/stac/x"
-    assert link_href("s3://b/run/cube.zarr", item_dir) == "../../../../cube.zarr"
-    assert link_href("s3://other/cube.zarr", item_dir) == "s3://other/cube.zarr"
-    assert link_href(str(tmp_path / "cube.zarr"), item_dir) == (tmp_path / "cube.zarr").as_uri()
-    assert link_href(str(tmp_path / "m" / "model.bin"), str(tmp_path / "maps" / "stac" / "x")) == \
-        "../../../m/model.bin"
+    out = "s3://b/run/maps/rf"
+    item_dir = f"{out}/stac/x"
+    assert link_href(f"{out}/model/m.bin", out, item_dir) == "../../model/m.bin"
+    assert link_href("s3://b/run/cube.zarr", out, item_dir) == "s3://b/run/cube.zarr"
+    assert link_href("s3://other/cube.zarr", out, item_dir) == "s3://other/cube.zarr"
+    local_out = str(tmp_path / "maps" / "rf")
+    assert link_href(str(tmp_path / "cube.zarr"), local_out, f"{local_out}/stac/x") is None
+    assert link_href(str(tmp_path / "maps" / "rf-other" / "m.bin"), local_out, f"{local_out}/stac/x") is None
+    assert link_href(f"{local_out}/model/m.bin", local_out, f"{local_out}/stac/x") == "../../model/m.bin"
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_no_output_names_a_local_path(workdir, zarr_format):
+    """Every file of the map folder (Zarr metadata, STAC, COG tags, side files, viewer, quicklook),
+    read as bytes: none holds the folder the run wrote in; copied alone the folder resolves."""
+    out = workdir / "maps" / f"v{zarr_format}"
+    needles = [str(workdir).encode(), str(workdir.resolve()).encode(), os.path.expanduser("~").encode() + b"/"]
+    files = [p for p in out.rglob("*") if p.is_file() and "_progress" not in p.parts]
+    assert len(files) > (20 if zarr_format == 3 else 5)
+    for path in files:
+        data = path.read_bytes()
+        assert not [n for n in needles if n in data], path
+    attrs = zarr.open_group(out / "map.zarr", mode="r").attrs
+    assert attrs["misomap_input_cube"] == "cube.zarr" and attrs["misomap_model_path"] == "model.bin"
+    if zarr_format == 3:
+        import pystac
+
+        alone = workdir / "copied-alone" / "v3"
+        shutil.copytree(out, alone)
+        item = pystac.Item.from_file(str(_item_path(alone)))
+        for key, asset in item.assets.items():
+            assert Path(asset.get_absolute_href()).exists(), (key, asset.href)
+        for link in item.links:
+            if link.rel not in ("self",):
+                assert Path(link.get_absolute_href()).exists(), (link.rel, link.href)
+        model = [a for a in item.assets.values() if "mlm:model" in a.roles]
+        assert len(model) == 1 and model[0].href == "../../model/model.bin"
+        assert Path(model[0].get_absolute_href()).read_bytes() == (workdir / "models" / "model.bin").read_bytes()
