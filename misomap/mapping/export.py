@@ -117,15 +117,15 @@ def export_all(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid) ->
                     written[f"{layer.name}_categories"] = out.join("cogs", aux.name).atomic_put(aux)
         written.update(copy_model_files(cfg, storage, Path(tmp)))
         png = Path(tmp) / "quicklook.png"
-        write_quicklook(group, png)
+        write_quicklook(group, png, f"{name}: soil order and permafrost, model {cfg.model}")
         written["quicklook"] = out.join("quicklook.png").atomic_put(png)
         stac_dir = Path(tmp) / "stac"
         write_stac(cfg, storage, name, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
         for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
             out.join("stac", str(path.relative_to(stac_dir))).atomic_put(path)
         written["stac"] = f"{cfg.output}/stac/collection.json"
-    for name, url in written.items():
-        log.info("map output %-28s %s", name, url)
+    for part, url in written.items():
+        log.info("map output %-28s %s", part, url)
     return written
 
 
@@ -414,8 +414,10 @@ def _epsg_code(grid: Grid) -> str | None:
     return f"EPSG:{epsg}" if epsg else None
 
 
-def write_quicklook(group: zarr.Group, dst: Path, max_px: int = 800) -> None:
-    """Permafrost probability and soil order side by side, with a colour bar and a class legend."""
+def write_quicklook(group: zarr.Group, dst: Path, title: str, max_px: int = 800) -> None:
+    """Permafrost probability and soil order side by side under `title` (run and model), each panel
+    named by its layer, with a colour bar, a class legend, and nodata in its own colour and legend
+    entry (never a shade of the colour bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -423,24 +425,29 @@ def write_quicklook(group: zarr.Group, dst: Path, max_px: int = 800) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
+    nodata_rgb = np.array(NODATA_COLOUR) / 255.0
+    nodata_patch = Patch(facecolor=nodata_rgb, edgecolor="0.3", label=f"no data ({NODATA})")
     pf = group["permafrost_probability"]
     step = max(1, int(np.ceil(max(pf.shape) / max_px)))
-    prob = np.asarray(pf[::step, ::step]).astype(np.float32)
-    prob[prob == NODATA] = np.nan
-    cls = np.asarray(group["soil_order_class"][::step, ::step]).astype(np.float32)
-    cls[cls == NODATA] = np.nan
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), constrained_layout=True)
-    im = axes[0].imshow(prob * PROB_SCALE, cmap="Blues", vmin=0, vmax=1)
-    axes[0].set_title("P(near-surface permafrost)")
+    raw_pf = np.asarray(pf[::step, ::step])
+    raw_cls = np.asarray(group["soil_order_class"][::step, ::step])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8), constrained_layout=True)
+    for ax, raw in zip(axes, (raw_pf, raw_cls), strict=True):
+        ax.imshow(np.broadcast_to(nodata_rgb, (*raw.shape, 3)), interpolation="nearest")  # under the data
+    prob = np.ma.masked_equal(raw_pf, NODATA).astype(np.float32) * PROB_SCALE
+    im = axes[0].imshow(prob, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    axes[0].set_title("permafrost_probability: P(near-surface permafrost)", fontsize=10)
     fig.colorbar(im, ax=axes[0], shrink=0.8)
+    axes[0].legend(handles=[nodata_patch], loc="upper left", bbox_to_anchor=(0.0, -0.01), fontsize=8)
     colours = np.array(SOIL_ORDER_COLOURS) / 255.0
-    axes[1].imshow(cls, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(SOIL_ORDERS) - 0.5,
-                   interpolation="nearest")
-    axes[1].set_title("Soil order")
-    axes[1].legend(handles=[Patch(color=colours[i], label=n) for i, n in enumerate(SOIL_ORDERS)],
-                   loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    axes[1].imshow(np.ma.masked_equal(raw_cls, NODATA), cmap=ListedColormap(colours), vmin=-0.5,
+                   vmax=len(SOIL_ORDERS) - 0.5, interpolation="nearest")
+    axes[1].set_title("soil_order_class: most probable soil order", fontsize=10)
+    handles = [Patch(color=colours[i], label=n) for i, n in enumerate(SOIL_ORDERS)] + [nodata_patch]
+    axes[1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle(title, fontsize=12)
     fig.savefig(dst, dpi=100, metadata={"Software": None})
     plt.close(fig)

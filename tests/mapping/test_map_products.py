@@ -455,3 +455,35 @@ def test_no_output_names_a_local_path(workdir, zarr_format):
         model = [a for a in item.assets.values() if "mlm:model" in a.roles]
         assert len(model) == 1 and model[0].href == "../../model/model.bin"
         assert Path(model[0].get_absolute_href()).read_bytes() == (workdir / "models" / "model.bin").read_bytes()
+
+
+def test_quicklook_titles_the_model_and_paints_nodata_apart(tmp_path):
+    """Nodata is drawn magenta (its own legend entry), never as a shade of the colour bar, and the
+    title names the model: two models' quicklooks of the same map differ."""
+    from PIL import Image
+
+    from misomap.mapping.export import write_quicklook
+    from misomap.mapping.layers import NODATA_COLOUR
+
+    rng = np.random.default_rng(3)
+    group = zarr.open_group(tmp_path / "q.zarr", mode="w")
+    prob = rng.integers(0, 101, (60, 80)).astype(np.uint8)
+    cls = rng.integers(0, len(SOIL_ORDERS), (60, 80)).astype(np.uint8)
+
+    def magenta_share(gap: bool, title: str) -> tuple[float, bytes]:
+        p, c = prob.copy(), cls.copy()
+        if gap:
+            p[:, :40] = 255
+            c[:, :40] = 255
+        group.create_array("permafrost_probability", data=p, overwrite=True)
+        group.create_array("soil_order_class", data=c, overwrite=True)
+        write_quicklook(group, tmp_path / "q.png", title)
+        img = np.asarray(Image.open(tmp_path / "q.png").convert("RGB")).astype(int)
+        return float(np.all(np.abs(img - NODATA_COLOUR) <= 2, axis=-1).mean()), (tmp_path / "q.png").read_bytes()
+
+    full, png_rf = magenta_share(False, "t: model rf")
+    gap, _ = magenta_share(True, "t: model rf")
+    assert gap > full + 0.1, (full, gap)  # half of each panel: a large magenta area
+    assert 0 < full < 0.01  # the legend swatches only
+    _, png_miso = magenta_share(False, "t: model miso")
+    assert png_rf != png_miso
