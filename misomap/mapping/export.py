@@ -153,12 +153,27 @@ def write_cog(arr: zarr.Array, layer: Layer, grid: Grid, dst: Path, tmp: Path) -
             # on the source, so the COG copies it (passing it to cog_translate warns "Palette")
             dst_ds.write_colormap(1, {i: (*rgb, 255) for i, rgb in enumerate(layer.colours)})
         dst_ds.update_tags(long_name=layer.attrs["long_name"], software=f"misomap {__version__}")
+        for i, tags in enumerate(band_tags(layer), start=1):
+            dst_ds.update_tags(i, **tags)
     cog_translate(staging, dst, cog_profiles.get("deflate"), nodata=NODATA, quiet=True,
                   overview_resampling="nearest" if not layer.is_probability else "average",
                   forward_band_tags=True, in_memory=False)
     staging.unlink()
     if layer.classes:
         dst.with_name(dst.name + ".aux.xml").write_text(category_names_xml(layer.classes))
+
+
+def band_tags(layer: Layer) -> list[dict[str, str]]:
+    """Per-band metadata kept inside the GeoTIFF (GDAL's GDAL_METADATA TIFF tag), so the `.tif` copied
+    alone still names what its codes mean: `class_<code>` per class and the nodata code, or the unit
+    and scale of a probability band. (GDAL category names and raster attribute tables of a GeoTIFF
+    live only in the `.aux.xml` side file.)"""
+    if layer.classes:
+        return [{**{f"class_{i}": name for i, name in enumerate(layer.classes)},
+                 f"class_{NODATA}": "nodata", "flag_meanings": " ".join(layer.classes)}]
+    return [{"band_name": name, "units": "percent" if layer.is_probability else "1",
+             "stored": f"uint8 percent: value = code * {PROB_SCALE}; {NODATA} = nodata"}
+            for name in layer.band_names]
 
 
 def category_names_xml(classes: tuple[str, ...]) -> str:

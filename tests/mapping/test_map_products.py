@@ -487,3 +487,32 @@ def test_quicklook_titles_the_model_and_paints_nodata_apart(tmp_path):
     assert 0 < full < 0.01  # the legend swatches only
     _, png_miso = magenta_share(False, "t: model miso")
     assert png_rf != png_miso
+
+
+def test_cog_copied_alone_still_names_its_classes_bands_and_colours(workdir, tmp_path):
+    """What GDAL reads from inside the GeoTIFF (no .aux.xml beside it): per-band metadata (GDAL_METADATA
+    tag) with the class names and nodata code, band descriptions, scale, nodata and colour table;
+    GDAL's category names are the one thing that needs the side file."""
+    import rasterio
+
+    cogs = workdir / "maps" / "v3" / "cogs"
+    for name, classes in CLASS_LAYERS.items():
+        alone = tmp_path / name / f"{name}.tif"
+        alone.parent.mkdir()
+        shutil.copy(cogs / f"{name}.tif", alone)
+        assert not list(alone.parent.glob("*.aux.xml"))
+        with rasterio.open(alone) as src:
+            tags = src.tags(1)
+            assert [tags[f"class_{i}"] for i in range(len(classes))] == list(classes)
+            assert tags["class_255"] == "nodata" and src.nodata == 255
+            assert src.descriptions == (name,)
+            colours = src.colormap(1)
+            assert [colours[i][:3] for i in range(len(classes))] == [
+                tuple(c) for c in next(lyr for lyr in LAYERS if lyr.name == name).colours]
+        assert gdal_category_names(str(alone)) == []  # side-file only
+    alone = tmp_path / "soil_order_probability.tif"
+    shutil.copy(cogs / "soil_order_probability.tif", alone)
+    with rasterio.open(alone) as src:
+        assert src.descriptions == SOIL_ORDERS and src.scales == (0.01,) * len(SOIL_ORDERS)
+        assert [src.tags(i + 1)["band_name"] for i in range(src.count)] == list(SOIL_ORDERS)
+        assert src.tags(1)["units"] == "percent"
