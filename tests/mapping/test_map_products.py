@@ -516,3 +516,18 @@ def test_cog_copied_alone_still_names_its_classes_bands_and_colours(workdir, tmp
         assert src.descriptions == SOIL_ORDERS and src.scales == (0.01,) * len(SOIL_ORDERS)
         assert [src.tags(i + 1)["band_name"] for i in range(src.count)] == list(SOIL_ORDERS)
         assert src.tags(1)["units"] == "percent"
+
+
+def test_published_version_stac_passes_the_upstream_schemas(workdir, tmp_path):
+    """`misomap publish`'s catalog and version item: core STAC 1.1.0 as upstream publishes it."""
+    from misomap.core.config_base import StorageConfig
+    from misomap.publish.versions import publish
+
+    root = tmp_path / "published"
+    version, new = publish(str(workdir / "maps" / "v3"), str(root), StorageConfig(), "inputs", 2,
+                           (-150.0, 60.0, -149.0, 61.0))
+    found = tree_errors(root)
+    assert new and {"catalog.json", f"versions/{version.id}/item.json"} <= set(found), found
+    assert all(not e for e in found.values()), found
+    for path in root.rglob("*.json"):
+        assert str(workdir).encode() not in path.read_bytes(), path
