@@ -531,3 +531,72 @@ def test_published_version_stac_passes_the_upstream_schemas(workdir, tmp_path):
     assert all(not e for e in found.values()), found
     for path in root.rglob("*.json"):
         assert str(workdir).encode() not in path.read_bytes(), path
+
+
+# --- GeoZarr ------------------------------------------------------------------------------------
+
+CONVENTION_SCHEMAS = ROOT / "tests" / "data" / "zarr-conventions"
+
+
+def convention_errors(doc: dict, names: tuple[str, ...]) -> list[str]:
+    """Errors of a Zarr v3 node document (zarr.json) against the upstream convention schemas."""
+    from jsonschema import Draft7Validator
+
+    errors = []
+    for name in names:
+        schema = json.loads((CONVENTION_SCHEMAS / f"{name}.schema.json").read_text())
+        errors += [f"{name}: {e.message[:200]}" for e in Draft7Validator(schema).iter_errors(doc)]
+    return errors
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_geozarr_georeferencing_and_overviews_read_by_plain_zarr_and_xarray(workdir, zarr_format):
+    """GeoZarr `proj:`/`spatial:` beside CF and >= 2 `multiscales` overview levels, each a plain Zarr
+    group that zarr and xarray open; a level holds every f-th pixel of every layer (classes still
+    the argmax of the level's probabilities), placed where its `spatial:transform` says."""
+    import rioxarray  # noqa: F401 - registers .rio
+
+    store = workdir / "maps" / f"v{zarr_format}" / "map.zarr"
+    group = zarr.open_group(store, mode="r")
+    attrs = dict(group.attrs)
+    assert {c["uuid"] for c in attrs["zarr_conventions"]} == {
+        "d35379db-88df-4056-af3a-620245f8e347", "f17cb550-5864-4468-aeb7-f3180cfb622f",
+        "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4"}
+    assert attrs["proj:code"] == "EPSG:3338" and attrs["spatial:dimensions"] == ["y", "x"]
+    assert attrs["spatial:transform"] == list(GRID.transform)[:6]
+    assert attrs["spatial:shape"] == list(GRID.shape) and attrs["spatial:bbox"] == list(GRID.bounds)
+    full = xr.open_zarr(store)
+    assert full.rio.crs.to_epsg() == 3338 and full.rio.transform() == GRID.transform  # CF as before
+    levels = attrs["multiscales"]["layout"]
+    assert len(levels) >= 2
+    for level in levels:
+        f = int(level["transform"]["scale"][0])
+        assert level["transform"]["scale"] == [f, f]
+        assert set(zarr.open_group(store, mode="r", path=level["asset"]).array_keys()) >= {
+            lyr.name for lyr in LAYERS}
+        ov = xr.open_zarr(store, group=level["asset"])
+        for layer in LAYERS:
+            np.testing.assert_array_equal(ov[layer.name].values, full[layer.name].values[..., ::f, ::f])
+            assert ov[layer.name].attrs["spatial:dimensions"] == ["y", "x"]
+        assert level["spatial:shape"] == list(ov.permafrost_probability.shape)
+        a, b, c, d, e, g = level["spatial:transform"]
+        np.testing.assert_allclose(ov.x.values, c + a * (np.arange(ov.sizes["x"]) + 0.5))
+        np.testing.assert_allclose(ov.y.values, g + e * (np.arange(ov.sizes["y"]) + 0.5))
+        assert ov.rio.crs.to_epsg() == 3338 and ov.rio.transform() == full.rio.transform() * \
+            __import__("affine").Affine.scale(f)
+        argmax = np.argmax(np.nan_to_num(ov.soil_order_probability.values, nan=-1), axis=0)
+        valid = np.isfinite(ov.soil_order_class.values)
+        assert valid.any() and np.array_equal(ov.soil_order_class.values[valid], argmax[valid])
+    if zarr_format == 3:
+        root = json.loads((store / "zarr.json").read_text())
+        assert convention_errors(root, ("multiscales", "geo-proj", "spatial")) == []
+        for level in levels:
+            level_doc = json.loads((store / level["asset"] / "zarr.json").read_text())
+            assert convention_errors(level_doc, ("geo-proj", "spatial")) == []
+            for layer in LAYERS:
+                arr = json.loads((store / level["asset"] / layer.name / "zarr.json").read_text())
+                assert convention_errors(arr, ("geo-proj", "spatial")) == []
+        broken = json.loads(json.dumps(root))
+        broken["attributes"]["spatial:transform"] = [1.0, 2.0]
+        broken["attributes"]["multiscales"]["layout"][0]["asset"] = "../outside"
+        assert len(convention_errors(broken, ("multiscales", "spatial"))) == 2
