@@ -600,3 +600,33 @@ def test_geozarr_georeferencing_and_overviews_read_by_plain_zarr_and_xarray(work
         broken["attributes"]["spatial:transform"] = [1.0, 2.0]
         broken["attributes"]["multiscales"]["layout"][0]["asset"] = "../outside"
         assert len(convention_errors(broken, ("multiscales", "spatial"))) == 2
+
+
+def _doc_snippets() -> dict[str, str]:
+    """The `<!-- snippet: NAME -->` python blocks of docs/outputs.md."""
+    import re
+
+    text = (ROOT / "docs" / "outputs.md").read_text()
+    return dict(re.findall(r"<!-- snippet: ([\w-]+) -->\n```python\n(.*?)```", text, flags=re.S))
+
+
+def test_docs_client_snippets_run(workdir):
+    """docs/outputs.md's client snippets, run as written: xarray and rioxarray decode, odc-stac codes
+    scaled by the item's raster:bands and stackstac's rescale all give the COG's probabilities."""
+    import rasterio
+
+    out = workdir / "maps" / "v3"
+    snippets = _doc_snippets()
+    assert set(snippets) == {"xarray", "rioxarray-cog", "odc-stac", "stackstac"}
+    with rasterio.open(out / "cogs" / "permafrost_probability.tif") as src:
+        codes = src.read(1)
+    expected = np.where(codes == 255, np.nan, codes * 0.01)
+    assert np.isnan(expected).any() and np.nanmax(expected) <= 1
+    scope: dict = {"ITEM": str(_item_path(out)), "MAP": str(out)}
+    for name, code in snippets.items():
+        exec(compile(code, f"docs/outputs.md:{name}", "exec"), scope)  # noqa: S102 - our own docs
+    np.testing.assert_allclose(scope["prob"].values, expected, rtol=1e-6)
+    np.testing.assert_allclose(scope["cog"].values[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(scope["prob_odc"].values[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(scope["prob_stackstac"].values[0, 0], expected, rtol=1e-6)
+    assert scope["crs"].to_epsg() == 3338 and scope["overview"].sizes["y"] == -(-GRID.height // 4)
