@@ -60,8 +60,17 @@ def stac_errors(doc: dict[str, Any]) -> list[str]:
                               f"{SCHEMAS} and name its source in SOURCES.md") from None
         for err in Draft7Validator(schema, registry=reg).iter_errors(doc):
             where = "/".join(str(p) for p in err.absolute_path) or "<root>"
-            errors.append(f"{doc.get('id')}: {uri} {where}: {err.message[:300]}")
+            causes = sorted({"/".join(str(p) for p in leaf.absolute_path) for leaf in _leaves(err)} - {""})
+            because = f" (at {', '.join(causes[:5])})" if causes else ""
+            errors.append(f"{doc.get('id')}: {uri} {where}: {err.message[:300]}{because}")
     return errors
+
+
+def _leaves(err: Any) -> list[Any]:
+    """The innermost errors under a oneOf/anyOf/allOf failure: where the document really fails."""
+    if not err.context:
+        return [err]
+    return [leaf for sub in err.context for leaf in _leaves(sub)]
 
 
 def tree_errors(root: Path) -> dict[str, list[str]]:
