@@ -555,6 +555,7 @@ def test_geozarr_georeferencing_and_overviews_read_by_plain_zarr_and_xarray(work
     group that zarr and xarray open; a level holds every f-th pixel of every layer (classes still
     the argmax of the level's probabilities), placed where its `spatial:transform` says."""
     import rioxarray  # noqa: F401 - registers .rio
+    from affine import Affine
 
     store = workdir / "maps" / f"v{zarr_format}" / "map.zarr"
     group = zarr.open_group(store, mode="r")
@@ -579,11 +580,10 @@ def test_geozarr_georeferencing_and_overviews_read_by_plain_zarr_and_xarray(work
             np.testing.assert_array_equal(ov[layer.name].values, full[layer.name].values[..., ::f, ::f])
             assert ov[layer.name].attrs["spatial:dimensions"] == ["y", "x"]
         assert level["spatial:shape"] == list(ov.permafrost_probability.shape)
-        a, b, c, d, e, g = level["spatial:transform"]
+        a, _, c, _, e, g = level["spatial:transform"]
         np.testing.assert_allclose(ov.x.values, c + a * (np.arange(ov.sizes["x"]) + 0.5))
         np.testing.assert_allclose(ov.y.values, g + e * (np.arange(ov.sizes["y"]) + 0.5))
-        assert ov.rio.crs.to_epsg() == 3338 and ov.rio.transform() == full.rio.transform() * \
-            __import__("affine").Affine.scale(f)
+        assert ov.rio.crs.to_epsg() == 3338 and ov.rio.transform() == full.rio.transform() * Affine.scale(f)
         argmax = np.argmax(np.nan_to_num(ov.soil_order_probability.values, nan=-1), axis=0)
         valid = np.isfinite(ov.soil_order_class.values)
         assert valid.any() and np.array_equal(ov.soil_order_class.values[valid], argmax[valid])
@@ -607,7 +607,7 @@ def _doc_snippets() -> dict[str, str]:
     import re
 
     text = (ROOT / "docs" / "outputs.md").read_text()
-    return dict(re.findall(r"<!-- snippet: ([\w-]+) -->\n```python\n(.*?)```", text, flags=re.S))
+    return dict(re.findall(r"<!-- snippet: ([\w-]+) -->\n```python\n(.*?)```", text, flags=re.DOTALL))
 
 
 def test_docs_client_snippets_run(workdir):

@@ -383,7 +383,7 @@ def test_view_serves_only_files_inside_its_folder(tmp_path):
 
     def status(path: str, **headers: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers)) as r:  # noqa: S310
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers)) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as err:
             return err.code, b""
