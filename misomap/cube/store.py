@@ -22,6 +22,7 @@ from zarr.codecs import ZstdCodec
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import IncompleteInputError, OwnershipError
 from misomap.core.storage import Target
+from misomap.cube import geozarr
 from misomap.cube.errors import CubeStorageError
 from misomap.cube.grid import Grid
 from misomap.runtime import zarr_io
@@ -56,15 +57,16 @@ def check_writable(location: str, storage: StorageConfig) -> None:
 
 
 def template(grid: Grid, bands: list[str], chunk: int, lineage: dict[str, Any]) -> xr.Dataset:
-    """The cube's lazy skeleton: coordinates, grid mapping and lineage; `data` never computed."""
+    """The cube's lazy skeleton: coordinates, CF grid mapping, GeoZarr `proj:`/`spatial:` attributes
+    and lineage; `data` never computed."""
     data = da.zeros((len(bands), *grid.shape), dtype=np.float32,
                     chunks=(len(bands), min(chunk, grid.height), min(chunk, grid.width)))
     spatial_ref = xr.DataArray(np.int32(0), attrs=grid.spatial_ref_attrs())
     ds = xr.Dataset(
-        {"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref"})},
+        {"data": (("band", "y", "x"), data, {"grid_mapping": "spatial_ref", **geozarr.array_attrs(grid)})},
         coords={"band": np.array(bands, dtype=object), "y": grid.y_coords(), "x": grid.x_coords(),
                 "spatial_ref": spatial_ref},
-        attrs={LINEAGE_KEY: lineage})
+        attrs={LINEAGE_KEY: lineage, **geozarr.group_attrs(grid)})  # GeoZarr proj:/spatial: beside CF
     ds.x.attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
     ds.y.attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
     return ds

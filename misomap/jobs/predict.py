@@ -24,7 +24,7 @@ from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, progress_
 from misomap.mapping.config import MapConfig
 from misomap.mapping.export import check_exportable, export_all
 from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
-from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete
+from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete, portable_location
 from misomap.runtime.records import CompletionRecords, run_lock
 from misomap.runtime.runner import Executor, run_plan
 from misomap.viewer.publish import training_pedons, write_viewer
@@ -95,7 +95,7 @@ def check_inputs(config: RunConfig) -> str:
 def _discard_map(cfg: MapConfig, storage: StorageConfig) -> None:
     """Remove this run's own earlier map (store, records, exports) for --overwrite; ownership was
     checked by check_inputs, so nothing foreign is here."""
-    for part in ("viewer", "stac", "cogs", "quicklook.png", "map.zarr", "_progress"):
+    for part in ("viewer", "stac", "cogs", "model", "quicklook.png", "map.zarr", "_progress"):
         Target(cfg.output, storage).join(part).delete()
 
 
@@ -113,8 +113,8 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
         rhash = run_hash(cfg, digest)
         records = CompletionRecords(Target(progress_url(cfg), config.storage))
         attrs = {"title": "misomap soil and permafrost map", "source": f"misomap {__version__}",
-                 "misomap_input_cube": cfg.cube, "misomap_model": cfg.model,
-                 "misomap_model_path": cfg.model_path or "", "misomap_model_sha256": digest,
+                 "misomap_input_cube": portable_location(cfg.cube), "misomap_model": cfg.model,
+                 "misomap_model_path": portable_location(cfg.model_path or ""), "misomap_model_sha256": digest,
                  "misomap_status": "incomplete"}
         if overwrite:
             _discard_map(cfg, config.storage)

@@ -38,7 +38,16 @@ from misomap.cube.grid import Grid
 from misomap.cube.reader import open_cube_cached
 from misomap.mapping.chunk import zarr_url
 from misomap.mapping.config import MapConfig
-from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE, SOIL_ORDER_COLOURS, Layer
+from misomap.mapping.layers import (
+    CLASS_DESCRIPTIONS,
+    LAYERS,
+    NODATA,
+    NODATA_COLOUR,
+    PERMAFROST_COLOURS,
+    PROB_SCALE,
+    SOIL_ORDER_COLOURS,
+    Layer,
+)
 from misomap.mapping.predictors.api import get_predictor, model_paths
 
 log = logging.getLogger(__name__)
@@ -106,16 +115,17 @@ def export_all(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid) ->
                 if layer.classes:
                     aux = local.with_name(local.name + ".aux.xml")
                     written[f"{layer.name}_categories"] = out.join("cogs", aux.name).atomic_put(aux)
+        written.update(copy_model_files(cfg, storage, Path(tmp)))
         png = Path(tmp) / "quicklook.png"
-        write_quicklook(group, png)
+        write_quicklook(group, png, f"{name}: soil order and permafrost, model {cfg.model}")
         written["quicklook"] = out.join("quicklook.png").atomic_put(png)
         stac_dir = Path(tmp) / "stac"
         write_stac(cfg, storage, name, grid, str(group.attrs["misomap_run_hash"]), fs, root, stac_dir)
         for path in sorted(stac_dir.rglob("*.json"), key=lambda p: (p.name == "collection.json", p)):
             out.join("stac", str(path.relative_to(stac_dir))).atomic_put(path)
         written["stac"] = f"{cfg.output}/stac/collection.json"
-    for name, url in written.items():
-        log.info("map output %-28s %s", name, url)
+    for part, url in written.items():
+        log.info("map output %-28s %s", part, url)
     return written
 
 
@@ -143,12 +153,27 @@ def write_cog(arr: zarr.Array, layer: Layer, grid: Grid, dst: Path, tmp: Path) -
             # on the source, so the COG copies it (passing it to cog_translate warns "Palette")
             dst_ds.write_colormap(1, {i: (*rgb, 255) for i, rgb in enumerate(layer.colours)})
         dst_ds.update_tags(long_name=layer.attrs["long_name"], software=f"misomap {__version__}")
+        for i, tags in enumerate(band_tags(layer), start=1):
+            dst_ds.update_tags(i, **tags)
     cog_translate(staging, dst, cog_profiles.get("deflate"), nodata=NODATA, quiet=True,
                   overview_resampling="nearest" if not layer.is_probability else "average",
                   forward_band_tags=True, in_memory=False)
     staging.unlink()
     if layer.classes:
         dst.with_name(dst.name + ".aux.xml").write_text(category_names_xml(layer.classes))
+
+
+def band_tags(layer: Layer) -> list[dict[str, str]]:
+    """Per-band metadata kept inside the GeoTIFF (GDAL's GDAL_METADATA TIFF tag), so the `.tif` copied
+    alone still names what its codes mean: `class_<code>` per class and the nodata code, or the unit
+    and scale of a probability band. (GDAL category names and raster attribute tables of a GeoTIFF
+    live only in the `.aux.xml` side file.)"""
+    if layer.classes:
+        return [{**{f"class_{i}": name for i, name in enumerate(layer.classes)},
+                 f"class_{NODATA}": "nodata", "flag_meanings": " ".join(layer.classes)}]
+    return [{"band_name": name, "units": "percent" if layer.is_probability else "1",
+             "stored": f"uint8 percent: value = code * {PROB_SCALE}; {NODATA} = nodata"}
+            for name in layer.band_names]
 
 
 def category_names_xml(classes: tuple[str, ...]) -> str:
@@ -177,15 +202,14 @@ def _absolute(location: str) -> str:
     return location if is_remote(location) else os.path.abspath(location.removeprefix("file://"))
 
 
-def link_href(target: str, item_dir: str) -> str:
-    """`target` relative to the item's folder when both are on the same store (one local disk, or
-    one bucket), so they resolve together after a copy; otherwise an absolute URL."""
-    target, item_dir = _absolute(target), _absolute(item_dir)
-    t_scheme, t_path = target.split("://", 1) if is_remote(target) else ("", target)
-    i_scheme, i_path = item_dir.split("://", 1) if is_remote(item_dir) else ("", item_dir)
-    if t_scheme == i_scheme and (not t_scheme or t_path.split("/")[0] == i_path.split("/")[0]):
-        return posixpath.relpath(t_path, i_path)
-    return target if t_scheme else Path(target).as_uri()
+def link_href(target: str, output: str, item_dir: str) -> str | None:
+    """How the STAC item in `item_dir` may point at `target` so that the map folder `output`, copied
+    alone anywhere, never dangles nor names a path of the machine that wrote it: relative when the
+    target is inside the folder, its URL when it is remote (it resolves from anywhere), else None."""
+    target, output, item_dir = _absolute(target), _absolute(output), _absolute(item_dir)
+    if target == output or target.startswith(output.rstrip("/") + "/"):
+        return posixpath.relpath(target.split("://", 1)[-1], item_dir.split("://", 1)[-1])
+    return target if is_remote(target) else None
 
 
 def _slug(text: str) -> str:
@@ -199,11 +223,17 @@ def stac_ids(cfg: MapConfig, name: str, run_hash: str) -> tuple[str, str]:
     return collection_id, f"{collection_id}-{run_hash[:12]}"
 
 
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "".join(f"{v:02X}" for v in rgb)
+
+
 def _classes(layer: Layer) -> list[dict[str, Any]]:
     """Classification-extension class objects: value, name, colour; and the nodata value."""
-    objs = [{"value": i, "name": name, "title": name, "color_hint": "%02X%02X%02X" % rgb}
-            for i, (name, rgb) in enumerate(zip(layer.classes, layer.colours))]
-    return objs + [{"value": NODATA, "name": "nodata", "title": "no data", "nodata": True}]
+    objs = [{"value": i, "name": name, "title": name, "description": text, "color_hint": _hex(rgb)}
+            for i, (name, rgb, text) in enumerate(zip(layer.classes, layer.colours,
+                                                      CLASS_DESCRIPTIONS[layer.name], strict=True))]
+    return objs + [{"value": NODATA, "name": "nodata", "title": "no data", "nodata": True,
+                    "description": "no prediction (no input data)", "color_hint": _hex(NODATA_COLOUR)}]
 
 
 def _layer_fields(layer: Layer) -> dict[str, Any]:
@@ -218,11 +248,11 @@ def _layer_fields(layer: Layer) -> dict[str, Any]:
     return fields
 
 
-def _model_description(cfg: MapConfig, storage: StorageConfig
+def _model_description(cfg: MapConfig, storage: StorageConfig, files: dict[str, str]
                        ) -> tuple[dict[str, Any], dict[str, pystac.Asset]]:
-    """MLM properties of the model that made the map, and one asset per model file (empty when the
-    model has no file, e.g. a code-only custom predictor)."""
-    files = model_paths(cfg)
+    """MLM properties of the model that made the map, and one asset per model file (`files`: the
+    URL to describe each file by, keyed by its href); empty when the model has no file, e.g. a
+    code-only custom predictor."""
     if not files:
         return {}, {}
     predictor = get_predictor(cfg, storage)
@@ -230,7 +260,8 @@ def _model_description(cfg: MapConfig, storage: StorageConfig
     bands = list(predictor.bands)
     tile = _input_px(predictor)
     spatial = ([tile, tile], ["height", "width"]) if tile else ([], [])
-    classes = {"permafrost": PERMAFROST_CLASSES, "soil_order": SOIL_ORDERS}
+    classes = {"permafrost": ("permafrost_class", PERMAFROST_CLASSES, PERMAFROST_COLOURS),
+               "soil_order": ("soil_order_class", SOIL_ORDERS, SOIL_ORDER_COLOURS)}
     props: dict[str, Any] = {
         "mlm:name": f"misomap-{_slug(cfg.model)}",
         "mlm:architecture": architecture,
@@ -243,18 +274,21 @@ def _model_description(cfg: MapConfig, storage: StorageConfig
         "mlm:output": [{"name": target, "tasks": ["classification"],
                         "result": {"shape": [-1, len(names), *spatial[0]],
                                    "dim_order": ["batch", "classes", *spatial[1]], "data_type": "float32"},
-                        "classification:classes": [{"value": i, "name": n} for i, n in enumerate(names)]}
-                       for target, names in classes.items()],
+                        "classification:classes": [
+                            {"value": i, "name": n, "description": text, "color_hint": _hex(rgb)}
+                            for i, (n, rgb, text) in enumerate(zip(names, colours, CLASS_DESCRIPTIONS[layer],
+                                                                   strict=True))]}
+                       for target, (layer, names, colours) in classes.items()],
     }
     if framework:
         props["mlm:framework"] = framework
     assets = {}
-    for path in files:
+    for href, path in files.items():
         model_file = Target(path, storage)
         fs, fpath = model_file.fs, model_file.path
         name = posixpath.basename(fpath)
         assets["model_" + _slug(name.rsplit(".", 1)[0]).replace("-", "_")] = pystac.Asset(
-            href=path, title=f"{cfg.model} model file {name}", roles=["mlm:model"],
+            href=href, title=f"{cfg.model} model file {name}", roles=["mlm:model"],
             media_type="application/octet-stream",
             extra_fields={"mlm:artifact_type": artifact, "raster:bands": [{"name": b} for b in bands],
                           **_file_info(fs, fpath)})
@@ -267,6 +301,45 @@ def _input_px(predictor: Any) -> int | None:
     return int(grid.tile) if grid is not None else None
 
 
+MODEL_DIR = "model"
+"""Where a map folder keeps a copy of its local model file(s), so its STAC item can describe the
+model (MLM) by a relative href that survives copying the folder alone."""
+
+
+def model_files(cfg: MapConfig, storage: StorageConfig) -> list[str]:
+    """The model file(s) the item describes: remote files where they are, local ones by their copy
+    inside the map folder (made by `copy_model_files`)."""
+    out = Target(cfg.output, storage)
+    return [path if is_remote(path) else out.join(MODEL_DIR, posixpath.basename(path)).url
+            for path in model_paths(cfg)]
+
+
+def copy_model_files(cfg: MapConfig, storage: StorageConfig, tmp: Path) -> dict[str, str]:
+    """Copy each local model file into `<output>/model/` (atomically); return their URLs by name."""
+    written = {}
+    for path in model_paths(cfg):
+        if is_remote(path):
+            continue
+        name = posixpath.basename(path)
+        local = tmp / f"model-{name}"
+        src = Target(path, storage)
+        src.fs.get_file(src.path, str(local))
+        written[f"model {name}"] = Target(cfg.output, storage).join(MODEL_DIR, name).atomic_put(local)
+        local.unlink()
+    return written
+
+
+def input_cube_record(cfg: MapConfig, storage: StorageConfig) -> dict[str, Any]:
+    """The input cube named without a local path: its folder name and its build fingerprint."""
+    lineage = open_cube_cached(cfg.cube, storage).attrs.get("misomap") or {}
+    record = {"name": posixpath.basename(cfg.cube.rstrip("/")),
+              "note": "a local cube outside this map folder: not linked, identified by its name and "
+                      "misomap build fingerprint"}
+    if lineage.get("fingerprint"):
+        record["fingerprint"] = str(lineage["fingerprint"])
+    return record
+
+
 def write_stac(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid, run_hash: str,
                fs: fsspec.AbstractFileSystem, root: str, out: Path) -> None:
     """A self-contained STAC collection (relative hrefs) with one item per map run: the Zarr store,
@@ -277,7 +350,9 @@ def write_stac(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid, ru
     geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]],
                                                     [bbox[2], bbox[3]], [bbox[0], bbox[3]],
                                                     [bbox[0], bbox[1]]]]}
-    mlm, model_assets = _model_description(cfg, storage)
+    item_dir = f"{cfg.output.rstrip('/')}/stac/{item_id}"
+    models = {link_href(path, cfg.output, item_dir): path for path in model_files(cfg, storage)}
+    mlm, model_assets = _model_description(cfg, storage, {h: p for h, p in models.items() if h is not None})
     item = pystac.Item(id=item_id, geometry=geometry, bbox=bbox, datetime=None,
                        properties={"start_datetime": start, "end_datetime": end,
                                    "title": f"{name}: soil order and permafrost ({cfg.model})",
@@ -307,12 +382,13 @@ def write_stac(cfg: MapConfig, storage: StorageConfig, name: str, grid: Grid, ru
     item.add_asset("thumbnail", pystac.Asset(href=f"{up}/quicklook.png", roles=["thumbnail"],
                                              media_type=pystac.MediaType.PNG, title="quicklook",
                                              extra_fields=_file_info(fs, f"{root}/quicklook.png")))
-    item_dir = f"{cfg.output.rstrip('/')}/stac/{item_id}"
     for key, asset in model_assets.items():
-        asset.href = link_href(asset.href, item_dir)
         item.add_asset(key, asset)
-    item.add_link(pystac.Link("derived_from", link_href(cfg.cube, item_dir), media_type=ZARR_MEDIA_TYPE,
-                              title="input cube"))
+    cube_href = link_href(cfg.cube, cfg.output, item_dir)
+    if cube_href is not None:
+        item.add_link(pystac.Link("derived_from", cube_href, media_type=ZARR_MEDIA_TYPE, title="input cube"))
+    else:  # a local cube outside the folder: named and fingerprinted, not linked (it would dangle)
+        item.properties["misomap:input_cube"] = input_cube_record(cfg, storage)
     collection = _collection(cfg, name, collection_id, item, bbox, start, end)
     collection.add_item(item)
     collection.normalize_hrefs(str(out))
@@ -353,8 +429,10 @@ def _epsg_code(grid: Grid) -> str | None:
     return f"EPSG:{epsg}" if epsg else None
 
 
-def write_quicklook(group: zarr.Group, dst: Path, max_px: int = 800) -> None:
-    """Permafrost probability and soil order side by side, with a colour bar and a class legend."""
+def write_quicklook(group: zarr.Group, dst: Path, title: str, max_px: int = 800) -> None:
+    """Permafrost probability and soil order side by side under `title` (run and model), each panel
+    named by its layer, with a colour bar, a class legend, and nodata in its own colour and legend
+    entry (never a shade of the colour bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -362,24 +440,29 @@ def write_quicklook(group: zarr.Group, dst: Path, max_px: int = 800) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
+    nodata_rgb = np.array(NODATA_COLOUR) / 255.0
+    nodata_patch = Patch(facecolor=nodata_rgb, edgecolor="0.3", label=f"no data ({NODATA})")
     pf = group["permafrost_probability"]
     step = max(1, int(np.ceil(max(pf.shape) / max_px)))
-    prob = np.asarray(pf[::step, ::step]).astype(np.float32)
-    prob[prob == NODATA] = np.nan
-    cls = np.asarray(group["soil_order_class"][::step, ::step]).astype(np.float32)
-    cls[cls == NODATA] = np.nan
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), constrained_layout=True)
-    im = axes[0].imshow(prob * PROB_SCALE, cmap="Blues", vmin=0, vmax=1)
-    axes[0].set_title("P(near-surface permafrost)")
+    raw_pf = np.asarray(pf[::step, ::step])
+    raw_cls = np.asarray(group["soil_order_class"][::step, ::step])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8), constrained_layout=True)
+    for ax, raw in zip(axes, (raw_pf, raw_cls), strict=True):
+        ax.imshow(np.broadcast_to(nodata_rgb, (*raw.shape, 3)), interpolation="nearest")  # under the data
+    prob = np.ma.masked_equal(raw_pf, NODATA).astype(np.float32) * PROB_SCALE
+    im = axes[0].imshow(prob, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    axes[0].set_title("permafrost_probability: P(near-surface permafrost)", fontsize=10)
     fig.colorbar(im, ax=axes[0], shrink=0.8)
+    axes[0].legend(handles=[nodata_patch], loc="upper left", bbox_to_anchor=(0.0, -0.01), fontsize=8)
     colours = np.array(SOIL_ORDER_COLOURS) / 255.0
-    axes[1].imshow(cls, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(SOIL_ORDERS) - 0.5,
-                   interpolation="nearest")
-    axes[1].set_title("Soil order")
-    axes[1].legend(handles=[Patch(color=colours[i], label=n) for i, n in enumerate(SOIL_ORDERS)],
-                   loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    axes[1].imshow(np.ma.masked_equal(raw_cls, NODATA), cmap=ListedColormap(colours), vmin=-0.5,
+                   vmax=len(SOIL_ORDERS) - 0.5, interpolation="nearest")
+    axes[1].set_title("soil_order_class: most probable soil order", fontsize=10)
+    handles = [Patch(color=colours[i], label=n) for i, n in enumerate(SOIL_ORDERS)] + [nodata_patch]
+    axes[1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle(title, fontsize=12)
     fig.savefig(dst, dpi=100, metadata={"Software": None})
     plt.close(fig)

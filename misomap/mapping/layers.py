@@ -56,6 +56,21 @@ SOIL_ORDER_COLOURS = ((150, 80, 40), (240, 220, 120), (70, 130, 220), (60, 40, 3
                       (20, 20, 20), (200, 120, 160))
 CLASS_COLOURS: dict[str, tuple[tuple[int, int, int], ...]] = {"permafrost_class": PERMAFROST_COLOURS,
                                                              "soil_order_class": SOIL_ORDER_COLOURS}
+NODATA_COLOUR = (255, 0, 255)
+"""How every product draws nodata (viewer, quicklooks): magenta, far from every class colour and from
+both colour ramps (blues, yellow-orange-brown), so a gap is never read as a low probability."""
+CLASS_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "permafrost_class": ("no permafrost within 1 m of the surface (P < 0.50)",
+                         "near-surface permafrost: within 1 m of the surface (P >= 0.50)"),
+    "soil_order_class": ("Andisols: soils in volcanic ash with short-range-order minerals",
+                         "Entisols: young soils with little or no horizon development",
+                         "Gelisols: soils with permafrost within 1 m or 2 m (with gelic materials)",
+                         "Histosols: organic soils (peat and muck)",
+                         "Inceptisols: weakly developed soils with altered subsurface horizons",
+                         "Mollisols: grassland soils with a thick, dark, base-rich surface horizon",
+                         "Spodosols: acid forest soils with a subsurface accumulation of humus, Al and Fe"),
+}
+"""One sentence per class, in class-code order (STAC classification and MLM class descriptions)."""
 
 LAYERS: tuple[Layer, ...] = (
     Layer("permafrost_probability", {"long_name": "probability of near-surface permafrost (within 1 m)",

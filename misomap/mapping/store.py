@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 from typing import Any
 
 import dask.array as da
@@ -12,11 +13,19 @@ from pyproj import CRS
 
 from misomap.core.classes import SOIL_ORDERS
 from misomap.core.errors import IncompleteInputError, MisomapError, OwnershipError
-from misomap.core.storage import Target
+from misomap.core.storage import Target, is_remote
+from misomap.cube import geozarr
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.mapping.layers import LAYERS, NODATA, PROB_SCALE
 from misomap.runtime.records import COMPLETE_ATTR
-from misomap.runtime.zarr_io import claim, mark_complete, open_group, write_region, write_template
+from misomap.runtime.zarr_io import (
+    claim,
+    consolidate,
+    mark_complete,
+    open_group,
+    write_region,
+    write_template,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,37 +34,81 @@ class MapStoreError(MisomapError):
     """The output store exists but was made by a different run configuration or model."""
 
 
-def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any],
-              zarr_format: int) -> tuple[xr.Dataset, dict[str, Any]]:
-    """The store's lazy skeleton. Every array's Zarr fill_value is NODATA (a missing chunk reads as
-    nodata, never as class 0); classes are integer codes named by CF flags (no string arrays);
-    the CRS is given both as a CF grid mapping and as GDAL's `_CRS` attribute."""
-    h, w = grid.shape
-    crs_attr = {"_CRS": {"wkt": CRS.from_user_input(grid.crs).to_wkt()}}
-    coords = {"y": ("y", grid.y_coords(), {"units": "m", "standard_name": "projection_y_coordinate",
-                                            "axis": "Y"}),
-              "x": ("x", grid.x_coords(), {"units": "m", "standard_name": "projection_x_coordinate",
-                                            "axis": "X"}),
+OVERVIEWS = "overviews"
+"""Child group of the map store holding its overview levels, `overviews/<factor>/<layer>`."""
+
+
+def overview_factors(chunk_px: int) -> tuple[int, ...]:
+    """Overview levels (decimation factors 2, 4, 8, 16) whose chunks stay aligned with the map's
+    chunks and at least 8 px wide: each map chunk then writes exactly one chunk of every level."""
+    return tuple(f for f in (2, 4, 8, 16) if chunk_px % f == 0 and chunk_px // f >= 8)
+
+
+def _layers_dataset(grid: Grid, coords_yx: dict[str, Any], spatial_ref: dict[str, Any], chunk_px: int,
+                    crs_wkt: str, zarr_format: int, shape: tuple[int, int], attrs: dict[str, Any]
+                    ) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Every layer, lazily, on one grid (the map's or an overview level's)."""
+    h, w = shape
+    coords = {**coords_yx,
               "soil_order": ("soil_order", np.arange(len(SOIL_ORDERS), dtype=np.uint8),
                              {"long_name": "soil order (USDA Soil Taxonomy)",
                               "flag_values": list(range(len(SOIL_ORDERS))),
                               "flag_meanings": " ".join(SOIL_ORDERS)}),
-              "spatial_ref": ((), 0, grid.spatial_ref_attrs())}
+              "spatial_ref": ((), 0, spatial_ref)}
     data_vars, encoding = {}, {}
     for layer in LAYERS:
         dims = ("soil_order", "y", "x") if layer.per_class else ("y", "x")
-        shape = (len(SOIL_ORDERS), h, w) if layer.per_class else (h, w)
+        shape_ = (len(SOIL_ORDERS), h, w) if layer.per_class else (h, w)
         chunks = (len(SOIL_ORDERS), chunk_px, chunk_px) if layer.per_class else (chunk_px, chunk_px)
-        data_vars[layer.name] = (dims, da.zeros(shape, chunks=chunks, dtype="float32"),
-                                 {**layer.attrs, "grid_mapping": "spatial_ref", **crs_attr})
+        data_vars[layer.name] = (dims, da.zeros(shape_, chunks=chunks, dtype="float32"),
+                                 {**layer.attrs, "grid_mapping": "spatial_ref", "_CRS": {"wkt": crs_wkt},
+                                  **geozarr.array_attrs(grid)})
         enc: dict[str, Any] = {"dtype": "uint8", "_FillValue": NODATA, "chunks": chunks}
         if zarr_format == 3:
             enc["fill_value"] = NODATA  # xarray sets v3's Zarr fill_value apart from the CF _FillValue
         if layer.is_probability:
             enc.update(scale_factor=PROB_SCALE, add_offset=0.0)
         encoding[layer.name] = enc
-    ds = xr.Dataset(data_vars, coords=coords, attrs={"Conventions": "CF-1.10", **attrs})
-    return ds, encoding
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs), encoding
+
+
+def _axes(y: np.ndarray, x: np.ndarray) -> dict[str, Any]:
+    return {"y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"}),
+            "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"})}
+
+
+def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any],
+              zarr_format: int) -> list[tuple[str | None, xr.Dataset, dict[str, Any]]]:
+    """The store's lazy skeleton: (group, dataset, encoding) of the map and of each overview level.
+
+    Every array's Zarr fill_value is NODATA (a missing chunk reads as nodata, never as class 0);
+    classes are integer codes named by CF flags (no string arrays); the CRS is given as a CF grid
+    mapping, as GDAL's `_CRS` attribute and as GeoZarr `proj:`/`spatial:` attributes, and the
+    overview levels are listed by the GeoZarr `multiscales` attribute."""
+    wkt = CRS.from_user_input(grid.crs).to_wkt()
+    factors = overview_factors(chunk_px)
+    root_attrs = {"Conventions": "CF-1.10", **attrs,
+                  **geozarr.group_attrs(grid, geozarr.layout(grid, factors, OVERVIEWS))}
+    out = [(None, *_layers_dataset(grid, _axes(grid.y_coords(), grid.x_coords()), grid.spatial_ref_attrs(), chunk_px,
+                                   wkt, zarr_format, grid.shape, root_attrs))]
+    for f in factors:
+        level = geozarr.Level(grid, f)
+        level_attrs = {"Conventions": "CF-1.10", "title": f"overview: every {f}th row and column",
+                       "zarr_conventions": [geozarr.PROJ, geozarr.SPATIAL], **geozarr.proj_fields(grid),
+                       "spatial:dimensions": geozarr.DIMENSIONS, **level.spatial_fields(),
+                       "spatial:registration": "pixel"}
+        out.append((f"{OVERVIEWS}/{f}", *_layers_dataset(grid, _axes(level.y_coords(), level.x_coords()),
+                                                         level.spatial_ref_attrs(), chunk_px // f, wkt,
+                                                         zarr_format, level.shape, level_attrs)))
+    return out
+
+
+def portable_location(location: str) -> str:
+    """A location as a product may record it: a remote URL as it is, a local path by its last part
+    only, so no output names a folder of the machine that wrote it."""
+    if not location or is_remote(location):
+        return location
+    return posixpath.basename(location.removeprefix("file://").rstrip("/"))
 
 
 def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int, attrs: dict[str, Any],
@@ -68,19 +121,32 @@ def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int,
     if not claim(target, group.attrs.get("misomap_run_hash") if group is not None else None, run_hash,
                  "a map", MapStoreError):
         return False
-    ds, encoding = _template(grid, chunk_px, {**attrs, "misomap_run_hash": run_hash}, zarr_format)
-    write_template(target, ds, encoding, zarr_format, consolidated=True)
+    for group, ds, encoding in _template(grid, chunk_px, {**attrs, "misomap_run_hash": run_hash}, zarr_format):
+        write_template(target, ds, encoding, zarr_format, consolidated=False, group=group)
+    consolidate(target)
     log.info("wrote map template %s (%d x %d px, chunks %d)", target.url, *grid.shape, chunk_px)
     return True
 
 
 def write_chunk(target: Target, region: ChunkWindow, layers: dict[str, np.ndarray]) -> None:
-    """Write encoded uint8 layers into their chunk-aligned region of the store."""
+    """Write encoded uint8 layers into their chunk-aligned region of the store, and every `f`-th row
+    and column of them into each overview level's matching chunk (the levels the store lists)."""
     write_region(target, layers, slice(region.row0, region.row0 + region.height),
                  slice(region.col0, region.col0 + region.width))
+    for f in stored_factors(target):
+        write_region(target, {f"{OVERVIEWS}/{f}/{k}": v[..., ::f, ::f] for k, v in layers.items()},
+                     slice(region.row0 // f, -(-(region.row0 + region.height) // f)),
+                     slice(region.col0 // f, -(-(region.col0 + region.width) // f)))
 
 
-MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer"})
+def stored_factors(target: Target) -> tuple[int, ...]:
+    """The overview factors a map store lists in its `multiscales` attribute (none in older maps)."""
+    group = open_group(target)
+    levels = ((group.attrs.get("multiscales") or {}).get("layout") or []) if group is not None else []
+    return tuple(int(level["transform"]["scale"][0]) for level in levels)
+
+
+MAP_PARTS = frozenset({"map.zarr", "_progress", "cogs", "stac", "quicklook.png", "viewer", "model"})
 """What a map output folder holds; anything else there means the folder is not (only) ours."""
 
 

@@ -62,11 +62,16 @@ def _sweep_partials(target: Target) -> None:
 
 
 def write_template(target: Target, ds: xr.Dataset, encoding: dict[str, Any], zarr_format: int,
-                   consolidated: bool) -> None:
-    """Write a store's metadata and coordinates (overwriting a half-written template), no data chunks:
-    every data variable of `ds` is lazy and never computed."""
+                   consolidated: bool, group: str | None = None) -> None:
+    """Write a store's (or one of its child `group`s') metadata and coordinates (overwriting a
+    half-written template), no data chunks: every data variable of `ds` is lazy and never computed."""
     ds.to_zarr(target.zarr_store(), mode="w", compute=False, zarr_format=zarr_format,
-               consolidated=consolidated, encoding=encoding)
+               consolidated=consolidated, encoding=encoding, group=group)
+
+
+def consolidate(target: Target) -> None:
+    """Consolidate the metadata of the whole store (child groups included) at its root."""
+    zarr.consolidate_metadata(target.zarr_store())
 
 
 def _check_aligned(arr: zarr.Array, dim: int, part: slice, name: str) -> None:

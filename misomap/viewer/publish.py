@@ -27,7 +27,7 @@ from misomap.cube.grid import Grid
 from misomap.labels.pedons import LabelsError
 from misomap.labels.training_table import read_training
 from misomap.mapping.config import MapConfig
-from misomap.mapping.layers import CLASS_COLOURS, LAYERS, NODATA
+from misomap.mapping.layers import CLASS_COLOURS, LAYERS, NODATA, NODATA_COLOUR
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def manifest(grid: Grid, title: str, model: str) -> dict[str, Any]:
     layers = []
     for layer in LAYERS:
         entry: dict[str, Any] = {"name": layer.name, "title": layer.attrs["long_name"],
-                                 "cog": f"../cogs/{layer.name}.tif", "nodata": NODATA}
+                                 "cog": f"../cogs/{layer.name}.tif", "nodata": NODATA,
+                                 "nodata_colour": _hex(NODATA_COLOUR)}
         if layer.name in CLASS_NAMES:
             entry["kind"] = "class"
             pairs = zip(CLASS_NAMES[layer.name], CLASS_COLOURS[layer.name], strict=True)

@@ -66,7 +66,25 @@ def page_urls(base: str, maps: MapFolders) -> list[str]:
 
 
 class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single byte-range requests (206 / 416), quiet logging, no caching."""
+    """Static files with single byte-range requests (206 / 416), quiet logging, no caching.
+
+    Only regular files whose real path (symlinks resolved) lies inside the served folder are
+    answered; a folder answers with its index.html or 404, never with a listing."""
+
+    def translate_path(self, path: str) -> str:
+        """The file asked for, or '' when it resolves outside the served folder (a symlink or `..`
+        escaping it): the caller then answers 404."""
+        local = super().translate_path(path)
+        root = os.path.realpath(self.directory)
+        real = os.path.realpath(local)
+        if real != root and not real.startswith(root + os.sep):
+            log.warning("refused %s: it resolves outside the served folder", path.split("?", 1)[0])
+            return ""
+        return local
+
+    def list_directory(self, path: str | os.PathLike[str]) -> None:
+        """No directory listings: a folder without index.html is not found."""
+        self.send_error(404, "File not found")
 
     def end_headers(self) -> None:
         self.send_header("Accept-Ranges", "bytes")
@@ -79,6 +97,9 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         spec = self.headers.get("Range")
         path = self.translate_path(self.path)
+        if not path:
+            self.send_error(404, "File not found")
+            return
         if spec is None or not os.path.isfile(path):
             super().do_GET()
             return

@@ -20,8 +20,8 @@ from misomap.demo.imagery import S2_KEYS
 from misomap.demo.spec import DemoWorldError, world_size
 from misomap.demo.terrain import make_terrain
 from misomap.demo.truth import SOIL_ORDERS, make_truth
-from misomap.demo.validate import stac_errors
 from misomap.demo.world import WorldManifest, generate_world
+from tests.support.stac_schemas import stac_errors
 
 CLASS_RANGES = {  # share of land per soil order, stated for every seed and size
     "Gelisols": (0.30, 0.65), "Inceptisols": (0.15, 0.50), "Entisols": (0.02, 0.25),

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import warnings
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,15 @@ import pytest
 import xarray as xr
 import zarr
 
-from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.config import config_from_dict
+from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
 from misomap.cube.grid import Grid
+from misomap.jobs.predict import run_predict
 from misomap.mapping.export import MapExportError, stac_ids
 from misomap.mapping.layers import LAYERS, MapProbabilities, encode_layers
-from misomap.jobs.predict import run_predict
 from tests.support import ROOT
 from tests.support.map_cube import FACTORY, IMAGERY_PERIOD, write_cube
+from tests.support.stac_schemas import schema_files, tree_errors
 
 GRID = Grid("EPSG:3338", 30.0, 300000.0, 1710000.0, 300000.0 + 90 * 30, 1710000.0 + 70 * 30)
 CLASS_LAYERS = {"permafrost_class": PERMAFROST_CLASSES, "soil_order_class": SOIL_ORDERS}
@@ -247,28 +247,17 @@ def test_class_cog_written_without_palette_warning(workdir, tmp_path):
 
 # --- STAC --------------------------------------------------------------------------------------
 
-def _schema_map(tmp: Path) -> dict[str, str]:
-    """Every schema a misomap catalog declares, as local files: STAC core from pystac's package,
-    extensions from misomap/demo/schemas. stac-validator then never needs the network."""
-    from pystac.validation.local_validator import get_local_schema_cache
-
-    docs = dict(get_local_schema_cache())
-    for f in resources.files("misomap.demo").joinpath("schemas").iterdir():
-        if f.name.endswith(".json"):
-            doc = json.loads(f.read_text())
-            docs[doc["$id"]] = doc
-    mapping = {}
-    for i, (uri, doc) in enumerate(sorted(docs.items())):
-        path = tmp / f"schema-{i}.json"
-        path.write_text(json.dumps(doc))
-        mapping[uri] = str(path)
-    return mapping
+def _schema_map() -> dict[str, str]:
+    """Every upstream schema a misomap catalog declares (tests/data/stac-schemas), by URL: the core
+    STAC 1.1.0 schemas and each extension at its declared version. stac-validator never needs the
+    network."""
+    return {url: str(path) for url, path in schema_files().items()}
 
 
 def test_stac_validator_offline_accepts_catalog_and_catches_errors(workdir, tmp_path):
     from stac_validator.validate import StacValidate
 
-    schema_map = _schema_map(tmp_path)
+    schema_map = _schema_map()
     out = workdir / "maps" / "v3"
     v = StacValidate(str(out / "stac" / "collection.json"), recursive=True, schema_map=schema_map)
     assert v.run(), v.message
@@ -288,6 +277,17 @@ def test_stac_validator_offline_accepts_catalog_and_catches_errors(workdir, tmp_
         bad = json.loads(json.dumps(item))
         breakage(bad)
         assert not StacValidate(schema_map=schema_map).validate_dict(bad)
+
+
+def test_every_map_stac_document_passes_the_upstream_schemas(workdir):
+    """Core STAC 1.1.0 and each declared extension at its declared version, as upstream publishes
+    them (MLM 1.4.0 checks output classes against classification 1.1.0, which needs descriptions)."""
+    found = tree_errors(workdir / "maps" / "v3" / "stac")
+    assert len(found) == 2 and all(not e for e in found.values()), found
+    item = json.loads(_item_path(workdir / "maps" / "v3").read_text())
+    for output in item["properties"]["mlm:output"]:
+        for cls in output["classification:classes"]:
+            assert cls["description"], cls
 
 
 def test_stac_dates_ids_and_self_description(workdir):
@@ -408,18 +408,225 @@ def test_catalog_copied_to_s3_resolves_every_asset_and_link(workdir, s3_server, 
             assert asset.extra_fields["file:checksum"] == "1220" + digest, key
         opened.add(key)
     assert opened == set(item.assets) and len(opened) >= 11
-    (cube_link,) = [link for link in item.links if link.rel == "derived_from"]
-    cube = xr.open_zarr(cube_link.get_absolute_href(), storage_options=so)
-    assert cube_link.get_absolute_href() == f"s3://{s3_bucket}/run/cube.zarr"
-    assert cube.attrs["misomap"]["imagery_datetime"] == IMAGERY_PERIOD
+    assert not [link for link in item.links if link.rel == "derived_from"], "a local cube is not linked"
+    assert item.properties["misomap:input_cube"]["name"] == "cube.zarr"
+    lineage = xr.open_zarr(workdir / "cube.zarr").attrs.get("misomap") or {}
+    assert item.properties["misomap:input_cube"].get("fingerprint") == lineage.get("fingerprint")
 
 
-def test_links_relative_on_one_store_absolute_urls_across_stores(tmp_path):
+def test_links_inside_the_folder_relative_remote_kept_local_outside_dropped(tmp_path):
     from misomap.mapping.export import link_href
 
-    item_dir = "s3://b/run/maps/rf/stac/x"
-    assert link_href("s3://b/run/cube.zarr", item_dir) == "../../../../cube.zarr"
-    assert link_href("s3://other/cube.zarr", item_dir) == "s3://other/cube.zarr"
-    assert link_href(str(tmp_path / "cube.zarr"), item_dir) == (tmp_path / "cube.zarr").as_uri()
-    assert link_href(str(tmp_path / "m" / "model.bin"), str(tmp_path / "maps" / "stac" / "x")) == \
-        "../../../m/model.bin"
+    out = "s3://b/run/maps/rf"
+    item_dir = f"{out}/stac/x"
+    assert link_href(f"{out}/model/m.bin", out, item_dir) == "../../model/m.bin"
+    assert link_href("s3://b/run/cube.zarr", out, item_dir) == "s3://b/run/cube.zarr"
+    assert link_href("s3://other/cube.zarr", out, item_dir) == "s3://other/cube.zarr"
+    local_out = str(tmp_path / "maps" / "rf")
+    assert link_href(str(tmp_path / "cube.zarr"), local_out, f"{local_out}/stac/x") is None
+    assert link_href(str(tmp_path / "maps" / "rf-other" / "m.bin"), local_out, f"{local_out}/stac/x") is None
+    assert link_href(f"{local_out}/model/m.bin", local_out, f"{local_out}/stac/x") == "../../model/m.bin"
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_no_output_names_a_local_path(workdir, zarr_format):
+    """Every file of the map folder (Zarr metadata, STAC, COG tags, side files, viewer, quicklook),
+    read as bytes: none holds the folder the run wrote in; copied alone the folder resolves."""
+    out = workdir / "maps" / f"v{zarr_format}"
+    needles = [str(workdir).encode(), str(workdir.resolve()).encode(), os.path.expanduser("~").encode() + b"/"]
+    files = [p for p in out.rglob("*") if p.is_file() and "_progress" not in p.parts]
+    assert len(files) > (20 if zarr_format == 3 else 5)
+    for path in files:
+        data = path.read_bytes()
+        assert not [n for n in needles if n in data], path
+    attrs = zarr.open_group(out / "map.zarr", mode="r").attrs
+    assert attrs["misomap_input_cube"] == "cube.zarr" and attrs["misomap_model_path"] == "model.bin"
+    if zarr_format == 3:
+        import pystac
+
+        alone = workdir / "copied-alone" / "v3"
+        shutil.copytree(out, alone)
+        item = pystac.Item.from_file(str(_item_path(alone)))
+        for key, asset in item.assets.items():
+            assert Path(asset.get_absolute_href()).exists(), (key, asset.href)
+        for link in item.links:
+            if link.rel not in ("self",):
+                assert Path(link.get_absolute_href()).exists(), (link.rel, link.href)
+        model = [a for a in item.assets.values() if "mlm:model" in a.roles]
+        assert len(model) == 1 and model[0].href == "../../model/model.bin"
+        assert Path(model[0].get_absolute_href()).read_bytes() == (workdir / "models" / "model.bin").read_bytes()
+
+
+def test_quicklook_titles_the_model_and_paints_nodata_apart(tmp_path):
+    """Nodata is drawn magenta (its own legend entry), never as a shade of the colour bar, and the
+    title names the model: two models' quicklooks of the same map differ."""
+    from PIL import Image
+
+    from misomap.mapping.export import write_quicklook
+    from misomap.mapping.layers import NODATA_COLOUR
+
+    rng = np.random.default_rng(3)
+    group = zarr.open_group(tmp_path / "q.zarr", mode="w")
+    prob = rng.integers(0, 101, (60, 80)).astype(np.uint8)
+    cls = rng.integers(0, len(SOIL_ORDERS), (60, 80)).astype(np.uint8)
+
+    def magenta_share(gap: bool, title: str) -> tuple[float, bytes]:
+        p, c = prob.copy(), cls.copy()
+        if gap:
+            p[:, :40] = 255
+            c[:, :40] = 255
+        group.create_array("permafrost_probability", data=p, overwrite=True)
+        group.create_array("soil_order_class", data=c, overwrite=True)
+        write_quicklook(group, tmp_path / "q.png", title)
+        img = np.asarray(Image.open(tmp_path / "q.png").convert("RGB")).astype(int)
+        return float(np.all(np.abs(img - NODATA_COLOUR) <= 2, axis=-1).mean()), (tmp_path / "q.png").read_bytes()
+
+    full, png_rf = magenta_share(False, "t: model rf")
+    gap, _ = magenta_share(True, "t: model rf")
+    assert gap > full + 0.1, (full, gap)  # half of each panel: a large magenta area
+    assert 0 < full < 0.01  # the legend swatches only
+    _, png_miso = magenta_share(False, "t: model miso")
+    assert png_rf != png_miso
+
+
+def test_cog_copied_alone_still_names_its_classes_bands_and_colours(workdir, tmp_path):
+    """What GDAL reads from inside the GeoTIFF (no .aux.xml beside it): per-band metadata (GDAL_METADATA
+    tag) with the class names and nodata code, band descriptions, scale, nodata and colour table;
+    GDAL's category names are the one thing that needs the side file."""
+    import rasterio
+
+    cogs = workdir / "maps" / "v3" / "cogs"
+    for name, classes in CLASS_LAYERS.items():
+        alone = tmp_path / name / f"{name}.tif"
+        alone.parent.mkdir()
+        shutil.copy(cogs / f"{name}.tif", alone)
+        assert not list(alone.parent.glob("*.aux.xml"))
+        with rasterio.open(alone) as src:
+            tags = src.tags(1)
+            assert [tags[f"class_{i}"] for i in range(len(classes))] == list(classes)
+            assert tags["class_255"] == "nodata" and src.nodata == 255
+            assert src.descriptions == (name,)
+            colours = src.colormap(1)
+            assert [colours[i][:3] for i in range(len(classes))] == [
+                tuple(c) for c in next(lyr for lyr in LAYERS if lyr.name == name).colours]
+        assert gdal_category_names(str(alone)) == []  # side-file only
+    alone = tmp_path / "soil_order_probability.tif"
+    shutil.copy(cogs / "soil_order_probability.tif", alone)
+    with rasterio.open(alone) as src:
+        assert src.descriptions == SOIL_ORDERS and src.scales == (0.01,) * len(SOIL_ORDERS)
+        assert [src.tags(i + 1)["band_name"] for i in range(src.count)] == list(SOIL_ORDERS)
+        assert src.tags(1)["units"] == "percent"
+
+
+def test_published_version_stac_passes_the_upstream_schemas(workdir, tmp_path):
+    """`misomap publish`'s catalog and version item: core STAC 1.1.0 as upstream publishes it."""
+    from misomap.core.config_base import StorageConfig
+    from misomap.publish.versions import publish
+
+    root = tmp_path / "published"
+    version, new = publish(str(workdir / "maps" / "v3"), str(root), StorageConfig(), "inputs", 2,
+                           (-150.0, 60.0, -149.0, 61.0))
+    found = tree_errors(root)
+    assert new and {"catalog.json", f"versions/{version.id}/item.json"} <= set(found), found
+    assert all(not e for e in found.values()), found
+    for path in root.rglob("*.json"):
+        assert str(workdir).encode() not in path.read_bytes(), path
+
+
+# --- GeoZarr ------------------------------------------------------------------------------------
+
+CONVENTION_SCHEMAS = ROOT / "tests" / "data" / "zarr-conventions"
+
+
+def convention_errors(doc: dict, names: tuple[str, ...]) -> list[str]:
+    """Errors of a Zarr v3 node document (zarr.json) against the upstream convention schemas."""
+    from jsonschema import Draft7Validator
+
+    errors = []
+    for name in names:
+        schema = json.loads((CONVENTION_SCHEMAS / f"{name}.schema.json").read_text())
+        errors += [f"{name}: {e.message[:200]}" for e in Draft7Validator(schema).iter_errors(doc)]
+    return errors
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_geozarr_georeferencing_and_overviews_read_by_plain_zarr_and_xarray(workdir, zarr_format):
+    """GeoZarr `proj:`/`spatial:` beside CF and >= 2 `multiscales` overview levels, each a plain Zarr
+    group that zarr and xarray open; a level holds every f-th pixel of every layer (classes still
+    the argmax of the level's probabilities), placed where its `spatial:transform` says."""
+    import rioxarray  # noqa: F401 - registers .rio
+    from affine import Affine
+
+    store = workdir / "maps" / f"v{zarr_format}" / "map.zarr"
+    group = zarr.open_group(store, mode="r")
+    attrs = dict(group.attrs)
+    assert {c["uuid"] for c in attrs["zarr_conventions"]} == {
+        "d35379db-88df-4056-af3a-620245f8e347", "f17cb550-5864-4468-aeb7-f3180cfb622f",
+        "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4"}
+    assert attrs["proj:code"] == "EPSG:3338" and attrs["spatial:dimensions"] == ["y", "x"]
+    assert attrs["spatial:transform"] == list(GRID.transform)[:6]
+    assert attrs["spatial:shape"] == list(GRID.shape) and attrs["spatial:bbox"] == list(GRID.bounds)
+    full = xr.open_zarr(store)
+    assert full.rio.crs.to_epsg() == 3338 and full.rio.transform() == GRID.transform  # CF as before
+    levels = attrs["multiscales"]["layout"]
+    assert len(levels) >= 2
+    for level in levels:
+        f = int(level["transform"]["scale"][0])
+        assert level["transform"]["scale"] == [f, f]
+        assert set(zarr.open_group(store, mode="r", path=level["asset"]).array_keys()) >= {
+            lyr.name for lyr in LAYERS}
+        ov = xr.open_zarr(store, group=level["asset"])
+        for layer in LAYERS:
+            np.testing.assert_array_equal(ov[layer.name].values, full[layer.name].values[..., ::f, ::f])
+            assert ov[layer.name].attrs["spatial:dimensions"] == ["y", "x"]
+        assert level["spatial:shape"] == list(ov.permafrost_probability.shape)
+        a, _, c, _, e, g = level["spatial:transform"]
+        np.testing.assert_allclose(ov.x.values, c + a * (np.arange(ov.sizes["x"]) + 0.5))
+        np.testing.assert_allclose(ov.y.values, g + e * (np.arange(ov.sizes["y"]) + 0.5))
+        assert ov.rio.crs.to_epsg() == 3338 and ov.rio.transform() == full.rio.transform() * Affine.scale(f)
+        argmax = np.argmax(np.nan_to_num(ov.soil_order_probability.values, nan=-1), axis=0)
+        valid = np.isfinite(ov.soil_order_class.values)
+        assert valid.any() and np.array_equal(ov.soil_order_class.values[valid], argmax[valid])
+    if zarr_format == 3:
+        root = json.loads((store / "zarr.json").read_text())
+        assert convention_errors(root, ("multiscales", "geo-proj", "spatial")) == []
+        for level in levels:
+            level_doc = json.loads((store / level["asset"] / "zarr.json").read_text())
+            assert convention_errors(level_doc, ("geo-proj", "spatial")) == []
+            for layer in LAYERS:
+                arr = json.loads((store / level["asset"] / layer.name / "zarr.json").read_text())
+                assert convention_errors(arr, ("geo-proj", "spatial")) == []
+        broken = json.loads(json.dumps(root))
+        broken["attributes"]["spatial:transform"] = [1.0, 2.0]
+        broken["attributes"]["multiscales"]["layout"][0]["asset"] = "../outside"
+        assert len(convention_errors(broken, ("multiscales", "spatial"))) == 2
+
+
+def _doc_snippets() -> dict[str, str]:
+    """The `<!-- snippet: NAME -->` python blocks of docs/outputs.md."""
+    import re
+
+    text = (ROOT / "docs" / "outputs.md").read_text()
+    return dict(re.findall(r"<!-- snippet: ([\w-]+) -->\n```python\n(.*?)```", text, flags=re.DOTALL))
+
+
+def test_docs_client_snippets_run(workdir):
+    """docs/outputs.md's client snippets, run as written: xarray and rioxarray decode, odc-stac codes
+    scaled by the item's raster:bands and stackstac's rescale all give the COG's probabilities."""
+    import rasterio
+
+    out = workdir / "maps" / "v3"
+    snippets = _doc_snippets()
+    assert set(snippets) == {"xarray", "rioxarray-cog", "odc-stac", "stackstac"}
+    with rasterio.open(out / "cogs" / "permafrost_probability.tif") as src:
+        codes = src.read(1)
+    expected = np.where(codes == 255, np.nan, codes * 0.01)
+    assert np.isnan(expected).any() and np.nanmax(expected) <= 1
+    scope: dict = {"ITEM": str(_item_path(out)), "MAP": str(out)}
+    for name, code in snippets.items():
+        exec(compile(code, f"docs/outputs.md:{name}", "exec"), scope)  # noqa: S102 - our own docs
+    np.testing.assert_allclose(scope["prob"].values, expected, rtol=1e-6)
+    np.testing.assert_allclose(scope["cog"].values[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(scope["prob_odc"].values[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(scope["prob_stackstac"].values[0, 0], expected, rtol=1e-6)
+    assert scope["crs"].to_epsg() == 3338 and scope["overview"].sizes["y"] == -(-GRID.height // 4)

@@ -180,6 +180,48 @@ def invert_probability(cog: Path, tmp: Path) -> None:
                   overview_resampling="average")
 
 
+def set_range(page, selector: str, value: int) -> None:
+    page.fill(selector, str(value))
+    page.dispatch_event(selector, "input")
+    page.wait_for_timeout(200)
+    page.evaluate("window.misomapViewer.olMap.renderSync()")
+
+
+def single_map_shots(page, url: str, layer: str, opacities: tuple[int, ...]) -> dict[int, np.ndarray]:
+    page.goto(url)
+    wait_rendered(page)
+    page.check(f"#layer-{layer}")
+    wait_rendered(page)
+    shots = {}
+    for opacity in opacities:
+        set_range(page, "#opacity", opacity)
+        shots[opacity] = map_screenshot(page)
+    return shots
+
+
+def assert_swipe_draws_true_colours(page, urls: list[str]) -> None:
+    """Compare mode draws, pixel for pixel, the main map alone left of the swipe line and the compare
+    map alone right of it, at every opacity and after the line moved (maps a and b differ)."""
+    layer, opacities = "permafrost_probability", (85, 40)
+    alone = [single_map_shots(page, url, layer, opacities) for url in urls[:2]]
+    assert np.any(alone[0][85] != alone[1][85], axis=-1).mean() > 0.2, "the two maps must differ"
+    page.goto(urls[2])
+    wait_rendered(page)
+    page.check(f"#layer-{layer}")
+    wait_rendered(page)
+    for swipe in (50, 30, 70):
+        set_range(page, "#swipe", swipe)
+        for opacity in opacities:
+            set_range(page, "#opacity", opacity)
+            shot = map_screenshot(page)
+            cut = round(shot.shape[1] * swipe / 100)
+            left, right = slice(0, cut - 3), slice(cut + 3, None)  # the 2 px swipe line between them
+            for side, reference in ((left, alone[0][opacity]), (right, alone[1][opacity])):
+                diff = np.abs(shot[:, side].astype(int) - reference[:, side].astype(int)).max(axis=-1)
+                assert diff.max() <= 1, (f"swipe {swipe} %, opacity {opacity} %: {np.mean(diff > 1):.1%} of "
+                                         f"pixels differ from the map alone (max {diff.max()})")
+
+
 def test_viewer_on_the_demo_map(demo_run, page, tmp_path):
     """Served by `misomap view`: renders, values at a clicked pixel equal the COGs', pedons carry
     their folds, and a second map (one COG missing) swipes beside it with that layer reported."""
@@ -201,7 +243,8 @@ def test_viewer_on_the_demo_map(demo_run, page, tmp_path):
         assert_not_blank(map_screenshot(page))
         assert page.locator(".ol-scale-bar").count() == 1
         legend = page.inner_text("#legend")
-        assert "probability of near-surface permafrost" in legend
+        assert "probability of near-surface permafrost" in legend and "no data (value 255)" in legend
+        assert not page.is_checked("#pedons"), "training pedons are hidden until asked for"
         page.check("#layer-soil_order_class")
         wait_rendered(page)
         assert all(name in page.inner_text("#legend") for name in SOIL_ORDERS)
@@ -238,6 +281,7 @@ def test_viewer_on_the_demo_map(demo_run, page, tmp_path):
         changed = np.any(shots[0] != shots[1], axis=-1).mean()
         assert changed > 0.2, f"swiping changed only {changed:.0%} of the map"
         assert page.errors == []
+        assert_swipe_draws_true_colours(page, urls)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -313,3 +357,70 @@ def test_view_takes_another_port_when_busy_and_serves_ranges(demo_run):
             proc.terminate()
             stderr = proc.communicate(timeout=10)[1]
     assert f"port {port} is in use; serving on port" in stderr
+
+
+def test_view_serves_only_files_inside_its_folder(tmp_path):
+    """A symlink (file or folder) leading out of the served folder, `..` and encoded `..` are 404;
+    folders are never listed; files inside, symlinked ones included, are served."""
+    import threading
+
+    from misomap.viewer.server import make_server
+
+    served, outside = tmp_path / "served", tmp_path / "outside"
+    (served / "viewer").mkdir(parents=True)
+    (served / "cogs").mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret\n")
+    (served / "viewer" / "index.html").write_text("<html>map</html>")
+    (served / "cogs" / "a.tif").write_bytes(b"tiff bytes")
+    (served / "link-out.txt").symlink_to(outside / "secret.txt")
+    (served / "passwd").symlink_to("/etc/passwd")
+    (served / "dir-out").symlink_to(outside, target_is_directory=True)
+    (served / "link-in.tif").symlink_to(served / "cogs" / "a.tif")
+    server = make_server(served, _free_port())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def status(path: str, **headers: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers)) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, b""
+
+    try:
+        assert status("/viewer/") == (200, b"<html>map</html>")
+        assert status("/cogs/a.tif") == (200, b"tiff bytes")
+        assert status("/link-in.tif", Range="bytes=0-3") == (206, b"tiff")
+        for path in ("/link-out.txt", "/passwd", "/dir-out/secret.txt", "/../outside/secret.txt",
+                     "/%2e%2e/outside/secret.txt", "/cogs/", "/", "/dir-out/"):
+            for headers in ({}, {"Range": "bytes=0-3"}):
+                code, body = status(path, **headers)
+                assert code == 404 and b"secret" not in body and b"root:" not in body, (path, headers, code)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_nodata_colour_stands_apart_from_every_class_and_ramp_colour():
+    """In every layer's legend nodata has its own colour, far (RGB distance > 120) from each class
+    colour, each pedon colour and every shade of the probability and entropy ramps."""
+    from misomap.cube.grid import Grid
+    from misomap.viewer.publish import manifest
+
+    doc = manifest(Grid("EPSG:3338", 30.0, 0.0, 0.0, 300.0, 300.0), "t", "rf")
+
+    def rgb(hex_colour: str) -> np.ndarray:
+        return np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], float)
+
+    pedon_colours = [rgb(c) for by in doc["pedons"]["colours"].values() for c in by.values()]
+    for layer in doc["layers"]:
+        nodata = rgb(layer["nodata_colour"])
+        if layer["kind"] == "class":
+            others = [rgb(c["colour"]) for c in layer["classes"]]
+        else:
+            stops = np.array([v for v, _ in layer["ramp"]], float)
+            colours = np.array([c for _, c in layer["ramp"]], float)
+            others = [np.array([np.interp(p, stops, colours[:, k]) for k in range(3)]) for p in range(101)]
+        distances = [np.linalg.norm(nodata - c) for c in others + pedon_colours]
+        assert min(distances) > 120, (layer["name"], min(distances))

@@ -59,7 +59,13 @@
       colour = ['interpolate', ['linear'], ['band', 1]];
       for (const [v, rgb] of layer.ramp) colour.push(v, [...rgb, 1]);
     }
-    return ['case', ['==', ['band', 1], layer.nodata], [0, 0, 0, 0], colour];
+    return ['case', ['==', ['band', 1], layer.nodata], rgba(layer.nodata_colour), colour];
+  }
+
+  // the part of the map area a map shows in compare mode: left of the swipe line (main), right (compare)
+  function clip(canvas, index) {
+    const cut = `${(ui.swipe * 100).toFixed(3)}%`;
+    canvas.style.clipPath = index === 0 ? `inset(0 calc(100% - ${cut}) 0 0)` : `inset(0 0 0 ${cut})`;
   }
 
   function rasterLayer(doc, layer, band) {
@@ -72,7 +78,8 @@
         problem(`${doc.role} map: layer ${layer.name} failed to render: ${source.getError && source.getError()}`);
       }
     });
-    return new O.TileLayer({source, style: {color: colourExpression(layer)}, opacity: ui.opacity});
+    return new O.TileLayer({source, style: {color: colourExpression(layer)}, opacity: ui.opacity,
+      className: `ol-layer misomap-${doc.role}`});
   }
 
   function legend(layer) {
@@ -94,6 +101,11 @@
       box.insertAdjacentHTML('beforeend', `<div class="ramp" style="background:linear-gradient(to right, ${stops})">` +
         '</div><div class="ramp-labels"><span>0 %</span><span>50 %</span><span>100 %</span></div>');
     }
+    const nodata = document.createElement('div');
+    nodata.className = 'legend-class legend-nodata';
+    nodata.innerHTML = `<span class="swatch" style="background:${layer.nodata_colour}"></span>`;
+    nodata.appendChild(document.createTextNode(`no data (value ${layer.nodata})`));
+    box.appendChild(nodata);
   }
 
   function pedonStyleFactory(doc) {
@@ -242,18 +254,10 @@
         const l = m.layers.find((k) => k.name === ui.layer);
         if (!l || l.failed) return;
         const tl = rasterLayer(m, l, l.bands ? ui.band : 0);
-        if (maps.length > 1) {  // the main map draws left of the swipe line, the compare map right of it
-          tl.on('prerender', (event) => {
-            const gl = event.context;
-            const size = olMap.getSize();
-            const [x0, x1] = i === 0 ? [0, size[0] * ui.swipe] : [size[0] * ui.swipe, size[0]];
-            const bottomLeft = O.getRenderPixel(event, [x0, size[1]]);
-            const topRight = O.getRenderPixel(event, [x1, 0]);
-            gl.enable(gl.SCISSOR_TEST);
-            gl.scissor(bottomLeft[0], bottomLeft[1], Math.max(0, topRight[0] - bottomLeft[0]),
-              topRight[1] - bottomLeft[1]);
-          });
-          tl.on('postrender', (event) => event.context.disable(event.context.SCISSOR_TEST));
+        if (maps.length > 1) {  // the main map shows left of the swipe line, the compare map right of it
+          // each map in its own canvas (own className), clipped by CSS: the pixels drawn, blending and
+          // opacity are exactly those of the map alone
+          tl.on('prerender', (event) => clip(event.context.canvas, i));
         }
         tl.setZIndex(i);
         olMap.addLayer(tl);
