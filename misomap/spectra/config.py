@@ -92,8 +92,11 @@ class SpectralConfig(StrictModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     cv_folds: int = Field(default=5, ge=2)
     pls_max_components: int = Field(default=20, ge=1)
-    regressors: tuple[Literal["plsr", "mlp"], ...] = ("plsr", "mlp")
+    regressors: tuple[Literal["plsr", "ridge", "mlp"], ...] = ("plsr", "mlp")
     """Downstream regressors compared on every feature set."""
+    interval_alpha: float = Field(default=0.1, gt=0, lt=1)
+    """Saved regressors carry CV+ prediction intervals of coverage 1 - interval_alpha (cv_folds folds);
+    embed-spectra writes them beside every prediction."""
     skew_threshold: float = 1.0
     """Properties whose skewness on the training rows exceeds this are modelled as log(1+x)."""
     limesoda: tuple[str, ...] = ("H.138", "SSP.460")

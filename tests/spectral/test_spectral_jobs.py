@@ -130,6 +130,9 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     out = zarr.open_group(str(tmp_path / "emb.zarr"), mode="r")
     assert out["embedding"].shape == (120, 8) and out["predictions"].shape == (120, len(PROPS))
     assert out["predictions"].attrs["properties"] == list(PROPS)
+    lower, pred, upper = out["predictions_lower"][:], out["predictions"][:], out["predictions_upper"][:]
+    assert out["predictions_lower"].attrs["method"] == "CV+" and out["predictions_upper"].attrs["coverage"] == 0.9
+    assert np.isfinite(lower).all() and (lower <= pred + 1e-4).all() and (pred <= upper + 1e-4).all()
     # the worker's output equals running the same chunk function here
     models, meta = load_models(spectral_run(cfg))
     plan = make_plan(spectral_run(_with(cfg, embeddings=str(tmp_path / "again.zarr"))), models, meta)
