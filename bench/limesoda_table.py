@@ -6,7 +6,7 @@ CCC, interval coverage and width per property, the choices made, the pretraining
 reconstruction against PCA at the same latent size), out-of-fold predictions with their intervals,
 and the before/after Markdown table (before: `limesoda_metrics.csv` of the earlier VAE in --before).
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/limesoda_table.py --out bench/results/limesoda
+    OMP_NUM_THREADS=1 .venv/bin/python bench/limesoda_table.py --out bench/results/limesoda
 
 Settings are fixed before the run and the same for every set (nothing is chosen on test folds).
 """
@@ -30,6 +30,7 @@ from misomap.spectral.limesoda import (
     SelectionSettings,
     evaluate_selected,
     plan_limesoda,
+    pretrain_cross,
 )
 from misomap.spectral.report import markdown_table
 
@@ -68,6 +69,8 @@ def summary_text(metrics: pd.DataFrame, pretraining: pd.DataFrame, choices: pd.D
                          "holdout_pca_mse", "target_mse", "target_pca_mse"]].copy()
     recon["holdout ratio"] = recon.holdout_mse / recon.holdout_pca_mse
     recon["target ratio"] = recon.target_mse / recon.target_pca_mse
+    for col in ("holdout_mse", "holdout_pca_mse", "target_mse", "target_pca_mse"):
+        recon[col] = recon[col].map(lambda v: f"{v:.2e}")
     cost = pretraining[["dataset", "donors", "pool_spectra", "axis", "epochs", "seconds", "python_peak_mb",
                         "process_peak_rss_mb"]]
     chosen = choices[choices.track == "embedding/chosen"].copy()
@@ -96,25 +99,63 @@ def summary_text(metrics: pd.DataFrame, pretraining: pd.DataFrame, choices: pd.D
     return "\n".join(text) + "\n"
 
 
+ENCODER_VARIANTS: dict[str, EncoderSettings] = {
+    "mlp_vae": EncoderSettings(linear=False, beta=1e-3, learning_rate=1e-3, patience=20),
+    "pca+residual lr1e-3 beta1e-4": EncoderSettings(),
+    "pca+residual lr1e-4 beta1e-4": EncoderSettings(learning_rate=1e-4, patience=30),
+    "pca+residual lr1e-4 beta0": EncoderSettings(learning_rate=1e-4, beta=0.0, patience=30),
+}
+"""Encoder designs compared on held-out pool reconstruction only (no property is read)."""
+
+
+def encoder_sweep(names: list[str], step: float, out: Path) -> pd.DataFrame:
+    """Each variant pretrained on each set's cross-set pool; held-out pool and target-set reconstruction
+    against PCA at the same latent size. The default encoder is chosen from this table alone."""
+    sc = SpectralConfig(limesoda=tuple(names), limesoda_step=step)
+    plan = plan_limesoda(tuple(names), sc)
+    rows = []
+    for name in names:
+        for variant, enc in ENCODER_VARIANTS.items():
+            _, _, row = pretrain_cross(plan, name, enc, seed=0)
+            rows.append({"variant": variant, **row})
+            log.warning("%s %s: held-out %.5f (PCA %.5f), %d epochs", name, variant, row["holdout_mse"],
+                        row["holdout_pca_mse"], row["epochs"])
+    table = pd.DataFrame(rows)
+    table["holdout_ratio"] = table.holdout_mse / table.holdout_pca_mse
+    table["target_ratio"] = table.target_mse / table.target_pca_mse
+    table.to_csv(out / f"{PREFIX}encoder_sweep.csv", index=False, float_format="%.6g")
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/out/limesoda"))
     ap.add_argument("--before", type=Path, default=Path("bench/results/limesoda/limesoda_metrics.csv"))
     ap.add_argument("--sets", nargs="*", default=list(LIMESODA_SPECTRAL_SETS))
     ap.add_argument("--latent", type=int, default=32)
-    ap.add_argument("--inner-folds", type=int, default=5)
+    ap.add_argument("--inner-folds", type=int, default=4)
     ap.add_argument("--step", type=float, default=8.0, help="channel spacing, cm-1 or nm")
     ap.add_argument("--summarise", nargs="*", type=Path, default=None, metavar="DIR",
                     help="only write the Markdown in --out from the CSVs of these runs' --out folders "
                          "(e.g. the MIR and vis-NIR sets run as two processes)")
+    ap.add_argument("--encoder-sweep", nargs="+", default=None, metavar="SET",
+                    help="only compare encoder designs on these sets' pools (held-out reconstruction)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.encoder_sweep:
+        table = encoder_sweep(args.encoder_sweep, args.step, out)
+        shown = table[["dataset", "variant", "epochs", "seconds", "holdout_mse", "holdout_pca_mse", "holdout_ratio",
+                       "target_ratio"]].copy()
+        for col in ("holdout_mse", "holdout_pca_mse"):
+            shown[col] = shown[col].map(lambda v: f"{v:.2e}")
+        print(markdown_table(shown))
+        return
     enc, sel = EncoderSettings(latent_dim=args.latent), SelectionSettings(inner_folds=args.inner_folds)
     header = ["# LimeSoDa per-set table: cross-set embeddings with inner-CV-chosen regressors", "",
-              (f"Command: `OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/limesoda_table.py --out {out}`. "
+              (f"Command: `OMP_NUM_THREADS=1 .venv/bin/python bench/limesoda_table.py --out {out}`. "
               f"Axes every {args.step:g} cm-1 / nm. Encoder: {enc}. Selection: {sel}. "
               "Columns: `spectra/plsr` PLSR on the spectra (components by inner CV); `spectra/chosen` "
               "PLSR or ridge on the spectra; `embedding/plsr` PLSR on the cross-set embeddings; "

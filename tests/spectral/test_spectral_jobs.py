@@ -132,7 +132,8 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     assert out["predictions"].attrs["properties"] == list(PROPS)
     lower, pred, upper = out["predictions_lower"][:], out["predictions"][:], out["predictions_upper"][:]
     assert out["predictions_lower"].attrs["method"] == "CV+" and out["predictions_upper"].attrs["coverage"] == 0.9
-    assert np.isfinite(lower).all() and (lower <= pred + 1e-4).all() and (pred <= upper + 1e-4).all()
+    assert np.isfinite(lower).all() and np.isfinite(upper).all() and (lower <= upper).all()
+    assert np.mean((lower <= pred) & (pred <= upper)) > 0.9   # CV+ bounds come from the fold models, not the full one
     # the worker's output equals running the same chunk function here
     models, meta = load_models(spectral_run(cfg))
     plan = make_plan(spectral_run(_with(cfg, embeddings=str(tmp_path / "again.zarr"))), models, meta)
@@ -140,6 +141,7 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     embed_chunk(plan.chunks()[3], plan)
     again = zarr.open_group(str(tmp_path / "again.zarr"), mode="r")
     np.testing.assert_array_equal(again["embedding"][48:64], out["embedding"][48:64])
+    np.testing.assert_array_equal(again["predictions_upper"][48:64], out["predictions_upper"][48:64])
     assert np.isfinite(out["embedding"][:]).all()
     before = _outputs(str(tmp_path / "emb.zarr"))
     summary = embed_spectra(cfg)
