@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--summarise", nargs="*", type=Path, default=None, metavar="DIR",
                     help="only write the Markdown in --out from the CSVs of these runs' --out folders "
                          "(e.g. the MIR and vis-NIR sets run as two processes)")
+    ap.add_argument("--note", default="", help="a line added under the header (how the run was made)")
     ap.add_argument("--encoder-sweep", nargs="+", default=None, metavar="SET",
                     help="only compare encoder designs on these sets' pools (held-out reconstruction)")
     args = ap.parse_args()
@@ -161,6 +162,8 @@ def main() -> None:
               "PLSR or ridge on the spectra; `embedding/plsr` PLSR on the cross-set embeddings; "
               "`embedding/chosen` any regressor on the embeddings or the embeddings concatenated with the "
               "spectra; `before ...` the earlier table (VAE, `limesoda_metrics.csv`).")]
+    if args.note:
+        header.append(f"\n{args.note}")
     files = {k: out / f"{PREFIX}{k}.csv" for k in ("metrics", "choices", "pretraining", "predictions")}
     if args.summarise is None:
         sc = SpectralConfig(limesoda=tuple(args.sets), limesoda_step=args.step)

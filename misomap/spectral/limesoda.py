@@ -181,7 +181,7 @@ class EncoderSettings:
 class SelectionSettings:
     """Inner CV and intervals of the regressor choice (training rows only)."""
 
-    inner_folds: int = 5
+    inner_folds: int = 4
     alpha: float = 0.1
     max_components: int = 20
     blocks: tuple[tuple[str, tuple[str, ...]], ...] = (
