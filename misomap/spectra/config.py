@@ -54,6 +54,9 @@ class VAESpec(StrictModel):
     """Epochs are extended until at least this many optimiser steps (small libraries)."""
     finetune_steps: int = Field(default=300, ge=1)
     """Optimiser steps when a pretrained VAE is fine-tuned on the pool plus a fold's training spectra."""
+    linear: bool = True
+    """PCA-initialised linear encoder/decoder paths plus nonlinear residuals, trained with early stopping
+    on held-out reconstruction (`fit_encoder`); False: the plain MLP VAE for the configured steps."""
     stream_above_mb: float = Field(default=2048, gt=0)
     """A pretraining library whose spectra exceed this many MB is streamed from Zarr chunk by chunk."""
 

@@ -26,7 +26,7 @@ from misomap.spectra.errors import SpectralError
 from misomap.spectra.limesoda import FAMILY_BOUNDS, LIMESODA_SPECTRAL_SETS, Pool, pretraining_pool
 from misomap.spectra.preprocess import axis_range, common_axis, validate_sensor
 from misomap.spectra.readers import LimeSoDaSet, read_limesoda
-from misomap.spectral.prepare import Prepared, prepare, schedule, train_vae_rows
+from misomap.spectral.prepare import Prepared, fit_mir_vae, prepare, schedule, train_vae_rows
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ def run_limesoda(plan: LimeSoDaPlan, sc: SpectralConfig, seed: int) -> tuple[pd.
             d_scans = np.concatenate([d.scans for d in donors])
             d_rows = np.concatenate([d.scan_rows + 1_000_000 * (i + 1) for i, d in enumerate(donors)])
             t0 = time.perf_counter()
-            arch = vaemod.VAEArch(d_scans.shape[1], sc.vae.latent_dim, sc.vae.hidden)
-            base, hist = vaemod.fit_vae(d_scans, d_rows, arch, schedule(sc.vae, len(d_scans), seed))
+            arch = vaemod.VAEArch(d_scans.shape[1], sc.vae.latent_dim, sc.vae.hidden, sc.vae.linear)
+            base, hist = fit_mir_vae(d_scans, d_rows, arch, schedule(sc.vae, len(d_scans), seed))
             pretraining.append({"dataset": name, "family": LIMESODA_SPECTRAL_SETS[name], "donors": len(pool.donors),
                                 "pool_spectra": len(d_scans), "axis": f"{pool.axis.start:g}..{pool.axis.stop:g}",
                                 "channels": pool.axis.size, "seconds": time.perf_counter() - t0,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from misomap.spectral import report as report
 from misomap.spectral.limesoda import mean_ccc_table, plan_limesoda, run_limesoda, verdict_lines
-from misomap.spectral.prepare import Prepared, prepare, schedule, train_vae_rows
+from misomap.spectral.prepare import Prepared, fit_mir_vae, prepare, schedule, train_vae_rows
 from misomap.spectral.store import SpectralRun, ensure_library, save_models, spectral_paths, spectral_section
 from misomap.models.spectral import nir as nirmod
 from misomap.models.spectral import vae as vaemod
@@ -277,16 +277,18 @@ def _pretrain(mir: Prepared, train: np.ndarray, pre: PretrainLibrary | None, pre
     (in memory, or streamed from Zarr when larger than spectral.vae.stream_above_mb)."""
     if pre is None:
         return train_vae_rows(mir, train, sc, seed)
-    arch = vaemod.VAEArch(axis.size, sc.vae.latent_dim, sc.vae.hidden)
+    arch = vaemod.VAEArch(axis.size, sc.vae.latent_dim, sc.vae.hidden, sc.vae.linear)
     if not stream:
         keep = np.isin(mir.scan_rows, train)
         scans = np.concatenate([pre_mir.scans, mir.scans[keep]])
         rows = np.concatenate([pre_mir.scan_rows, mir.scan_rows[keep] + len(pre_mir.ids)])
-        return vaemod.fit_vae(scans, rows, arch, schedule(sc.vae, len(scans), seed))
+        return fit_mir_vae(scans, rows, arch, schedule(sc.vae, len(scans), seed))
     batches, mean, scale, per_epoch = stream_batches(pre, axis, mir, train, sc.vae.batch_size, seed)
     sched = schedule(sc.vae, per_epoch * sc.vae.batch_size, seed)
-    model, history = vaemod.train_vae(vaemod.new_vae(arch, mean, scale), batches, sched, per_epoch,
-                                      desc="MIR VAE (streamed)")
+    model = vaemod.new_vae(arch, mean, scale)
+    if arch.linear:         # PCA start from the in-memory training spectra (the library is streamed)
+        vaemod.init_from_pca(model, mir.means[train])
+    model, history = vaemod.train_vae(model, batches, sched, per_epoch, desc="MIR VAE (streamed)")
     log.info("MIR VAE streamed from %s: %d epochs of %d batches, loss %.4f -> %.4f", pre.url, sched.epochs,
              per_epoch, history[0], history[-1])
     return model, history

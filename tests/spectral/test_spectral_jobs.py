@@ -307,13 +307,18 @@ def test_limesoda_cross_set_pretraining_never_sees_the_test_fold(monkeypatch):
     from misomap.models.spectral import vae
 
     calls = []
-    real = vae.fit_vae
+    real, real_encoder = vae.fit_vae, vae.fit_encoder
 
     def record(scans, rows, arch, schedule, init=None):
         calls.append((scans.copy(), init is not None))
         return real(scans, rows, arch, schedule, init=init)
 
+    def record_encoder(scans, rows, arch, schedule, *args, **kwargs):   # the PCA-start encoder (a fresh model)
+        calls.append((scans.copy(), False))
+        return real_encoder(scans, rows, arch, schedule, *args, **kwargs)
+
     monkeypatch.setattr(vae, "fit_vae", record)
+    monkeypatch.setattr(vae, "fit_encoder", record_encoder)
     sc = SpectralConfig(vae={"epochs": 1, "min_steps": 4, "finetune_steps": 2, "hidden": [16], "latent_dim": 4},
                         regressors=("plsr",), pls_max_components=3, limesoda=("O.32",), limesoda_step=16)
     plan = plan_limesoda(("O.32",), sc)

@@ -196,7 +196,7 @@ def fit_vae(scans: np.ndarray, sample_of_scan: np.ndarray, arch: VAEArch, schedu
     """Train on every scan, each reconstructed towards its sample's mean spectrum.
 
     With `init`, a copy of that pretrained model is fine-tuned (its standardisation kept);
-    otherwise a new model standardised on `scans`. Returns the model (eval mode) and the loss per epoch.
+    otherwise a new model standardised on `scans` (with a linear arch, started at their PCA). Returns the model (eval mode) and the loss per epoch.
     """
     if init is not None:
         model = copy.deepcopy(init)
@@ -204,6 +204,11 @@ def fit_vae(scans: np.ndarray, sample_of_scan: np.ndarray, arch: VAEArch, schedu
             p.requires_grad_(True)
     else:
         model = new_vae(arch, scans.mean(0), scans.std(0))
+        if arch.linear:
+            _, inv = np.unique(sample_of_scan, return_inverse=True)
+            means = np.zeros((inv.max() + 1, scans.shape[1]))
+            np.add.at(means, inv, scans)
+            init_from_pca(model, means / np.bincount(inv)[:, None])
     batches = in_memory_batches(scans, sample_of_scan, schedule.batch_size, schedule.seed)
     model, history = train_vae(model, batches, schedule, -(-len(scans) // schedule.batch_size))
     log.info("MIR VAE: %d scans of %d samples, reconstruction MSE (standardised) %.4f -> %.4f",
