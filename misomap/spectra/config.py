@@ -54,6 +54,9 @@ class VAESpec(StrictModel):
     """Epochs are extended until at least this many optimiser steps (small libraries)."""
     finetune_steps: int = Field(default=300, ge=1)
     """Optimiser steps when a pretrained VAE is fine-tuned on the pool plus a fold's training spectra."""
+    linear: bool = True
+    """PCA-initialised linear encoder/decoder paths plus nonlinear residuals, trained with early stopping
+    on held-out reconstruction (`fit_encoder`); False: the plain MLP VAE for the configured steps."""
     stream_above_mb: float = Field(default=2048, gt=0)
     """A pretraining library whose spectra exceed this many MB is streamed from Zarr chunk by chunk."""
 
@@ -92,8 +95,11 @@ class SpectralConfig(StrictModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     cv_folds: int = Field(default=5, ge=2)
     pls_max_components: int = Field(default=20, ge=1)
-    regressors: tuple[Literal["plsr", "mlp"], ...] = ("plsr", "mlp")
+    regressors: tuple[Literal["plsr", "ridge", "mlp"], ...] = ("plsr", "mlp")
     """Downstream regressors compared on every feature set."""
+    interval_alpha: float = Field(default=0.1, gt=0, lt=1)
+    """Saved regressors carry CV+ prediction intervals of coverage 1 - interval_alpha (cv_folds folds);
+    embed-spectra writes them beside every prediction."""
     skew_threshold: float = 1.0
     """Properties whose skewness on the training rows exceeds this are modelled as log(1+x)."""
     limesoda: tuple[str, ...] = ("H.138", "SSP.460")

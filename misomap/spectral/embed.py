@@ -102,6 +102,10 @@ def open_output(plan: EmbedPlan, meta: dict[str, Any]) -> zarr.Group:
     if plan.predict:
         arr = _create_array(group, "predictions", (n, len(meta["properties"])), rows, np.float32, np.nan)
         arr.attrs["properties"] = meta["properties"]
+        if "prediction_interval" in meta:
+            for bound in ("predictions_lower", "predictions_upper"):
+                arr = _create_array(group, bound, (n, len(meta["properties"])), rows, np.float32, np.nan)
+                arr.attrs.update({"properties": meta["properties"], **meta["prediction_interval"]})
     if plan.convert and plan.sensor == "nir":
         mir = AxisSpec(**meta["mir_axis"])
         arr = _create_array(group, "converted_mir", (n, mir.size), rows, np.float32, np.nan)
@@ -135,6 +139,8 @@ def embed_chunk(chunk: RowChunk, plan: EmbedPlan) -> dict[str, Any]:
     if plan.predict:
         model = regressor_from_bytes(plan.models[regressor_file])
         layers["predictions"] = model.predict(layers["embedding"]).astype(np.float32)
+        if hasattr(model, "predict_interval"):
+            layers["predictions_lower"], layers["predictions_upper"] = model.predict_interval(layers["embedding"])
     values = {"sample_id": spectra.sample_id, **{name: layers[name].astype(np.float32) for name in sorted(layers)}}
     write_region(Target(plan.output, plan.storage), values, slice(start, stop))
     digest = hashlib.sha256(spectra.sample_id.astype(str).tobytes())

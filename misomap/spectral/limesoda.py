@@ -9,21 +9,24 @@ from __future__ import annotations
 import logging
 import resource
 import time
+import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from misomap.spectral.prepare import Prepared, prepare, schedule, train_vae_rows
 from misomap.models.spectral import vae as vaemod
 from misomap.models.spectral.metrics import metrics_table
 from misomap.models.spectral.regressors import PropertyRegressor, composition_columns
+from misomap.models.spectral.select import Candidate, choose_and_predict
 from misomap.spectra.config import SpectralConfig
 from misomap.spectra.errors import SpectralError
 from misomap.spectra.limesoda import FAMILY_BOUNDS, LIMESODA_SPECTRAL_SETS, Pool, pretraining_pool
 from misomap.spectra.preprocess import axis_range, common_axis, validate_sensor
 from misomap.spectra.readers import LimeSoDaSet, read_limesoda
+from misomap.spectral.prepare import Prepared, fit_mir_vae, prepare, schedule, train_vae_rows
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +93,8 @@ def run_limesoda(plan: LimeSoDaPlan, sc: SpectralConfig, seed: int) -> tuple[pd.
             d_scans = np.concatenate([d.scans for d in donors])
             d_rows = np.concatenate([d.scan_rows + 1_000_000 * (i + 1) for i, d in enumerate(donors)])
             t0 = time.perf_counter()
-            arch = vaemod.VAEArch(d_scans.shape[1], sc.vae.latent_dim, sc.vae.hidden)
-            base, hist = vaemod.fit_vae(d_scans, d_rows, arch, schedule(sc.vae, len(d_scans), seed))
+            arch = vaemod.VAEArch(d_scans.shape[1], sc.vae.latent_dim, sc.vae.hidden, sc.vae.linear)
+            base, hist = fit_mir_vae(d_scans, d_rows, arch, schedule(sc.vae, len(d_scans), seed))
             pretraining.append({"dataset": name, "family": LIMESODA_SPECTRAL_SETS[name], "donors": len(pool.donors),
                                 "pool_spectra": len(d_scans), "axis": f"{pool.axis.start:g}..{pool.axis.stop:g}",
                                 "channels": pool.axis.size, "seconds": time.perf_counter() - t0,
@@ -147,3 +150,127 @@ def verdict_lines(metrics: pd.DataFrame) -> list[str]:
             parts.append(f"{col} {row[col]:.3f}")
         lines.append(f"- {name}: " + ", ".join(parts))
     return lines
+
+
+TRACKS: dict[str, Callable[[Candidate], bool]] = {
+    "spectra/plsr": lambda c: c.features == "spectra" and c.regressor == "plsr",
+    "spectra/chosen": lambda c: c.features == "spectra",
+    "embedding/plsr": lambda c: c.features == "embedding" and c.regressor == "plsr",
+    "embedding/chosen": lambda c: c.features in ("embedding", "embedding+spectra"),
+}
+"""What each reported column may choose from. `embedding/chosen` always uses the cross-set
+embeddings (alone or concatenated with the spectra); `spectra/*` never does."""
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """The cross-set encoder and its training, fixed before any set is evaluated."""
+
+    latent_dim: int = 32
+    hidden: tuple[int, ...] = (128, 64)
+    linear: bool = True
+    epochs: int = 300
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    beta: float = 1e-4
+    patience: int = 20
+    holdout: float = 0.15
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """Inner CV and intervals of the regressor choice (training rows only)."""
+
+    inner_folds: int = 4
+    alpha: float = 0.1
+    max_components: int = 20
+    blocks: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("spectra", ("plsr", "ridge")),
+        ("embedding", ("plsr", "ridge", "hgb", "mbl")),
+        ("embedding+spectra", ("plsr", "ridge", "mbl")),
+    )
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """One set: metrics and interval coverage per track and property, the choices made, the encoder's
+    pretraining log (time, memory, reconstruction against PCA), and every out-of-fold prediction."""
+
+    metrics: pd.DataFrame
+    choices: pd.DataFrame
+    pretraining: dict
+    predictions: pd.DataFrame
+
+
+def pretrain_cross(plan: LimeSoDaPlan, name: str, enc: EncoderSettings, seed: int
+                   ) -> tuple[vaemod.SpectralVAE, Prepared, dict]:
+    """The cross-set encoder of `name`: fitted on the other sets of its family only (never on `name`),
+    with time, peak memory and reconstruction against PCA at the same latent size (held-out pool
+    samples, and every spectrum of `name`)."""
+    pool = plan.pools[name]
+    if not pool.donors:
+        raise SpectralError(f"LimeSoDa {name}: no other set of its family covers its range; no cross-set pool")
+    donors = [_on_axis(plan, d, pool) for d in pool.donors]
+    target = _on_axis(plan, name, pool)
+    d_scans = np.concatenate([d.scans for d in donors])
+    d_rows = np.concatenate([d.scan_rows + 1_000_000 * (i + 1) for i, d in enumerate(donors)])
+    d_means = np.concatenate([d.means for d in donors])
+    arch = vaemod.VAEArch(d_scans.shape[1], enc.latent_dim, enc.hidden, enc.linear)
+    sched = vaemod.Schedule(enc.epochs, enc.batch_size, enc.learning_rate, enc.beta, seed)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    fit = vaemod.fit_encoder(d_scans, d_rows, arch, sched, enc.holdout, enc.patience)
+    seconds = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    mean, scale = fit.model.mean.numpy(), fit.model.scale.numpy()
+    log_row = {"dataset": name, "family": LIMESODA_SPECTRAL_SETS[name], "donors": " ".join(pool.donors),
+               "pool_spectra": len(d_scans), "pool_samples": len(d_means),
+               "axis": f"{pool.axis.start:g}..{pool.axis.stop:g}", "channels": pool.axis.size,
+               "latent": enc.latent_dim, "epochs": fit.epochs, "seconds": seconds,
+               "python_peak_mb": peak / 2**20, "process_peak_rss_mb": _peak_rss_mb(),
+               "holdout_mse": fit.holdout_mse, "holdout_pca_mse": fit.holdout_pca_mse,
+               "target_mse": vaemod.reconstruction_mse(fit.model, target.means),
+               "target_pca_mse": vaemod.pca_reconstruction_mse(d_means, target.means, enc.latent_dim, mean, scale)}
+    return fit.model, target, log_row
+
+
+def evaluate_selected(plan: LimeSoDaPlan, name: str, enc: EncoderSettings, sel: SelectionSettings,
+                      skew_threshold: float | None, seed: int) -> SetResult:
+    """`name` on its own folds: cross-set embeddings, then per outer fold and property every track's
+    regressor chosen by inner CV on the fold's training rows, with CV+ intervals; all out of fold."""
+    ds, own = plan.sets[name], plan.own[name]
+    Y, names = ds.properties, ds.property_names
+    model, target, pre = pretrain_cross(plan, name, enc, seed)
+    emb = vaemod.embed(model, target.means).astype(np.float64)
+    spectra = own.means.astype(np.float64)
+    feats = {"spectra": spectra, "embedding": emb, "embedding+spectra": np.hstack([emb, spectra])}
+    blocks = {b: (feats[b], regs) for b, regs in sel.blocks}
+    shape = (len(TRACKS), *Y.shape)
+    pred, lower, upper = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    choices = []
+    for fold in tqdm(np.unique(ds.folds), desc=f"LimeSoDa {name}", unit="fold", leave=False):
+        test, train = np.nonzero(ds.folds == fold)[0], np.nonzero(ds.folds != fold)[0]
+        for j, prop in enumerate(names):
+            picked = choose_and_predict(blocks, emb, Y[:, j], train, test, TRACKS, sel.inner_folds, sel.alpha,
+                                        sel.max_components, skew_threshold, seed)
+            for t, track in enumerate(TRACKS):
+                if track in picked:
+                    c = picked[track]
+                    pred[t, test, j], lower[t, test, j], upper[t, test, j] = c.prediction, c.lower, c.upper
+                    choices.append({"dataset": name, "fold": int(fold), "property": prop, "track": track,
+                                    "chosen": c.candidate.label, "inner_rmse": c.inner_rmse})
+    tables, rows = [], []
+    for t, track in enumerate(TRACKS):
+        m = metrics_table(Y, pred[t], names, dataset=name, family=LIMESODA_SPECTRAL_SETS[name], track=track)
+        inside = (Y >= lower[t]) & (Y <= upper[t])
+        measured = ~np.isnan(Y)
+        m["coverage"] = [float(inside[measured[:, j], j].mean()) for j in range(len(names))]
+        m["interval_width"] = [float(np.mean((upper[t] - lower[t])[measured[:, j], j])) for j in range(len(names))]
+        tables.append(m)
+        for j, prop in enumerate(names):
+            rows.append(pd.DataFrame({"dataset": name, "track": track, "property": prop, "row": np.arange(len(Y)),
+                                      "fold": ds.folds, "observed": Y[:, j], "predicted": pred[t, :, j],
+                                      "lower": lower[t, :, j], "upper": upper[t, :, j]}))
+    return SetResult(pd.concat(tables, ignore_index=True), pd.DataFrame(choices), pre,
+                     pd.concat(rows, ignore_index=True))

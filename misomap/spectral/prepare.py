@@ -43,6 +43,15 @@ def train_vae_rows(prep: Prepared, rows: np.ndarray, sc: SpectralConfig, seed: i
                    ) -> tuple[vaemod.SpectralVAE, list[float]]:
     """The MIR VAE on every scan repeat of the given sample rows."""
     keep = np.isin(prep.scan_rows, rows)
-    arch = vaemod.VAEArch(prep.scans.shape[1], sc.vae.latent_dim, sc.vae.hidden)
-    return vaemod.fit_vae(prep.scans[keep], prep.scan_rows[keep], arch,
-                          schedule(sc.vae, int(keep.sum()), seed))
+    arch = vaemod.VAEArch(prep.scans.shape[1], sc.vae.latent_dim, sc.vae.hidden, sc.vae.linear)
+    return fit_mir_vae(prep.scans[keep], prep.scan_rows[keep], arch, schedule(sc.vae, int(keep.sum()), seed))
+
+
+def fit_mir_vae(scans: np.ndarray, rows: np.ndarray, arch: vaemod.VAEArch, sched: vaemod.Schedule
+                ) -> tuple[vaemod.SpectralVAE, list[float]]:
+    """The configured MIR encoder on in-memory scans: with a linear arch the PCA start and early stopping
+    on held-out reconstruction (`fit_encoder`), otherwise the plain VAE for the scheduled epochs."""
+    if arch.linear:
+        fit = vaemod.fit_encoder(scans, rows, arch, sched)
+        return fit.model, fit.history
+    return vaemod.fit_vae(scans, rows, arch, sched)

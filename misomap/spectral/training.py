@@ -20,13 +20,13 @@ from tqdm import tqdm
 
 from misomap.spectral import report as report
 from misomap.spectral.limesoda import mean_ccc_table, plan_limesoda, run_limesoda, verdict_lines
-from misomap.spectral.prepare import Prepared, prepare, schedule, train_vae_rows
+from misomap.spectral.prepare import Prepared, fit_mir_vae, prepare, schedule, train_vae_rows
 from misomap.spectral.store import SpectralRun, ensure_library, save_models, spectral_paths, spectral_section
 from misomap.models.spectral import nir as nirmod
 from misomap.models.spectral import vae as vaemod
 from misomap.models.spectral.metrics import metrics_table
-from misomap.models.spectral.regressors import (PropertyRegressor, RegressorKind, composition_columns,
-                                                regressor_to_bytes)
+from misomap.models.spectral.regressors import (CVPlusRegressor, PropertyRegressor, RegressorKind,
+                                                composition_columns, regressor_to_bytes)
 from misomap.models.spectral.serialization import module_to_bytes
 from misomap.spectra.config import AxisSpec, SpectralConfig
 from misomap.spectra.errors import LibraryFormatError, SpectralGridError, SpectralValueError
@@ -206,30 +206,42 @@ def train(cfg: SpectralRun) -> TrainResult:
             test_preds[(name, kind)] = pred
     metrics = pd.concat(tables, ignore_index=True)
 
-    chosen, log_columns = {}, []
+    chosen, log_columns, interval_rows = {}, [], []
     for name, file in (("mir_embedding", "mir_regressor.skops"), ("nir_to_mir_embedding", "nir_regressor.skops")):
         if name not in features:
             continue
         cv = metrics[(metrics.features == name) & (metrics.split == "cv")]
         kind = cv.groupby("model")["ccc"].mean().idxmax()
         X, Yf, tr, _ = features[name]
-        model = PropertyRegressor(kind, sc.skew_threshold, sc.pls_max_components, cfg.seed, comp).fit(X[tr], Yf[tr])
+        model = CVPlusRegressor(kind, sc.skew_threshold, sc.pls_max_components, cfg.seed, comp, sc.cv_folds,
+                                sc.interval_alpha).fit(X[tr], Yf[tr])
         files[file] = regressor_to_bytes(model)
         chosen[name] = kind
         log_columns = [sc.properties[j] for j in model.log_columns_]
+        lower, upper = model.predict_interval(X[te])
+        inside = (Yf[te] >= lower) & (Yf[te] <= upper)
+        measured = ~np.isnan(Yf[te])
+        interval_rows.append(pd.DataFrame({
+            "features": name, "model": kind, "property": list(sc.properties), "n": measured.sum(0),
+            "coverage": [float(inside[measured[:, j], j].mean()) if measured[:, j].any() else float("nan")
+                         for j in range(len(sc.properties))],
+            "mean_width": [float(np.mean((upper - lower)[measured[:, j], j])) if measured[:, j].any()
+                           else float("nan") for j in range(len(sc.properties))]}))
 
     meta = {"files": sorted(files), "properties": list(sc.properties), "log_columns": log_columns,
             "mir_axis": mir_axis.model_dump(), "nir_axis": nir_axis.model_dump(),
             "latent_dim": sc.vae.latent_dim, "library": url, "regressors": chosen, "seed": cfg.seed,
             "pretrain_library": sc.pretrain_library, "texture_composition": bool(comp),
-            "test_reconstruction_rmse": recon_rmse, "vae_final_loss": vae_hist[-1]}
+            "test_reconstruction_rmse": recon_rmse, "vae_final_loss": vae_hist[-1],
+            "prediction_interval": {"method": "CV+", "coverage": 1 - sc.interval_alpha, "folds": sc.cv_folds}}
     models_at = save_models(cfg, files, meta)
 
     lime, pretraining = run_limesoda(lime_plan, sc, cfg.seed) if lime_plan is not None else (None, None)
     folder = Path(paths.report)
     folder.mkdir(parents=True, exist_ok=True)
+    intervals = pd.concat(interval_rows, ignore_index=True) if interval_rows else None
     _write_report(folder, sc, metrics, lime, pretraining, Y, test, test_preds, mir, mir_emb, mir_recon,
-                  nir_parts, pair, meta)
+                  nir_parts, pair, meta, intervals)
     return TrainResult(models_at, folder, metrics, lime)
 
 
@@ -265,16 +277,18 @@ def _pretrain(mir: Prepared, train: np.ndarray, pre: PretrainLibrary | None, pre
     (in memory, or streamed from Zarr when larger than spectral.vae.stream_above_mb)."""
     if pre is None:
         return train_vae_rows(mir, train, sc, seed)
-    arch = vaemod.VAEArch(axis.size, sc.vae.latent_dim, sc.vae.hidden)
+    arch = vaemod.VAEArch(axis.size, sc.vae.latent_dim, sc.vae.hidden, sc.vae.linear)
     if not stream:
         keep = np.isin(mir.scan_rows, train)
         scans = np.concatenate([pre_mir.scans, mir.scans[keep]])
         rows = np.concatenate([pre_mir.scan_rows, mir.scan_rows[keep] + len(pre_mir.ids)])
-        return vaemod.fit_vae(scans, rows, arch, schedule(sc.vae, len(scans), seed))
+        return fit_mir_vae(scans, rows, arch, schedule(sc.vae, len(scans), seed))
     batches, mean, scale, per_epoch = stream_batches(pre, axis, mir, train, sc.vae.batch_size, seed)
     sched = schedule(sc.vae, per_epoch * sc.vae.batch_size, seed)
-    model, history = vaemod.train_vae(vaemod.new_vae(arch, mean, scale), batches, sched, per_epoch,
-                                      desc="MIR VAE (streamed)")
+    model = vaemod.new_vae(arch, mean, scale)
+    if arch.linear:         # PCA start from the in-memory training spectra (the library is streamed)
+        vaemod.init_from_pca(model, mir.means[train])
+    model, history = vaemod.train_vae(model, batches, sched, per_epoch, desc="MIR VAE (streamed)")
     log.info("MIR VAE streamed from %s: %d epochs of %d batches, loss %.4f -> %.4f", pre.url, sched.epochs,
              per_epoch, history[0], history[-1])
     return model, history
@@ -282,7 +296,8 @@ def _pretrain(mir: Prepared, train: np.ndarray, pre: PretrainLibrary | None, pre
 
 def _write_report(folder: Path, sc: SpectralConfig, metrics: pd.DataFrame, lime: pd.DataFrame | None,
                   pretraining: pd.DataFrame | None, Y: np.ndarray, test: np.ndarray, test_preds: dict, mir: Prepared, mir_emb: np.ndarray,
-                  mir_recon: np.ndarray, nir_parts: NIRParts | None, pair: np.ndarray | None, meta: dict) -> None:
+                  mir_recon: np.ndarray, nir_parts: NIRParts | None, pair: np.ndarray | None, meta: dict,
+                  intervals: pd.DataFrame | None = None) -> None:
     """Tables (CSV + Markdown) and the quicklook plots."""
     metrics.to_csv(folder / "metrics.csv", index=False)
     axis = axis_values(AxisSpec(**meta["mir_axis"]))
@@ -319,6 +334,10 @@ def _write_report(folder: Path, sc: SpectralConfig, metrics: pd.DataFrame, lime:
         ("Independent test set, per property", metrics[metrics.split == "test"].drop(columns="split")),
         ("Cross-validation on the training set, per property", metrics[metrics.split == "cv"].drop(columns="split")),
     ]
+    if intervals is not None:
+        intervals.to_csv(folder / "intervals.csv", index=False)
+        sections.append((f"Saved regressors: {1 - sc.interval_alpha:.0%} CV+ intervals on the independent test set "
+                         "(coverage and mean width per property; embed-spectra writes these bounds)", intervals))
     if lime is not None:
         lime.to_csv(folder / "limesoda_metrics.csv", index=False)
         report.plot_metric_bars(lime, "ccc", "dataset", folder / "limesoda_ccc.png")

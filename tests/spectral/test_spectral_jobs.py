@@ -130,6 +130,10 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     out = zarr.open_group(str(tmp_path / "emb.zarr"), mode="r")
     assert out["embedding"].shape == (120, 8) and out["predictions"].shape == (120, len(PROPS))
     assert out["predictions"].attrs["properties"] == list(PROPS)
+    lower, pred, upper = out["predictions_lower"][:], out["predictions"][:], out["predictions_upper"][:]
+    assert out["predictions_lower"].attrs["method"] == "CV+" and out["predictions_upper"].attrs["coverage"] == 0.9
+    assert np.isfinite(lower).all() and np.isfinite(upper).all() and (lower <= upper).all()
+    assert np.mean((lower <= pred) & (pred <= upper)) > 0.9   # CV+ bounds come from the fold models, not the full one
     # the worker's output equals running the same chunk function here
     models, meta = load_models(spectral_run(cfg))
     plan = make_plan(spectral_run(_with(cfg, embeddings=str(tmp_path / "again.zarr"))), models, meta)
@@ -137,6 +141,7 @@ def test_embed_cli_local_cluster_matches_in_process_model_and_rerun_is_a_noop(tr
     embed_chunk(plan.chunks()[3], plan)
     again = zarr.open_group(str(tmp_path / "again.zarr"), mode="r")
     np.testing.assert_array_equal(again["embedding"][48:64], out["embedding"][48:64])
+    np.testing.assert_array_equal(again["predictions_upper"][48:64], out["predictions_upper"][48:64])
     assert np.isfinite(out["embedding"][:]).all()
     before = _outputs(str(tmp_path / "emb.zarr"))
     summary = embed_spectra(cfg)
@@ -302,13 +307,18 @@ def test_limesoda_cross_set_pretraining_never_sees_the_test_fold(monkeypatch):
     from misomap.models.spectral import vae
 
     calls = []
-    real = vae.fit_vae
+    real, real_encoder = vae.fit_vae, vae.fit_encoder
 
     def record(scans, rows, arch, schedule, init=None):
         calls.append((scans.copy(), init is not None))
         return real(scans, rows, arch, schedule, init=init)
 
+    def record_encoder(scans, rows, arch, schedule, *args, **kwargs):   # the PCA-start encoder (a fresh model)
+        calls.append((scans.copy(), False))
+        return real_encoder(scans, rows, arch, schedule, *args, **kwargs)
+
     monkeypatch.setattr(vae, "fit_vae", record)
+    monkeypatch.setattr(vae, "fit_encoder", record_encoder)
     sc = SpectralConfig(vae={"epochs": 1, "min_steps": 4, "finetune_steps": 2, "hidden": [16], "latent_dim": 4},
                         regressors=("plsr",), pls_max_components=3, limesoda=("O.32",), limesoda_step=16)
     plan = plan_limesoda(("O.32",), sc)

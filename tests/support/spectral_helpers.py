@@ -31,3 +31,19 @@ def small_config(workdir: Path, **spectral: Any) -> RunConfig:
     }
     section.update(spectral)
     return config_from_dict({"workdir": str(workdir), "spectral": section})
+
+
+def low_rank_spectra(n: int, channels: int = 120, rank: int = 4, repeats: int = 2, noise: float = 0.01,
+                     seed: int = 0):
+    """(scans, sample of each scan, observed sample means): smooth spectra of rank `rank` (the same
+    absorption bands for every seed; the seed draws the samples) plus scan noise (fast tests)."""
+    import numpy as np
+
+    grid = np.linspace(0, 1, channels)
+    bands = np.stack([np.exp(-((grid - c) ** 2) / 0.004) for c in np.random.default_rng(1234).uniform(0.1, 0.9, rank)])
+    rng = np.random.default_rng(seed)
+    clean = rng.normal(size=(n, rank)) @ bands + grid
+    rows = np.repeat(np.arange(n), repeats)
+    scans = clean[rows] + noise * rng.normal(size=(len(rows), channels))
+    means = scans.reshape(n, repeats, channels).mean(1)
+    return scans.astype(np.float32), rows, means.astype(np.float32)

@@ -9,7 +9,7 @@ import torch
 from misomap.spectral.training import prepare
 from misomap.models.spectral import metrics as m
 from misomap.models.spectral.nir import NIRArch, fit_nir_encoder, nir_from_arch, nir_to_mir
-from misomap.models.spectral.regressors import (TRUSTED_TYPES, PropertyRegressor, ilr, ilr_inverse,
+from misomap.models.spectral.regressors import (TRUSTED_TYPES, CVPlusRegressor, PropertyRegressor, ilr, ilr_inverse,
                                                 regressor_from_bytes, regressor_to_bytes)
 from misomap.models.spectral.serialization import load_state, module_to_bytes, read_metadata
 from misomap.models.spectral.vae import Schedule, VAEArch, embed, fit_vae, reconstruct, vae_from_arch
@@ -121,8 +121,10 @@ def test_regressor_allow_list_is_exact_and_refuses_anything_else():  # tiny fits
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(40, 6)), rng.uniform(1, 5, size=(40, 2))
     needed = set()
-    for kind in ("plsr", "mlp"):
+    for kind in ("plsr", "ridge", "mlp"):
         needed |= set(sio.get_untrusted_types(data=regressor_to_bytes(PropertyRegressor(kind, max_components=4).fit(X, Y))))
+        needed |= set(sio.get_untrusted_types(data=regressor_to_bytes(
+            CVPlusRegressor(kind, max_components=4, folds=2).fit(X, Y))))
     assert needed == set(TRUSTED_TYPES), "the allow-list holds exactly what misomap regressors need"
     model = PropertyRegressor("plsr", max_components=4).fit(X, Y)
     model.extra_ = Foreign()
