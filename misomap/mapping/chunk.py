@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from misomap.core.config_base import StorageConfig
+from misomap.core.inputs import input_codes
 from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, Grid
 from misomap.cube.reader import cube_grid, open_cube_cached, read_window
@@ -49,6 +50,16 @@ def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[flo
     return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
 
 
+def inputs_at(window: np.ndarray, wx: np.ndarray, wy: np.ndarray, qx: np.ndarray, qy: np.ndarray,
+              bands: tuple[str, ...] | list[str]) -> np.ndarray:
+    """`inputs_used` codes (len(qy), len(qx)) of the output pixels: the input groups with data in the
+    cube pixel under each pixel centre (window (band, y, x) with pixel centres wx, wy)."""
+    res = float(wx[1] - wx[0]) if len(wx) > 1 else float(wy[0] - wy[1])
+    cols = np.clip(np.floor((np.asarray(qx) - (wx[0] - res / 2)) / res).astype(int), 0, len(wx) - 1)
+    rows = np.clip(np.floor(((wy[0] + res / 2) - np.asarray(qy)) / res).astype(int), 0, len(wy) - 1)
+    return input_codes(window[:, rows][:, :, cols], bands)
+
+
 @dataclass(frozen=True)
 class MapSpec:
     """What every map chunk task needs: the map section and the storage section."""
@@ -67,7 +78,8 @@ def predict_chunk(region: ChunkWindow, spec: MapSpec) -> dict[str, Any]:
     cube = open_cube_cached(cfg.cube, storage)
     window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
     probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
-    layers = encode_layers(probs)
+    layers = encode_layers(probs, inputs_at(window.values, window.x, window.y, sub.x_coords(),
+                                            sub.y_coords(), predictor.bands))
     write_chunk(Target(zarr_url(cfg), storage), region, layers)
     valid = int(np.isfinite(probs.permafrost).sum())
     return {"key": region.key, "valid_pixels": valid, "layers": list(layers),

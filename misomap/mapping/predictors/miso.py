@@ -18,6 +18,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from misomap.core.classes import SOIL_ORDERS
+from misomap.core.inputs import predictable
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import MapProbabilities
 from misomap.mapping.predictors.api import PredictorError
@@ -46,10 +47,7 @@ class MisoMapPredictor:
 
     def __init__(self, model: MisoModel, device: torch.device, batch_points: int | None = None) -> None:
         self.dense = DenseMiso(model, device, batch_points)
-        cfg = model.cfg
-        img_bands = tuple(cfg.imagery.bands)
-        cov_bands = tuple(cfg.covariates.bands) if cfg.covariates is not None else ()
-        self.bands = img_bands + cov_bands
+        self.bands = self.dense.bands
         g = self.dense.grid
         self.align_px = g.core
         self.halo_px = g.core + g.margin
@@ -75,7 +73,7 @@ class MisoMapPredictor:
         h, w = len(qy), len(qx)
         cols = np.clip(np.floor(col).astype(int), 0, window.shape[2] - 1)
         rows = np.clip(np.floor(row).astype(int), 0, window.shape[1] - 1)
-        valid = np.isfinite(window[:, rows, cols]).all(axis=0)
+        valid = predictable(window[:, rows, cols], self.bands)
         pf[~valid] = np.nan
         so[:, ~valid] = np.nan
         return MapProbabilities(pf.reshape(h, w), so.reshape(len(SOIL_ORDERS), h, w))

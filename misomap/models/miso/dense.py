@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from misomap.core.classes import SOIL_ORDERS
+from misomap.core.inputs import predictable
 from misomap.cube.grid import Grid
 from misomap.models.miso.heads import entropy, probabilities
 from misomap.models.miso.liif import LiifQuery, _neighbours
@@ -144,6 +145,9 @@ class DenseMiso:
         self.device = device
         self.grid = TileGrid.for_model(model)
         self.n_img = len(model.cfg.imagery.bands)
+        cov = model.cfg.covariates
+        self.bands = tuple(model.cfg.imagery.bands) + (tuple(cov.bands) if cov is not None else ())
+        """The bands of a tile, in order: imagery, then covariates."""
         self.point_batch = point_batch or auto_point_batch(model, device)
         # tiles per encoder batch: 64 of 32 px on the CPU, 2048 on a GPU, fewer for larger tiles
         self.tile_batch = tile_batch or max(1, int((2048 if device.type == "cuda" else 64)
@@ -268,8 +272,8 @@ def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray
     probs = {k: torch.from_numpy(v) for k, v in dense.predict(tiles, inverse, pix, xy).items()}
     result = {k: v.numpy() for k, v in probs.items()}
     result.update({f"{k}_entropy": e.numpy() for k, e in entropy(probs).items()})
-    # the point's own pixel, inside its tile: every band has data there, as the map requires
-    # (outside the grid the tile holds NaN: invalid)
+    # the point's own pixel, inside its tile: every required band has data there, as the map
+    # requires (misomap.core.inputs; outside the grid the tile holds NaN: invalid)
     in_r, in_c = np.floor(pix[:, 1]).astype(int), np.floor(pix[:, 0]).astype(int)
-    result["valid"] = np.isfinite(tiles[inverse, :, in_r, in_c]).all(axis=1)
+    result["valid"] = predictable(tiles[inverse, :, in_r, in_c].T, dense.bands)
     return result
