@@ -16,7 +16,7 @@ from misomap.core.config_base import StorageConfig
 from misomap.core.inputs import input_codes
 from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, Grid
-from misomap.cube.reader import cube_grid, open_cube_cached, read_window
+from misomap.cube.reader import Window, cube_grid, open_cube_cached, read_window
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import encode_layers
 from misomap.mapping.predictors.api import MapPredictor, get_predictor
@@ -68,15 +68,21 @@ class MapSpec:
     storage: StorageConfig
 
 
+def chunk_inputs(region: ChunkWindow, cfg: MapConfig, storage: StorageConfig
+                 ) -> tuple[MapPredictor, Grid, Window]:
+    """What a chunk task of any per-pixel product (map, embeddings) works from: the worker's
+    predictor, the chunk's output grid and its cube window with the predictor's halo."""
+    predictor = get_predictor(cfg, storage)
+    sub = output_grid(cfg, storage).window(region.row0, region.col0, region.height, region.width)
+    cube = open_cube_cached(cfg.cube, storage)
+    return predictor, sub, read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+
+
 def predict_chunk(region: ChunkWindow, spec: MapSpec) -> dict[str, Any]:
     """Predict one output chunk and write it; a pure function of (region, spec). Returns the chunk's
     completion record: what it wrote and its checksum."""
     cfg, storage = spec.map, spec.storage
-    predictor = get_predictor(cfg, storage)
-    grid = output_grid(cfg, storage)
-    sub = grid.window(region.row0, region.col0, region.height, region.width)
-    cube = open_cube_cached(cfg.cube, storage)
-    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+    predictor, sub, window = chunk_inputs(region, cfg, storage)
     probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
     layers = encode_layers(probs, inputs_at(window.values, window.x, window.y, sub.x_coords(),
                                             sub.y_coords(), predictor.bands))

@@ -194,6 +194,11 @@ class DenseMiso:
     def _query_batch(self, img: _Encoded, cov: _Encoded | None, pixels: Tensor | None, size: Tensor,
                      tile: Tensor, pix: Tensor, xy: Tensor) -> dict[str, Tensor]:
         """`MisoModel.query` for flat queries: tile (N,), pix (N, 2) in tile pixels, xy (N, 2) metres."""
+        return self.model.heads(self._embed_batch(img, cov, pixels, size, tile, pix, xy))
+
+    def _embed_batch(self, img: _Encoded, cov: _Encoded | None, pixels: Tensor | None, size: Tensor,
+                     tile: Tensor, pix: Tensor, xy: Tensor) -> Tensor:
+        """What the heads read at flat queries (N, feature_dim): the fused embedding."""
         m = self.model
         coords = pix.float() / size * 2 - 1
         visual = _liif(m.img_query, img, tile, coords)
@@ -205,7 +210,7 @@ class DenseMiso:
             row = pix[:, 1].floor().long().clamp(0, h - 1)
             values = pixels.permute(0, 2, 3, 1)[tile, row, col]
             visual = m.pixel_fuse(torch.cat([visual, m.pixel(values)], dim=-1))
-        return m.heads(m.head_input(visual, m.location(xy) if m.location_in_heads else None))
+        return m.head_input(visual, m.location(xy) if m.location_in_heads else None)
 
     @torch.no_grad()
     def predict(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray
@@ -229,6 +234,27 @@ class DenseMiso:
                 for k, v in probabilities(logits).items():
                     out.setdefault(k, []).append(v.float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
+
+
+    @torch.no_grad()
+    def embed(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        """The heads' input at N points (N, feature_dim) float32: the fused visual embedding (plus
+        the location embedding for a `location.role: input` model), arguments as `predict`. The
+        heads are linear on it, so a model trained on these embeddings can reproduce the map."""
+        dim = self.model.cfg.feature_dim
+        if not len(tile):
+            return np.zeros((0, dim), np.float32)
+        out = []
+        with self.autocast():
+            img, cov, pixels, height, width = self._encode(tiles)
+            size = torch.tensor([width, height], device=self.device, dtype=torch.float32)
+            for s in range(0, len(tile), self.point_batch):
+                sl = slice(s, s + self.point_batch)
+                z = self._embed_batch(img, cov, pixels, size, self._to_device(tile[sl]),
+                                      self._to_device(pix[sl].astype(np.float32)),
+                                      self._to_device(xy[sl].astype(np.float64)))
+                out.append(z.float().cpu().numpy())
+        return np.concatenate(out)
 
 
 def auto_point_batch(model: MisoModel, device: torch.device) -> int:
