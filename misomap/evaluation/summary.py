@@ -99,6 +99,22 @@ def map_figures(maps: dict[str, str], world: str) -> dict[str, dict[str, float]]
     return out
 
 
+FILL_COLUMNS = ("nodata %", "filled %", "PF acc filled", "PF acc rest", "SO acc filled", "SO acc rest")
+"""`map_figures` columns about holes and filled pixels (shown apart by `fill_table`)."""
+
+
+def split_fill(scores: dict[str, dict[str, float]]) -> tuple[dict[str, dict[str, float]], str]:
+    """`map_figures` output split into the map columns (for `format_table`) and a table of the
+    nodata share, the filled share and accuracy on filled pixels vs the rest, one row per model."""
+    main = {m: {k: v for k, v in d.items() if k not in FILL_COLUMNS} for m, d in scores.items()}
+    cols = [c for c in FILL_COLUMNS if any(c in d for d in scores.values())]
+    lines = ["model".ljust(8) + "".join(c.rjust(len(c) + 3) for c in cols)]
+    for m, d in scores.items():
+        lines.append(m.ljust(8) + "".join((f"{d[c]:.3f}" if c in d and d[c] == d[c] else "—").rjust(len(c) + 3)
+                                          for c in cols))
+    return main, "\n".join(lines) if cols else ""
+
+
 def filled_figures(df: pd.DataFrame) -> dict[str, float]:
     """From a `map_vs_truth` table: the share of mapped land pixels that were filled (predicted without
     some input) and PF / SO accuracy on filled pixels and on the rest."""

@@ -19,10 +19,19 @@ from misomap.core.errors import ConfigError, MisomapError
 from misomap.core.storage import Target
 from misomap.cube.grid import plan_chunks
 from misomap.cube.store import require_complete
-from misomap.mapping.config import MapConfig
-from misomap.mapping.embeddings import (EmbeddingStoreError, EmbedSpec, embed_chunk, ensure_template, identity,
-                                        mark_embeddings_complete, progress_url, store_url, write_embedding_stac)
 from misomap.mapping.chunk import output_grid
+from misomap.mapping.config import MapConfig
+from misomap.mapping.embeddings import (
+    EmbeddingStoreError,
+    EmbedSpec,
+    embed_chunk,
+    ensure_template,
+    identity,
+    mark_embeddings_complete,
+    progress_url,
+    store_url,
+    write_embedding_stac,
+)
 from misomap.mapping.predictors.api import get_predictor, model_digest
 from misomap.runtime.records import CompletionRecords, run_lock
 from misomap.runtime.runner import Executor, run_plan
