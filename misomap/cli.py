@@ -187,6 +187,21 @@ def predict(
                f"({summary.pixels_per_second:.0f} px/s)")
 
 
+@app.command()
+def embed(
+    config: ConfigOpt = None,
+    model_path: Annotated[Optional[str], typer.Option(help="MISO checkpoint (default: map.model_path).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Output folder (default: <workdir>/embeddings/miso).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Discard existing embeddings from another input.")] = False,
+) -> None:
+    """Per-pixel MISO embeddings (its heads' input) as a Zarr cube on the cube's grid; resumable."""
+    from misomap.jobs.embed import run_embed
+
+    s = run_embed(_config(config), model_path, out, overwrite)
+    typer.echo(f"embeddings: {s.output}  chunks run {s.chunks_run}/{s.chunks_total}  pixels {s.pixels}  "
+               f"time {s.seconds:.1f} s ({s.pixels_per_second:.0f} px/s)  {s.bytes_per_pixel:.1f} bytes/px")
+
+
 @app.command("train-rf")
 def train_rf(
     config: ConfigOpt = None,

@@ -32,6 +32,9 @@ TASKS = {"permafrost": ("permafrost_class", ("absent", "present")),
          "soil_order": ("soil_order_class", SOIL_ORDERS)}
 """Target → (map layer, class names by code) for the truth rasters' codes."""
 DISTANCE_QUANTILES = (1 / 3, 2 / 3)
+INPUT_GROUPS = ("all inputs", "filled")
+"""Groups of `by = inputs`: pixels with every input the model reads, and pixels predicted without
+some (misomap.core.inputs: no clear optical observation)."""
 
 
 class MapTruthError(MisomapError):
@@ -59,6 +62,14 @@ def _score(truth: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> dic
     return out | {f"recall_{c}": (float(rec[i]) if i in present else np.nan) for i, c in enumerate(classes)}
 
 
+def filled_pixels(codes: np.ndarray) -> np.ndarray:
+    """True where a mapped pixel's `inputs_used` code lacks a group present elsewhere in the map
+    (the groups the model reads are the union of the codes it wrote)."""
+    codes = np.asarray(codes, np.uint8)
+    full = np.bitwise_or.reduce(codes) if codes.size else np.uint8(0)
+    return codes != full
+
+
 def distance_bins(distance_m: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Terciles of the distance to the nearest pedon (rounded to 10 m): near, middle, far."""
     edges = np.round(np.quantile(distance_m, DISTANCE_QUANTILES), -1)
@@ -69,7 +80,8 @@ def distance_bins(distance_m: np.ndarray) -> tuple[np.ndarray, list[str]]:
 def map_vs_truth(map_url: str, world: str | Path, storage: StorageConfig | None = None) -> pd.DataFrame:
     """Score the map at `map_url` (a misomap map.zarr) against the truth rasters of the demo world
     folder `world`. One row per (target, by, group): `by` is `all`, `region`, `zone` or `distance`
-    (distance to the nearest labelled pedon, in terciles), with n (land pixels the map covers),
+    (distance to the nearest labelled pedon, in terciles) or `inputs` (pixels with every input vs
+    filled pixels, predicted without some: INPUT_GROUPS), with n (land pixels the map covers),
     accuracy, recall_macro, f1_macro and recall_<class>. Pixels where the map has no value are
     left out and counted in `coverage` (share of land pixels mapped)."""
     storage = storage or StorageConfig()
@@ -105,6 +117,9 @@ def map_vs_truth(map_url: str, world: str | Path, storage: StorageConfig | None 
         dbin, dnames = distance_bins(dist)
         groups = {"region": (region.ravel()[mapped], region_names), "zone": (zone.ravel()[mapped], zone_names),
                   "distance": (dbin, dnames)}
+        if "inputs_used" in ds:
+            groups["inputs"] = (filled_pixels(ds["inputs_used"].values.ravel()[mapped]).astype(int),
+                                INPUT_GROUPS)
         out.append({"target": target, "by": "all", "group": "all", "coverage": mapped.sum() / max(land.sum(), 1),
                     **_score(t, p, classes)})
         for by, (codes, names) in groups.items():

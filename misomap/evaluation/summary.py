@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from misomap.core.config_base import StorageConfig
@@ -92,5 +93,38 @@ def map_figures(maps: dict[str, str], world: str) -> dict[str, dict[str, float]]
         overall = df[df["by"] == "all"].set_index("target")
         out[model] = {"map PF acc": float(overall.loc["permafrost", "accuracy"]),
                       "map SO acc": float(overall.loc["soil_order", "accuracy"]),
-                      "map SO F1": float(overall.loc["soil_order", "f1_macro"])}
+                      "map SO F1": float(overall.loc["soil_order", "f1_macro"]),
+                      "nodata %": 100 * (1 - float(overall.loc["permafrost", "coverage"]))}
+        out[model] |= filled_figures(df)
+    return out
+
+
+FILL_COLUMNS = ("nodata %", "filled %", "PF acc filled", "PF acc rest", "SO acc filled", "SO acc rest")
+"""`map_figures` columns about holes and filled pixels (shown apart by `fill_table`)."""
+
+
+def split_fill(scores: dict[str, dict[str, float]]) -> tuple[dict[str, dict[str, float]], str]:
+    """`map_figures` output split into the map columns (for `format_table`) and a table of the
+    nodata share, the filled share and accuracy on filled pixels vs the rest, one row per model."""
+    main = {m: {k: v for k, v in d.items() if k not in FILL_COLUMNS} for m, d in scores.items()}
+    cols = [c for c in FILL_COLUMNS if any(c in d for d in scores.values())]
+    lines = ["model".ljust(8) + "".join(c.rjust(len(c) + 3) for c in cols)]
+    for m, d in scores.items():
+        lines.append(m.ljust(8) + "".join((f"{d[c]:.3f}" if c in d and d[c] == d[c] else "—").rjust(len(c) + 3)
+                                          for c in cols))
+    return main, "\n".join(lines) if cols else ""
+
+
+def filled_figures(df: pd.DataFrame) -> dict[str, float]:
+    """From a `map_vs_truth` table: the share of mapped land pixels that were filled (predicted without
+    some input) and PF / SO accuracy on filled pixels and on the rest."""
+    by = df[df["by"] == "inputs"].set_index(["target", "group"])
+    if by.empty:
+        return {}
+    n = by.loc["permafrost", "n"]
+    out = {"filled %": 100 * float(n.get("filled", 0.0) / n.sum())}
+    for target, short in (("permafrost", "PF"), ("soil_order", "SO")):
+        acc = by.loc[target, "accuracy"]
+        out[f"{short} acc filled"] = float(acc.get("filled", np.nan))
+        out[f"{short} acc rest"] = float(acc.get("all inputs", np.nan))
     return out

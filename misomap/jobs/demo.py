@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from misomap.config import RunConfig, config_from_dict
-from misomap.evaluation.summary import ModelFigures, cv_figures, format_table, map_figures
+from misomap.evaluation.summary import ModelFigures, cv_figures, format_table, map_figures, split_fill
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,16 @@ class DemoResult:
         """The demo's last screen: the figures that matter, where to look, and the time it took."""
         total = sum(self.seconds.values())
         folds = self.figures[0].folds if self.figures else 0
+        main, fill = split_fill(self.map_scores)
         lines = ["", f"misomap demo finished in {int(total // 60)} min {total % 60:.0f} s.", "",
                  f"Held-out figures on the spatial scheme {self.scheme} ({folds} test folds, the same "
                  "pedons for every model; PF = permafrost present, SO = soil order), and each map "
                  "against the demo world's truth rasters (all land):", "",
-                 format_table(self.figures, self.map_scores), "", "Where to look:"]
+                 format_table(self.figures, main), ""]
+        if fill:
+            lines += [("Land pixels without a map value (nodata %), pixels predicted without optical inputs "
+                       "(filled %, the inputs_used layer) and map accuracy on them and on the rest:"), "", fill, ""]
+        lines += ["Where to look:"]
         lines += [f"  {name:<14} {where}" for name, where in self.outputs.items()]
         lines += ["", "Stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())]
         return "\n".join(lines)

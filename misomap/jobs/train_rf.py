@@ -24,7 +24,7 @@ from misomap.evaluation.scores import model_dir
 from misomap.jobs.evaluate import run_evaluation
 from misomap.labels.pedons import TARGETS, write_parquet
 from misomap.labels.training_table import build_training_table, feature_bands, read_training
-from misomap.models.rf import dumps_model, fit_rf, select_features
+from misomap.models.rf import RFModel, dumps_model, fallback_features, fit_rf, select_features, with_fallback
 from misomap.training.rf_cv import cross_validate, forest_weights, target_rows
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,17 @@ class RFOutputs:
     report: str
 
 
+def _final(rows: pd.DataFrame, features: list[str], target: str, offsets: list[dict[str, float]],
+           config: RunConfig) -> RFModel:
+    """The forest fitted on every row; under `threshold`, per class the median of the folds' offsets."""
+    model = fit_rf(rows[features].to_numpy(), rows["label"].to_numpy(), features, target,
+                   config.rf, config.seed, forest_weights(config.evaluation))
+    if any(any(o.values()) for o in offsets):
+        model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
+                                             for c in model.classes))
+    return model
+
+
 def train_rf(config: RunConfig) -> RFOutputs:
     """The whole RF baseline of a run: table, folds (rebuilt; the same seed gives the same
     folds), CV predictions, final models (every labelled pedon; under `threshold`, the median of
@@ -49,19 +60,21 @@ def train_rf(config: RunConfig) -> RFOutputs:
     table, folds = read_training(config.workdir, config.storage)
     mdir = model_dir(config.workdir, MODEL)
     features = select_features(feature_bands(table), config.rf)
+    fallback = fallback_features(features)
+    if fallback:
+        log.info("fallback forest on %s where an optional input has no data", fallback)
     preds, models = [], {}
     for target in TARGETS:
-        rows = target_rows(table, target, features)
+        rows = target_rows(table, target, fallback or features)
         log.info("%s: %d pedons, %d features, class weighting %s, class balance %g", target, len(rows),
                  len(features), config.evaluation.class_weighting, config.evaluation.class_balance)
-        frame, offsets = cross_validate(rows, folds, target, features, config.evaluation, config.rf,
-                                        config.seed)
+        frame, offsets, fb_offsets = cross_validate(rows, folds, target, features, config.evaluation,
+                                                    config.rf, config.seed, fallback or None)
         preds.append(frame)
-        model = fit_rf(rows[features].to_numpy(), rows["label"].to_numpy(), features, target,
-                       config.rf, config.seed, forest_weights(config.evaluation))
-        if any(any(o.values()) for o in offsets):  # per class, the median over every CV fold
-            model = replace(model, offsets=tuple(float(np.median([o.get(c, 0.0) for o in offsets]))
-                                                 for c in model.classes))
+        full = np.isfinite(rows[features].to_numpy(np.float64)).all(axis=1)
+        model = _final(rows[full], features, target, offsets, config)
+        if fallback:
+            model = with_fallback(model, _final(rows, fallback, target, fb_offsets, config))
         models[target] = f"{mdir}/{target}.skops"
         Target(models[target], config.storage).write_bytes(dumps_model(model))
     preds_loc = f"{mdir}/predictions.parquet"

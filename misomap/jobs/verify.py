@@ -50,8 +50,12 @@ def verify(path: str, storage: StorageConfig | None = None) -> VerifyReport:
     path = path.rstrip("/")
     if path.endswith("/map.zarr"):
         path = path[: -len("/map.zarr")]
+    if path.endswith("/embeddings.zarr"):
+        path = path[: -len("/embeddings.zarr")]
     if (group := _open(f"{path}/map.zarr", storage)) is not None:
         return _verify_map(path, group, storage)
+    if (group := _open(f"{path}/embeddings.zarr", storage)) is not None:
+        return _verify_map(path, group, storage, "embedding", "embeddings", "embedding cube")
     group = _open(path, storage)
     if group is None:
         raise VerifyError(f"{path} is not a Zarr store (cube, map or embeddings): nothing to verify")
@@ -96,14 +100,17 @@ def _verify_cube(path: str, group: zarr.Group, attrs: dict[str, Any], storage: S
     return report
 
 
-def _verify_map(path: str, group: zarr.Group, storage: StorageConfig) -> VerifyReport:
-    first = group["permafrost_probability"]
-    h, w = first.shape
+def _verify_map(path: str, group: zarr.Group, storage: StorageConfig, first_array: str = "permafrost_probability",
+                progress_name: str = "map", kind: str = "map") -> VerifyReport:
+    """A map, or another product written by the map's chunk engine (the embedding cube): every chunk
+    against its completion record (the named arrays' values hashed in order)."""
+    first = group[first_array]
+    h, w = first.shape[-2:]
     chunk = first.chunks[-1]
     regions = plan_chunks(Grid("EPSG:3338", 1.0, 0.0, 0.0, float(w), float(h)), chunk)
-    progress = CompletionRecords(Target(f"{path}/_progress/map", storage))
+    progress = CompletionRecords(Target(f"{path}/_progress/{progress_name}", storage))
     attrs = dict(group.attrs)
-    report = VerifyReport(path, "map", len(regions), COMPLETE_ATTR in attrs)
+    report = VerifyReport(path, kind, len(regions), COMPLETE_ATTR in attrs)
     for r in regions:
         rec = progress.record(r.key)
         if rec is None:
@@ -123,7 +130,7 @@ def _verify_map(path: str, group: zarr.Group, storage: StorageConfig) -> VerifyR
         if ok and rec.get("layers") and h_.hexdigest() != rec["sha256"]:
             report.problems.append(f"corrupt chunk {r.key}: checksum differs from its completion record")
     if report.complete_mark and not report.problems and attrs[COMPLETE_ATTR] != progress.digest():
-        report.problems.append("completion records changed since the map was marked complete")
+        report.problems.append(f"completion records changed since the {kind} was marked complete")
     return report
 
 

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from misomap.core.config_base import StorageConfig
+from misomap.core.inputs import input_codes
 from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, Grid
-from misomap.cube.reader import cube_grid, open_cube_cached, read_window
+from misomap.cube.reader import Window, cube_grid, open_cube_cached, read_window
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import encode_layers
 from misomap.mapping.predictors.api import MapPredictor, get_predictor
@@ -49,6 +50,16 @@ def context_bounds(cgrid: Grid, sub: Grid, predictor: MapPredictor) -> tuple[flo
     return (cgrid.xmin + col0 * r, cgrid.ymax - row1 * r, cgrid.xmin + col1 * r, cgrid.ymax - row0 * r)
 
 
+def inputs_at(window: np.ndarray, wx: np.ndarray, wy: np.ndarray, qx: np.ndarray, qy: np.ndarray,
+              bands: tuple[str, ...] | list[str]) -> np.ndarray:
+    """`inputs_used` codes (len(qy), len(qx)) of the output pixels: the input groups with data in the
+    cube pixel under each pixel centre (window (band, y, x) with pixel centres wx, wy)."""
+    res = float(wx[1] - wx[0]) if len(wx) > 1 else float(wy[0] - wy[1])
+    cols = np.clip(np.floor((np.asarray(qx) - (wx[0] - res / 2)) / res).astype(int), 0, len(wx) - 1)
+    rows = np.clip(np.floor(((wy[0] + res / 2) - np.asarray(qy)) / res).astype(int), 0, len(wy) - 1)
+    return input_codes(window[:, rows][:, :, cols], bands)
+
+
 @dataclass(frozen=True)
 class MapSpec:
     """What every map chunk task needs: the map section and the storage section."""
@@ -57,17 +68,24 @@ class MapSpec:
     storage: StorageConfig
 
 
+def chunk_inputs(region: ChunkWindow, cfg: MapConfig, storage: StorageConfig
+                 ) -> tuple[MapPredictor, Grid, Window]:
+    """What a chunk task of any per-pixel product (map, embeddings) works from: the worker's
+    predictor, the chunk's output grid and its cube window with the predictor's halo."""
+    predictor = get_predictor(cfg, storage)
+    sub = output_grid(cfg, storage).window(region.row0, region.col0, region.height, region.width)
+    cube = open_cube_cached(cfg.cube, storage)
+    return predictor, sub, read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+
+
 def predict_chunk(region: ChunkWindow, spec: MapSpec) -> dict[str, Any]:
     """Predict one output chunk and write it; a pure function of (region, spec). Returns the chunk's
     completion record: what it wrote and its checksum."""
     cfg, storage = spec.map, spec.storage
-    predictor = get_predictor(cfg, storage)
-    grid = output_grid(cfg, storage)
-    sub = grid.window(region.row0, region.col0, region.height, region.width)
-    cube = open_cube_cached(cfg.cube, storage)
-    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+    predictor, sub, window = chunk_inputs(region, cfg, storage)
     probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
-    layers = encode_layers(probs)
+    layers = encode_layers(probs, inputs_at(window.values, window.x, window.y, sub.x_coords(),
+                                            sub.y_coords(), predictor.bands))
     write_chunk(Target(zarr_url(cfg), storage), region, layers)
     valid = int(np.isfinite(probs.permafrost).sum())
     return {"key": region.key, "valid_pixels": valid, "layers": list(layers),

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import entr
 
 from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.inputs import GROUP_BITS, INPUT_CLASSES
 
 NODATA = 255
 PROB_SCALE = 0.01
@@ -54,8 +55,12 @@ def _flags(names: tuple[str, ...]) -> dict[str, Any]:
 PERMAFROST_COLOURS = ((230, 200, 140), (40, 90, 200))
 SOIL_ORDER_COLOURS = ((150, 80, 40), (240, 220, 120), (70, 130, 220), (60, 40, 30), (120, 180, 90),
                       (20, 20, 20), (200, 120, 160))
+INPUT_COLOURS = ((0, 0, 0), (200, 60, 60), (230, 160, 40), (150, 100, 40), (90, 90, 220),
+                 (170, 90, 200), (240, 200, 60), (60, 170, 90))
+"""Colours of the `inputs_used` codes: every input green, radar + static only (filled) yellow."""
 CLASS_COLOURS: dict[str, tuple[tuple[int, int, int], ...]] = {"permafrost_class": PERMAFROST_COLOURS,
-                                                             "soil_order_class": SOIL_ORDER_COLOURS}
+                                                             "soil_order_class": SOIL_ORDER_COLOURS,
+                                                             "inputs_used": INPUT_COLOURS}
 NODATA_COLOUR = (255, 0, 255)
 """How every product draws nodata (viewer, quicklooks): magenta, far from every class colour and from
 both colour ramps (blues, yellow-orange-brown), so a gap is never read as a low probability."""
@@ -69,6 +74,8 @@ CLASS_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
                          "Inceptisols: weakly developed soils with altered subsurface horizons",
                          "Mollisols: grassland soils with a thick, dark, base-rich surface horizon",
                          "Spodosols: acid forest soils with a subsurface accumulation of humus, Al and Fe"),
+    "inputs_used": tuple(f"predicted from {name.replace('_', ' + ')} inputs" if name != "none" else "no input"
+                         for name in INPUT_CLASSES),
 }
 """One sentence per class, in class-code order (STAC classification and MLM class descriptions)."""
 
@@ -87,6 +94,11 @@ LAYERS: tuple[Layer, ...] = (
                                  "(0 certain, 1 uniform)", "units": "1", "valid_range": [0, 100]}),
     Layer("permafrost_entropy", {"long_name": "normalised binary entropy of the permafrost probability "
                                  "(0 certain, 1 p=0.5)", "units": "1", "valid_range": [0, 100]}),
+    Layer("inputs_used", {"long_name": "input groups with data at the pixel among those the model reads "
+                          "(sum of bits: " + ", ".join(f"{b} {g}" for g, b in GROUP_BITS.items())
+                          + "); a pixel lacking optical inputs is predicted from the others",
+                          "units": "1", **_flags(INPUT_CLASSES)}, is_probability=False,
+          classes=INPUT_CLASSES, colours=INPUT_COLOURS),
 )
 
 
@@ -97,8 +109,9 @@ def _percent(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def encode_layers(probs: MapProbabilities) -> dict[str, np.ndarray]:
-    """uint8 arrays for every layer in LAYERS, nodata where the probabilities are NaN.
+def encode_layers(probs: MapProbabilities, inputs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """uint8 arrays for every layer in LAYERS, nodata where the probabilities are NaN;
+    `inputs_used` holds `inputs` (misomap.core.inputs codes; nodata where not given).
 
     Classes come from the stored percentages: permafrost "present" where the stored P >= 0.50, the
     soil order the first maximum of the stored per-order percentages."""
@@ -124,4 +137,6 @@ def encode_layers(probs: MapProbabilities) -> dict[str, np.ndarray]:
         "soil_order_probability": so_prob,
         "soil_order_entropy": _percent(so_ent),
         "permafrost_entropy": _percent(pf_ent),
+        "inputs_used": (np.full(pf.shape, NODATA, np.uint8) if inputs is None
+                        else np.asarray(inputs, np.uint8).reshape(pf.shape)),
     }

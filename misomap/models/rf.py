@@ -5,15 +5,17 @@ pixel. Fitting, per-chunk prediction and skops (de)serialisation; never touches 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
 import numpy as np
 import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 
+from misomap.core.errors import MisomapError
+from misomap.core.inputs import required_bands
 from misomap.models.baseline_config import RFConfig
 from misomap.models.skops_io import load_trusted
 from misomap.models.weighting import TrainingWeights, balance_weights
-from misomap.core.errors import MisomapError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ class RFModel:
     classes: tuple[str, ...]
     offsets: tuple[float, ...] = ()
     """Log-probability offsets per class (misomap.models.weighting), () = none."""
+    fallback: RFModel | None = None
+    """A forest on the required inputs only (misomap.core.inputs: no optical bands), applied where
+    an optional input has no data; None = such pixels stay nodata."""
 
     def proba(self, X: np.ndarray) -> np.ndarray:
         """The forest's class probabilities with the decision offsets applied."""
@@ -55,6 +60,24 @@ def select_features(bands: list[str], config: RFConfig) -> list[str]:
     if not feats:
         raise RFModelError(f"no usable feature among bands {bands}")
     return feats + list(XY_FEATURES) if config.use_xy else feats
+
+
+def fallback_features(features: list[str] | tuple[str, ...]) -> list[str]:
+    """The features of the fallback forest: the required cube bands (misomap.core.inputs) and x/y
+    if used; [] when nothing is optional (no fallback needed)."""
+    cube = [f for f in features if f not in XY_FEATURES]
+    required = required_bands(cube)
+    if len(required) == len(cube):
+        return []
+    return required + [f for f in features if f in XY_FEATURES]
+
+
+def with_fallback(model: RFModel, fallback: RFModel) -> RFModel:
+    """`model` carrying `fallback` for pixels lacking an optional input (its classes are mapped onto
+    the model's when applied)."""
+    if fallback.target != model.target:
+        raise RFModelError(f"the fallback forest predicts {fallback.target}, the model {model.target}")
+    return replace(model, fallback=fallback)
 
 
 def fit_rf(X: np.ndarray, y: np.ndarray, features: list[str], target: str, config: RFConfig,
@@ -97,9 +120,25 @@ def predict_proba(model: RFModel, X: np.ndarray, classes: list[str] | None = Non
 def predict_chunk(model: RFModel, block: np.ndarray, bands: list[str], x: np.ndarray,
                   y: np.ndarray) -> np.ndarray:
     """Probabilities (n_classes, ny, nx) float32 for one cube block (band, ny, nx) whose band
-    order is `bands` and pixel centres `x`, `y`; NaN where any feature is nodata. Reusable by
-    any map job."""
-    nb, ny, nx = block.shape
+    order is `bands` and pixel centres `x`, `y`; where a feature is nodata, the fallback forest's
+    (if any and its features have data), else NaN. Reusable by any map job."""
+    out = _predict_features(model, block, bands, x, y)
+    if model.fallback is not None:
+        todo = np.isnan(out[0])
+        if todo.any():
+            filled = _predict_features(model.fallback, block, bands, x, y)[:, todo]
+            fb = list(model.fallback.classes)
+            mapped = np.stack([filled[fb.index(c)] if c in fb else np.zeros_like(filled[0])
+                               for c in model.classes])
+            with np.errstate(invalid="ignore", divide="ignore"):  # NaN stays NaN
+                out[:, todo] = mapped / mapped.sum(axis=0, keepdims=True)
+    return out
+
+
+def _predict_features(model: RFModel, block: np.ndarray, bands: list[str], x: np.ndarray,
+                      y: np.ndarray) -> np.ndarray:
+    """`predict_chunk` of one forest: NaN where any of its features is nodata."""
+    _, ny, nx = block.shape
     cube_feats = [f for f in model.features if f not in XY_FEATURES]
     missing = [f for f in cube_feats if f not in bands]
     if missing:
@@ -118,16 +157,32 @@ def predict_chunk(model: RFModel, block: np.ndarray, bands: list[str], x: np.nda
     return out.reshape(len(model.classes), ny, nx)
 
 
+def _as_dict(model: RFModel) -> dict:
+    out = {"forest": model.forest, "target": model.target, "features": list(model.features),
+           "classes": list(model.classes), "offsets": [float(v) for v in model.offsets]}
+    if model.fallback is not None:
+        out["fallback"] = _as_dict(model.fallback)
+    return out
+
+
+def _from_dict(obj: dict) -> RFModel:
+    fallback = obj.get("fallback")
+    return RFModel(obj["forest"], obj["target"], tuple(obj["features"]), tuple(obj["classes"]),
+                   tuple(float(v) for v in obj.get("offsets", ())),
+                   _from_dict(fallback) if fallback is not None else None)
+
+
 def dumps_model(model: RFModel) -> bytes:
-    """Serialise with skops (no pickle)."""
-    return sio.dumps({"forest": model.forest, "target": model.target, "features": list(model.features),
-                      "classes": list(model.classes), "offsets": [float(v) for v in model.offsets]})
+    """Serialise with skops (no pickle), the fallback forest nested in the same file."""
+    return sio.dumps(_as_dict(model))
 
 
 def loads_model(data: bytes, source: str = "<bytes>") -> RFModel:
     """Load a skops file, refusing any type outside skops' defaults and TRUSTED_TYPES."""
     obj = load_trusted(data, TRUSTED_TYPES, source, RFModelError, "model")
-    if not (isinstance(obj, dict) and isinstance(obj.get("forest"), RandomForestClassifier)):
+    fallback = obj.get("fallback") if isinstance(obj, dict) else None
+    if not (isinstance(obj, dict) and isinstance(obj.get("forest"), RandomForestClassifier)) or \
+            (fallback is not None and not (isinstance(fallback, dict)
+                                           and isinstance(fallback.get("forest"), RandomForestClassifier))):
         raise RFModelError(f"{source} is a skops file but not a misomap Random Forest")
-    return RFModel(obj["forest"], obj["target"], tuple(obj["features"]), tuple(obj["classes"]),
-                   tuple(float(v) for v in obj.get("offsets", ())))
+    return _from_dict(obj)

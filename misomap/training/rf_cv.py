@@ -74,16 +74,25 @@ def class_offsets(model: RFModel, X: np.ndarray, y: np.ndarray, y_train: np.ndar
 
 
 def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, features: list[str],
-                   ev: EvaluationConfig, rf: RFConfig, seed: int) -> tuple[pd.DataFrame, list[dict[str, float]]]:
+                   ev: EvaluationConfig, rf: RFConfig, seed: int, fallback: list[str] | None = None
+                   ) -> tuple[pd.DataFrame, list[dict[str, float]], list[dict[str, float]]]:
     """Out-of-fold predictions of `target` for every scheme in `folds` (predictions layout of
-    misomap.evaluation.scores) and each fold's decision offsets by class; a fold whose training part has one
-    class is skipped with a warning."""
+    misomap.evaluation.scores), each fold's decision offsets by class, and those of the fold's
+    fallback forest. With `fallback` (the features of misomap.models.rf.fallback_features), `rows`
+    may lack optional features: each fold also fits a forest on `fallback` over all its training
+    rows, which predicts the test rows lacking a feature (as the map does at such pixels); without
+    it every row must have every feature. A fold whose training part has one class is skipped with
+    a warning."""
     classes = list(TARGETS[target])
     fold_of = folds.set_index("pedon_id").loc[rows["pedon_id"]]
     X = rows[features].to_numpy(dtype=np.float32)
+    full = np.isfinite(X).all(axis=1)
+    if fallback is None and not full.all():
+        raise RFModelError(f"{target}: {int((~full).sum())} row(s) lack a feature and no fallback is given")
+    Xf = rows[fallback].to_numpy(dtype=np.float32) if fallback else X
     y = rows["label"].to_numpy()
     xy = rows[["x", "y"]].to_numpy(dtype=np.float64)
-    out, offsets = [], []
+    out, offsets, fb_offsets = [], [], []
     jobs = [(s, f) for s in scheme_columns(folds) for f in sorted(set(fold_of[s]) - {-1})]
     for scheme, fold in tqdm(jobs, desc=f"RF CV {target}", leave=False):
         f_arr = fold_of[scheme].to_numpy()
@@ -92,15 +101,22 @@ def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, feature
             continue
         t0 = time.perf_counter()
         try:
-            model = fit_fold(X, y, xy, f_arr, fold, features, target, ev, rf, seed)
+            model = fit_fold(X[full], y[full], xy[full], f_arr[full], fold, features, target, ev, rf, seed)
+            fb = fit_fold(Xf, y, xy, f_arr, fold, fallback, target, ev, rf, seed) \
+                if fallback and (test & ~full).any() else None
         except (RFModelError, FoldsError) as err:
             log.warning("%s %s fold %d skipped: %s", target, scheme, fold, err)
             continue
         offsets.append(dict(zip(model.classes, model.offsets)))
-        prob = predict_proba(model, X[test], classes)
+        prob = np.zeros((int(test.sum()), len(classes)))
+        tf = full[test]
+        prob[tf] = predict_proba(model, X[test & full], classes)
+        if fb is not None:
+            fb_offsets.append(dict(zip(fb.classes, fb.offsets)))
+            prob[~tf] = predict_proba(fb, Xf[test & ~full], classes)
         pred = pd.DataFrame({"pedon_id": rows["pedon_id"].to_numpy()[test], "target": target,
                              "scheme": scheme, "fold": fold, "y_true": y[test],
                              "y_pred": np.asarray(classes)[prob.argmax(axis=1)],
                              "train_seconds": time.perf_counter() - t0})
         out.append(pd.concat([pred, pd.DataFrame(prob, columns=[f"p_{c}" for c in classes])], axis=1))
-    return pd.concat(out, ignore_index=True), offsets
+    return pd.concat(out, ignore_index=True), offsets, fb_offsets

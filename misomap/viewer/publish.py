@@ -37,7 +37,6 @@ MANIFEST = f"{VIEWER_DIR}/map.json"
 PEDONS = f"{VIEWER_DIR}/pedons.geojson"
 PROBABILITY_RAMP = [[0, [247, 251, 255]], [50, [107, 174, 214]], [100, [8, 48, 107]]]
 ENTROPY_RAMP = [[0, [255, 255, 229]], [50, [254, 153, 41]], [100, [102, 37, 6]]]
-CLASS_NAMES = {"permafrost_class": PERMAFROST_CLASSES, "soil_order_class": SOIL_ORDERS}
 
 
 def _hex(rgb: tuple[int, int, int] | list[int]) -> str:
@@ -53,9 +52,9 @@ def manifest(grid: Grid, title: str, model: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": layer.name, "title": layer.attrs["long_name"],
                                  "cog": f"../cogs/{layer.name}.tif", "nodata": NODATA,
                                  "nodata_colour": _hex(NODATA_COLOUR)}
-        if layer.name in CLASS_NAMES:
+        if layer.classes:
             entry["kind"] = "class"
-            pairs = zip(CLASS_NAMES[layer.name], CLASS_COLOURS[layer.name], strict=True)
+            pairs = zip(layer.classes, CLASS_COLOURS[layer.name], strict=True)
             entry["classes"] = [{"value": i, "name": n, "colour": _hex(c)} for i, (n, c) in enumerate(pairs)]
         else:
             entry["kind"] = "probability"

@@ -33,7 +33,11 @@ def test_demo_pipeline_on_the_tiny_world(tmp_path):
     for f in result.figures:
         assert f.folds >= 1 and all(0 <= v <= 1 for v in f.values.values()), f
     assert set(result.map_scores) == {"rf", "miso"}
-    assert all(0 < v <= 1 for scores in result.map_scores.values() for v in scores.values())
+    for scores in result.map_scores.values():
+        assert all(0 < scores[k] <= 1 for k in ("map PF acc", "map SO acc", "map SO F1")), scores
+        # pixels without optical data are filled from the other inputs, and scored apart
+        assert 0 <= scores["nodata %"] < 1 and 0 <= scores["filled %"] <= 100, scores
     screen = result.summary()
     assert result.scheme in screen and "PF recall" in screen and "map SO acc" in screen
+    assert "PF acc filled" in screen and "nodata %" in screen
     assert str(out / "maps" / "miso") in screen

@@ -17,10 +17,12 @@ from typer.testing import CliRunner
 
 from misomap.cli import app
 from misomap.config import config_from_dict
+from misomap.core.inputs import INPUT_CLASSES
 from misomap.cube.grid import Grid
 from misomap.cube.store import COMPLETE_KEY, template
 from misomap.labels.pedons import LabelsError, read_labels
 from misomap.labels.training_table import TrainingTableError, sample_cube
+from misomap.mapping.layers import NODATA
 from tests.support.label_layers import write_regions_and_zones
 
 RES, SIZE, CHUNK = 250.0, 160, 64  # 40 km square, chunks that do not divide it
@@ -28,6 +30,7 @@ GRID = Grid("EPSG:3338", RES, 200_000.0, 1_500_000.0, 200_000.0 + SIZE * RES, 1_
 BANDS = ["s2_summer_blue", "s2_summer_red", "s2_summer_nir", "s2_summer_swir16",
          "s1_summer_vv_db", "elevation", "slope", "jan_min_temp", "precip_annual"]
 NODATA_BOX = (slice(0, 20), slice(140, 160))  # rows, cols of an all-NaN corner
+OPTICAL_HOLE = (slice(100, 130), slice(20, 70))  # no clear optical observation: s2_* bands NaN only
 
 
 def _smooth(rng: np.random.Generator, cells: int = 8) -> np.ndarray:
@@ -47,7 +50,9 @@ def _world(tmp_path) -> dict:
     fields[:, NODATA_BOX[0], NODATA_BOX[1]] = np.nan
     ds = template(GRID, BANDS, CHUNK, {"source": "test world",
                                           "imagery_datetime": ["2019-06-15T00:00:00Z", "2023-08-15T00:00:00Z"]})
-    ds["data"] = (("band", "y", "x"), fields, {"grid_mapping": "spatial_ref"})
+    observed = fields.copy()  # labels follow the ground; the cube misses optical data in the hole
+    observed[[i for i, b in enumerate(BANDS) if b.startswith("s2_")], OPTICAL_HOLE[0], OPTICAL_HOLE[1]] = np.nan
+    ds["data"] = (("band", "y", "x"), observed, {"grid_mapping": "spatial_ref"})
     ds.attrs[COMPLETE_KEY] = {"records_sha256": "written-whole", "chunks": 0}  # written whole: finished
     cube = tmp_path / "cube.zarr"
     ds.chunk({"band": -1, "y": CHUNK, "x": CHUNK}).to_zarr(cube, zarr_format=3, consolidated=True)
@@ -217,6 +222,22 @@ def test_rf_map_is_a_georeferenced_cog(world, tmp_path):
         prob = src.read(1, masked=True) * src.scales[0]
     assert prob.min() >= 0 and prob.max() <= 1 and prob.std() > 0.05
     assert (out / "quicklook.png").read_bytes()[:4] == b"\x89PNG"
+    # no hole where only the optical bands are missing: filled there, and the inputs layer says so
+    ds = xr.open_zarr(out / "map.zarr", mask_and_scale=False)
+    inputs, cls = ds["inputs_used"].values, ds["soil_order_class"].values
+    assert (inputs[OPTICAL_HOLE] == INPUT_CLASSES.index("radar_static")).all()
+    assert (cls[OPTICAL_HOLE] != NODATA).all() and (ds["permafrost_class"].values[OPTICAL_HOLE] != NODATA).all()
+    assert (inputs[NODATA_BOX] == 0).all() and (cls[NODATA_BOX] == NODATA).all()
+    rest = np.ones(inputs.shape, bool)
+    rest[OPTICAL_HOLE] = rest[NODATA_BOX] = False
+    assert (inputs[rest] == INPUT_CLASSES.index("optical_radar_static")).all() and (cls[rest] != NODATA).all()
+    with rasterio.open(out / "cogs" / "inputs_used.tif") as src:
+        assert (src.read(1) == inputs).all() and src.nodata == NODATA
+    # held out, the hole's pedons are predicted (by the fold's fallback forest), as the map does
+    table = gpd.read_parquet(tmp_path / "run" / "training" / "table.parquet")
+    in_hole = table["row"].between(100, 129) & table["col"].between(20, 69)
+    preds = pd.read_parquet(tmp_path / "run" / "models" / "rf" / "predictions.parquet")
+    assert in_hole.sum() >= 5 and set(table.loc[in_hole, "pedon_id"]) <= set(preds["pedon_id"])
 
 
 def test_labels_and_outputs_on_s3(world, s3_server, s3fs_filesystem, s3_bucket, monkeypatch):

@@ -19,6 +19,7 @@ import pytest
 import rasterio
 
 from misomap.core.classes import PERMAFROST_CLASSES, SOIL_ORDERS
+from misomap.core.inputs import INPUT_CLASSES
 from misomap.config import config_from_dict
 
 CHROMIUM = "/usr/bin/chromium"
@@ -26,7 +27,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 MISOMAP = str(Path(sys.executable).parent / "misomap")
 LAYER_NAMES = ("permafrost_probability", "permafrost_class", "soil_order_class", "soil_order_probability",
-               "soil_order_entropy", "permafrost_entropy")
+               "soil_order_entropy", "permafrost_entropy", "inputs_used")
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,8 @@ def assert_values_match(shown: dict, expected: dict) -> None:
             assert text == SOIL_ORDERS[value]
         elif key[0] == "permafrost_class":
             assert text == PERMAFROST_CLASSES[value]
+        elif key[0] == "inputs_used":
+            assert text == INPUT_CLASSES[value]
         else:
             assert text == f"{value} %"
 

@@ -18,6 +18,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from misomap.core.classes import SOIL_ORDERS
+from misomap.core.inputs import predictable
 from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import MapProbabilities
 from misomap.mapping.predictors.api import PredictorError
@@ -46,16 +47,15 @@ class MisoMapPredictor:
 
     def __init__(self, model: MisoModel, device: torch.device, batch_points: int | None = None) -> None:
         self.dense = DenseMiso(model, device, batch_points)
-        cfg = model.cfg
-        img_bands = tuple(cfg.imagery.bands)
-        cov_bands = tuple(cfg.covariates.bands) if cfg.covariates is not None else ()
-        self.bands = img_bands + cov_bands
+        self.bands = self.dense.bands
         g = self.dense.grid
         self.align_px = g.core
         self.halo_px = g.core + g.margin
 
-    def predict(self, window: np.ndarray, wx: np.ndarray, wy: np.ndarray,
-                qx: np.ndarray, qy: np.ndarray) -> MapProbabilities:
+    def _queries(self, window: np.ndarray, wx: np.ndarray, wy: np.ndarray, qx: np.ndarray,
+                 qy: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The tiles of a window and each output pixel's tile, in-tile position, coordinates and
+        validity (misomap.core.inputs.predictable at its cube pixel)."""
         g = self.dense.grid
         res = float(wx[1] - wx[0])
         x0, y0 = wx[0] - res / 2, wy[0] + res / 2  # the window's outer top-left corner, core-aligned
@@ -70,15 +70,28 @@ class MisoMapPredictor:
         tiles = sliding_window_view(window, (g.tile, g.tile), axis=(1, 2))[:, r0, c0].transpose(1, 0, 2, 3)
         pix = np.stack([col - c0[inverse], row - r0[inverse]], -1)
         xy = np.stack([gx.ravel(), gy.ravel()], -1)
+        cols = np.clip(np.floor(col).astype(int), 0, window.shape[2] - 1)
+        rows = np.clip(np.floor(row).astype(int), 0, window.shape[1] - 1)
+        return tiles, inverse, pix, xy, predictable(window[:, rows, cols], self.bands)
+
+    def predict(self, window: np.ndarray, wx: np.ndarray, wy: np.ndarray,
+                qx: np.ndarray, qy: np.ndarray) -> MapProbabilities:
+        tiles, inverse, pix, xy, valid = self._queries(window, wx, wy, qx, qy)
         out = self.dense.predict(tiles, inverse, pix, xy)
         pf, so = out["permafrost"], out["soil_order"].T.copy()
         h, w = len(qy), len(qx)
-        cols = np.clip(np.floor(col).astype(int), 0, window.shape[2] - 1)
-        rows = np.clip(np.floor(row).astype(int), 0, window.shape[1] - 1)
-        valid = np.isfinite(window[:, rows, cols]).all(axis=0)
         pf[~valid] = np.nan
         so[:, ~valid] = np.nan
         return MapProbabilities(pf.reshape(h, w), so.reshape(len(SOIL_ORDERS), h, w))
+
+    def embed(self, window: np.ndarray, wx: np.ndarray, wy: np.ndarray,
+              qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+        """The embedding the heads read (feature_dim, len(qy), len(qx)) float32 at the output pixels
+        (DenseMiso.embed), NaN where the map is nodata."""
+        tiles, inverse, pix, xy, valid = self._queries(window, wx, wy, qx, qy)
+        z = self.dense.embed(tiles, inverse, pix, xy)
+        z[~valid] = np.nan
+        return z.T.reshape(z.shape[1], len(qy), len(qx))
 
 
 def load_miso_predictor(blobs: dict[str, bytes], cfg: MapConfig) -> MisoMapPredictor:

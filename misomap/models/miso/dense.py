@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from misomap.core.classes import SOIL_ORDERS
+from misomap.core.inputs import predictable
 from misomap.cube.grid import Grid
 from misomap.models.miso.heads import entropy, probabilities
 from misomap.models.miso.liif import LiifQuery, _neighbours
@@ -144,6 +145,9 @@ class DenseMiso:
         self.device = device
         self.grid = TileGrid.for_model(model)
         self.n_img = len(model.cfg.imagery.bands)
+        cov = model.cfg.covariates
+        self.bands = tuple(model.cfg.imagery.bands) + (tuple(cov.bands) if cov is not None else ())
+        """The bands of a tile, in order: imagery, then covariates."""
         self.point_batch = point_batch or auto_point_batch(model, device)
         # tiles per encoder batch: 64 of 32 px on the CPU, 2048 on a GPU, fewer for larger tiles
         self.tile_batch = tile_batch or max(1, int((2048 if device.type == "cuda" else 64)
@@ -190,6 +194,11 @@ class DenseMiso:
     def _query_batch(self, img: _Encoded, cov: _Encoded | None, pixels: Tensor | None, size: Tensor,
                      tile: Tensor, pix: Tensor, xy: Tensor) -> dict[str, Tensor]:
         """`MisoModel.query` for flat queries: tile (N,), pix (N, 2) in tile pixels, xy (N, 2) metres."""
+        return self.model.heads(self._embed_batch(img, cov, pixels, size, tile, pix, xy))
+
+    def _embed_batch(self, img: _Encoded, cov: _Encoded | None, pixels: Tensor | None, size: Tensor,
+                     tile: Tensor, pix: Tensor, xy: Tensor) -> Tensor:
+        """What the heads read at flat queries (N, feature_dim): the fused embedding."""
         m = self.model
         coords = pix.float() / size * 2 - 1
         visual = _liif(m.img_query, img, tile, coords)
@@ -201,7 +210,7 @@ class DenseMiso:
             row = pix[:, 1].floor().long().clamp(0, h - 1)
             values = pixels.permute(0, 2, 3, 1)[tile, row, col]
             visual = m.pixel_fuse(torch.cat([visual, m.pixel(values)], dim=-1))
-        return m.heads(m.head_input(visual, m.location(xy) if m.location_in_heads else None))
+        return m.head_input(visual, m.location(xy) if m.location_in_heads else None)
 
     @torch.no_grad()
     def predict(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray
@@ -225,6 +234,27 @@ class DenseMiso:
                 for k, v in probabilities(logits).items():
                     out.setdefault(k, []).append(v.float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
+
+
+    @torch.no_grad()
+    def embed(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        """The heads' input at N points (N, feature_dim) float32: the fused visual embedding (plus
+        the location embedding for a `location.role: input` model), arguments as `predict`. The
+        heads are linear on it, so a model trained on these embeddings can reproduce the map."""
+        dim = self.model.cfg.feature_dim
+        if not len(tile):
+            return np.zeros((0, dim), np.float32)
+        out = []
+        with self.autocast():
+            img, cov, pixels, height, width = self._encode(tiles)
+            size = torch.tensor([width, height], device=self.device, dtype=torch.float32)
+            for s in range(0, len(tile), self.point_batch):
+                sl = slice(s, s + self.point_batch)
+                z = self._embed_batch(img, cov, pixels, size, self._to_device(tile[sl]),
+                                      self._to_device(pix[sl].astype(np.float32)),
+                                      self._to_device(xy[sl].astype(np.float64)))
+                out.append(z.float().cpu().numpy())
+        return np.concatenate(out)
 
 
 def auto_point_batch(model: MisoModel, device: torch.device) -> int:
@@ -268,8 +298,8 @@ def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray
     probs = {k: torch.from_numpy(v) for k, v in dense.predict(tiles, inverse, pix, xy).items()}
     result = {k: v.numpy() for k, v in probs.items()}
     result.update({f"{k}_entropy": e.numpy() for k, e in entropy(probs).items()})
-    # the point's own pixel, inside its tile: every band has data there, as the map requires
-    # (outside the grid the tile holds NaN: invalid)
+    # the point's own pixel, inside its tile: every required band has data there, as the map
+    # requires (misomap.core.inputs; outside the grid the tile holds NaN: invalid)
     in_r, in_c = np.floor(pix[:, 1]).astype(int), np.floor(pix[:, 0]).astype(int)
-    result["valid"] = np.isfinite(tiles[inverse, :, in_r, in_c]).all(axis=1)
+    result["valid"] = predictable(tiles[inverse, :, in_r, in_c].T, dense.bands)
     return result
