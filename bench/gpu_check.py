@@ -173,7 +173,7 @@ def kernel(kind: str, chunk: int, reps: int, device: torch.device, peak: float, 
 
 # 2. precision ------------------------------------------------------------------------------------
 
-def train_demo(device: torch.device, steps: int, size: int) -> tuple[Any, np.ndarray, Any]:
+def train_demo(device: torch.device, steps: int, size: int, batch: int = 32) -> tuple[Any, np.ndarray, Any]:
     """The demo MISO config trained `steps` Adam steps (bf16 autocast on a GPU) on random crops of a
     synthetic scene whose permafrost and soil-order labels are smooth functions of its bands."""
     from misomap.cube.grid import Grid
@@ -188,7 +188,7 @@ def train_demo(device: torch.device, steps: int, size: int) -> tuple[Any, np.nda
     torch.manual_seed(0)
     model = MisoModel(cfg, grid.bounds).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    crop, n_img, batch, queries = cfg.crops.size_px, len(IMG), 32, 32
+    crop, n_img, queries = cfg.crops.size_px, len(IMG), batch
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     for _ in range(steps):
         r0, c0 = rng.integers(0, size - crop, batch), rng.integers(0, size - crop, batch)
@@ -209,12 +209,12 @@ def train_demo(device: torch.device, steps: int, size: int) -> tuple[Any, np.nda
     return model.eval().cpu(), data, (pf, so)
 
 
-def precision(device: torch.device, steps: int, size: int, region: int) -> None:
+def precision(device: torch.device, steps: int, size: int, region: int, batch: int) -> None:
     from misomap.cube.grid import Grid
     from misomap.models.miso.dense import FP32_TAILS, predict_pedons
 
     t0 = time.perf_counter()
-    model, data, (pf, so) = train_demo(device, steps, size)
+    model, data, (pf, so) = train_demo(device, steps, size, batch)
     grid = Grid("EPSG:3338", RES, 0.0, 0.0, size * RES, size * RES)
     lo = (size - region) // 2
     rows, cols = np.mgrid[lo:lo + region, lo:lo + region]
@@ -388,23 +388,23 @@ def main() -> None:
         say("1. kernel: predictor on an in-memory chunk (before = torchvision attention; now = SDPA)")
         variants = [{"sdpa": False, "fp32_tail": "heads"}, {"fp32_tail": "heads"}, {}]
         variants += [{"compile": m} for m in args.compile]
-        rates["demo"] = kernel("demo", 128 if dry else 2048, 1 if dry else 3, device, peak, variants, False)
+        rates["demo"] = kernel("demo", 64 if dry else 2048, 1 if dry else 3, device, peak, variants, False)
         if not dry:
             rates["paper"] = kernel("paper", 1024, 2, device, peak, variants, True)
     if "precision" not in args.skip:
         say("2. precision: a trained demo model, GPU bf16 against the CPU fp32 path")
-        precision(device, 20 if dry else 400, 160 if dry else 512, 64 if dry else 256)
+        precision(device, 4 if dry else 400, 96 if dry else 512, 32 if dry else 256, 8 if dry else 32)
     e2e: dict[str, float] = {}
     if "e2e" not in args.skip:
         say("3. end to end: `misomap predict` on a cube in a SeaweedFS bucket")
-        size = 256 if dry else args.e2e_size
+        size = 128 if dry else args.e2e_size
         with tempfile.TemporaryDirectory() as tmp, bucket_with_cube(Path(tmp), size) as (server, cube):
             for kind in ("demo",) if dry else ("demo", "paper"):
-                e2e[kind] = end_to_end(kind, device, server, cube, size, 128 if dry else 1024, Path(tmp),
+                e2e[kind] = end_to_end(kind, device, server, cube, size, 64 if dry else 1024, Path(tmp),
                                        rates.get(kind, {}).get("rate"))
     if "train" not in args.skip:
         say("4. MISO training")
-        training("demo", device, 2 if dry else 30, 16)
+        training("demo", device, 1 if dry else 30, 4 if dry else 16)
         if not dry:
             training("paper", device, 10, 16)
     say("5. all of Alaska (land tiles)")

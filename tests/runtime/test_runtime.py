@@ -181,3 +181,25 @@ def test_gpu_job_without_dask_cuda_runs_on_local_workers_offering_a_gpu_resource
     report = run_plan(row_chunks(8, 4), STAGED, store.url, records, Executor(1, overlap=True, gpu=True), name="g")
     assert report.ran == 2 and not report.failures
     np.testing.assert_array_equal(zarr.open_group(store.url)["v"][:], np.arange(8, dtype=np.float32) * 2)
+
+
+def test_helm_gpu_profile_offers_the_gpu_resource_map_tasks_ask_for():
+    """The dask-gateway values' `gpu` profile: one GPU per worker pod, offered to dask as resource
+    `GPU` = 1, and the two threads an overlapped GPU task share (task_resources)."""
+    import types
+
+    import yaml
+
+    from misomap.runtime.cluster import GPU_PROFILE, worker_threads
+    from tests.support import ROOT
+
+    values = yaml.safe_load((ROOT / "infra" / "dask-gateway-values.yaml").read_text())
+    scope: dict = {"c": types.SimpleNamespace(Backend=types.SimpleNamespace())}
+    exec(values["gateway"]["extraConfig"]["misomap-profiles"], scope)  # noqa: S102 - our own chart values
+    gpu = scope["options_handler"](types.SimpleNamespace(profile=GPU_PROFILE))
+    assert gpu["worker_extra_container_config"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert float(gpu["environment"]["DASK_DISTRIBUTED__WORKER__RESOURCES__GPU"]) == 1.0
+    threads = gpu["worker_threads"]
+    assert threads == worker_threads(True)
+    assert task_resources(True, True)["GPU"] * threads == 1.0
+    assert GPU_PROFILE in scope["c"].Backend.cluster_options.fields[0].options
