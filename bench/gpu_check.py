@@ -304,7 +304,7 @@ def end_to_end(kind: str, device: torch.device, server: Any, cube: str, size: in
     busy_active = busy.mean(active[0], active[-1]) if active else float("nan")
     rate = px / phase if phase else float("nan")
     kernel_txt = f" = {100 * rate / kernel_rate:.0f}% of the kernel-only {kernel_rate:,.0f} px/s" if kernel_rate else ""
-    say(f"  {kind} end to end: `misomap predict` {size}² px ({chunk} px chunks, 1 GPU worker, cube and map on "
+    say(f"  {kind} end to end: `misomap predict` {size}² px ({chunk} px chunks, 1 {device.type} worker, cube and map on "
         f"S3): whole command {wall:.1f} s → {px / wall:,.0f} px/s; chunk phase ~{phase:.0f} s → {rate:,.0f} px/s"
         f"{kernel_txt}; GPU busy {busy_all:.0f}% over the command, {busy_active:.0f}% from first to last busy sample")
     say("    " + proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "    (no summary line)")
