@@ -35,9 +35,10 @@ from misomap.models.miso.model import MisoModel
 log = logging.getLogger(__name__)
 
 FP32_TAILS = ("heads", "fuse")
-"""Where fp32 starts under bf16 autocast: at the task heads, or already at the per-query fusion
-(measured by bench/gpu_check.sh: the fusion in fp32 keeps class flips against fp32 at or below 0.1%
-on a trained model, at the cost of fp32 GEMMs of feature width)."""
+"""Where fp32 starts under bf16 autocast: at the task heads, or already at the per-query fusion.
+With the fusion in fp32, a briefly trained tiny model under the CPU's bf16 autocast keeps class
+flips against fp32 at or below 0.1% (tests/mapping/test_gpu_paths.py, slow); bench/gpu_check.sh
+measures both tails on a GPU with a trained demo model."""
 
 CPU_POINT_BATCH = 8192
 """Queries per batch on the CPU: the hidden activations of a batch stay in the L2/L3 cache."""
