@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import numpy as np
 
 from misomap.core.config_base import GatewayConfig, StorageConfig
@@ -22,6 +24,8 @@ from misomap.mapping.predictors.api import MapPredictor, get_predictor
 from misomap.mapping.store import write_chunk
 from misomap.runtime.cluster import local_gpus
 from misomap.runtime.runner import Executor, StagedTask
+
+_READ_LOCK = threading.Lock()
 
 
 def zarr_url(cfg: MapConfig) -> str:
@@ -76,7 +80,11 @@ def read_chunk(region: ChunkWindow, spec: MapSpec) -> _ChunkInput:
     predictor = get_predictor(cfg, storage)
     sub = output_grid(cfg, storage).window(region.row0, region.col0, region.height, region.width)
     cube = open_cube_cached(cfg.cube, storage)
-    window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+    # In this thread, one read at a time per process: the lazy cube is computed with dask's
+    # synchronous scheduler, so a read never submits tasks to the cluster it runs on, and a
+    # worker's reading and computing threads never race for its client.
+    with _READ_LOCK, dask.config.set(scheduler="synchronous"):
+        window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
     return _ChunkInput(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
 
 
