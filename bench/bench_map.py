@@ -9,6 +9,9 @@
    centred crops cross-validation used before, and `predict_pedons` (the map's own tiles).
 3. Pixels per second per core: MISO (demo config) and the Random Forest (100 trees).
 4. Optional (--job): the map job on 1 vs 2 dask workers, and peak RSS per worker at two map sizes.
+7. Optional (--overlap): the map job on 2 workers with and without overlap (each worker reading the
+   next chunk and writing the last while one computes), runs interleaved A/B/B/A… on two clusters
+   kept warm: wall and worker CPU seconds per run, their ratios, and whether the stores' bytes agree.
 6. Optional (--trained CHECKPOINT CUBE): on a trained model, the map vs the centred crops.
 5. Hours to map Alaska at 30 m and 10 m: on CPU from the measured rates; on one GPU the FLOP-bound
    limit from the counted FLOP per pixel (bench/gpu_check.sh measures a real GPU).
@@ -21,6 +24,7 @@ inflate them; wall-clock rates are printed beside them. Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import logging
 import pstats
@@ -214,13 +218,13 @@ def bench_dense_vs_sliding(kind: str, chunk: int) -> dict[str, float]:
 def profile_chunk(chunk: int) -> dict[str, float]:
     """One map chunk task of the demo MISO, as the map job runs it: CPU seconds by stage."""
     from misomap.config import config_from_dict
-    from misomap.cube.grid import plan_chunks
-    from misomap.mapping import chunk as job
-    from misomap.cube.reader import cube_grid, open_cube_cached, read_window
     from misomap.core.storage import Target
+    from misomap.cube.grid import plan_chunks
+    from misomap.cube.reader import cube_grid, open_cube_cached, read_window
+    from misomap.mapping import chunk as job
     from misomap.mapping.layers import encode_layers
-    from misomap.mapping.store import ensure_template, write_chunk
     from misomap.mapping.predictors.api import get_predictor
+    from misomap.mapping.store import ensure_template, write_chunk
     from misomap.models.miso.train import model_checkpoint_bytes
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -326,8 +330,8 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
     from distributed import Client, LocalCluster
 
     from misomap.config import config_from_dict
-    from misomap.cube.grid import plan_chunks
     from misomap.core.storage import Target
+    from misomap.cube.grid import plan_chunks
     from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, zarr_url
     from misomap.mapping.store import ensure_template
 
@@ -346,6 +350,80 @@ def _map_run(cube: Path, ckpt: Path, out: Path, workers: int, chunk: int) -> tup
         seconds = time.perf_counter() - t0
         rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return (len(regions) - 1) * chunk * chunk / seconds, sorted(rss.values())
+
+
+def _store_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _warm_worker(cfg, storage) -> None:
+    from misomap.cube.reader import open_cube_cached
+    from misomap.mapping.predictors.api import get_predictor
+
+    get_predictor(cfg, storage)
+    open_cube_cached(cfg.cube, storage)
+    torch.set_num_threads(1)
+
+
+def bench_overlap(size: int, chunk: int, repeats: int, workers: int = 2) -> dict[str, Any]:
+    """The map job (demo MISO, local cube) with and without overlap, interleaved on two warm clusters
+    of `workers` processes (1 vs 2 threads each): per run wall s and the workers' CPU s."""
+    from distributed import Client, LocalCluster
+
+    from misomap.config import config_from_dict
+    from misomap.core.storage import Target
+    from misomap.cube.grid import plan_chunks
+    from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, zarr_url
+    from misomap.mapping.store import ensure_template
+    from misomap.models.miso.train import model_checkpoint_bytes
+    from misomap.runtime.cluster import worker_threads
+    from misomap.runtime.records import CompletionRecords
+    from misomap.runtime.runner import run_plan
+
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    same = True
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        tmp = Path(tmp)
+        ckpt = tmp / "miso.safetensors"
+        ckpt.write_bytes(model_checkpoint_bytes(_model("demo")))
+        _write_cube(tmp / "cube.zarr", size)
+        clients = {}
+        for overlap in (False, True):
+            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=worker_threads(overlap),
+                                                       dashboard_address=":0", host="127.0.0.1"))
+            clients[overlap] = stack.enter_context(Client(cluster))
+
+        def run(overlap: bool, name: str) -> tuple[float, float]:
+            client = clients[overlap]
+            cfg = config_from_dict({"map": {"cube": str(tmp / "cube.zarr"), "output": str(tmp / name),
+                                            "model": "miso", "model_path": str(ckpt), "chunk_px": chunk,
+                                            "workers": workers, "device": "cpu", "overlap": overlap}})
+            grid = output_grid(cfg.map, cfg.storage)
+            ensure_template(Target(zarr_url(cfg.map)), grid, chunk, 3, {}, "bench")
+            records = CompletionRecords(Target(str(tmp / name / "_progress")))
+            cpu0 = sum(client.run(time.process_time).values())
+            t0 = time.perf_counter()
+            run_plan(plan_chunks(grid, chunk), predict_chunk, MapSpec(cfg.map, cfg.storage), records, client,
+                     name=f"map {name}")
+            wall = time.perf_counter() - t0
+            return wall, sum(client.run(time.process_time).values()) - cpu0
+
+        for overlap in (False, True):  # model loaded and cube opened in every worker, torch on 1 thread
+            cfg = config_from_dict({"map": {"cube": str(tmp / "cube.zarr"), "output": str(tmp / "warm"),
+                                            "model": "miso", "model_path": str(ckpt), "chunk_px": chunk,
+                                            "workers": workers, "device": "cpu"}})
+            clients[overlap].run(_warm_worker, cfg.map, cfg.storage)
+        for i in range(repeats):
+            for overlap in ((False, True) if i % 2 == 0 else (True, False)):
+                runs[overlap].append(run(overlap, f"run{i}-{overlap}"))
+                log.info("   run %d %-10s wall %.1f s, worker CPU %.1f s", i, "overlap" if overlap else "plain",
+                         *runs[overlap][-1])
+        ref = _store_files(tmp / "run0-False" / "map.zarr")
+        same = all(_store_files(tmp / f"run{i}-{o}" / "map.zarr") == ref for i in range(repeats) for o in (False, True))
+    wall = {o: float(np.median([r[0] for r in v])) for o, v in runs.items()}
+    cpu = {o: float(np.median([r[1] for r in v])) for o, v in runs.items()}
+    pairs = [a[0] / b[0] for a, b in zip(runs[False], runs[True])]
+    return {"px": size * size, "wall": wall, "cpu": cpu, "pair_ratios": pairs, "same_bytes": same}
 
 
 def bench_job(chunk: int, quick: bool) -> None:
@@ -417,6 +495,11 @@ def main() -> None:
     parser.add_argument("--trained", nargs=2, metavar=("CHECKPOINT", "CUBE"),
                         help="also compare map and centred crops for a trained MISO checkpoint on its cube")
     parser.add_argument("--only-trained", action="store_true", help="run only the --trained comparison")
+    parser.add_argument("--overlap", action="store_true", help="also the overlapped vs plain map job A/B (2 workers)")
+    parser.add_argument("--only-overlap", action="store_true", help="run only the overlap A/B")
+    parser.add_argument("--overlap-size", type=int, default=1024, help="map side (px) of the overlap A/B")
+    parser.add_argument("--overlap-chunk", type=int, default=256, help="chunk side (px) of the overlap A/B")
+    parser.add_argument("--repeats", type=int, default=4, help="A/B pairs of the overlap benchmark")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("distributed", "misomap"):
@@ -426,6 +509,17 @@ def main() -> None:
     if args.trained:
         bench_trained(*args.trained)
         if args.only_trained:
+            return
+    if args.overlap or args.only_overlap:
+        log.info("7. map job, overlapped vs plain (demo MISO, %d² px map, %d px chunks, 2 workers, interleaved):",
+                 args.overlap_size, args.overlap_chunk)
+        r = bench_overlap(args.overlap_size, args.overlap_chunk, args.repeats)
+        log.info("   median wall: plain %.1f s (%.0f px/s), overlap %.1f s (%.0f px/s) → %.2f× (pairs: %s); "
+                 "median worker CPU s: plain %.1f, overlap %.1f (×%.2f); stores byte-identical: %s",
+                 r["wall"][False], r["px"] / r["wall"][False], r["wall"][True], r["px"] / r["wall"][True],
+                 r["wall"][False] / r["wall"][True], ", ".join(f"{x:.2f}" for x in r["pair_ratios"]),
+                 r["cpu"][False], r["cpu"][True], r["cpu"][True] / r["cpu"][False], r["same_bytes"])
+        if args.only_overlap:
             return
 
     prof = profile_chunk(256 if not args.quick else 128)

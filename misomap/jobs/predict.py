@@ -20,13 +20,21 @@ from misomap.core.storage import Target
 from misomap.cube.grid import plan_chunks
 from misomap.cube.reader import open_cube_cached
 from misomap.cube.store import require_complete
-from misomap.mapping.chunk import MapSpec, output_grid, predict_chunk, progress_url, run_hash, zarr_url
+from misomap.mapping.chunk import (
+    MapSpec,
+    map_executor,
+    output_grid,
+    predict_chunk,
+    progress_url,
+    run_hash,
+    zarr_url,
+)
 from misomap.mapping.config import MapConfig
 from misomap.mapping.export import check_exportable, export_all
 from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
 from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete, portable_location
 from misomap.runtime.records import CompletionRecords, run_lock
-from misomap.runtime.runner import Executor, run_plan
+from misomap.runtime.runner import run_plan
 from misomap.viewer.publish import training_pedons, write_viewer
 
 log = logging.getLogger(__name__)
@@ -122,7 +130,7 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
             records.clear()
         regions = plan_chunks(grid, cfg.chunk_px)
         report = run_plan(regions, predict_chunk, MapSpec(cfg, config.storage), records,
-                          Executor(cfg.workers, config.gateway), name="map chunks", expected=(Exception,))
+                          map_executor(cfg, config.gateway), name="map chunks", expected=(Exception,))
         if report.failures:
             causes: dict[str, list[str]] = {}
             for f in report.failures:

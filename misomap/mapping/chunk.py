@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import numpy as np
 
-from misomap.core.config_base import StorageConfig
+from misomap.core.config_base import GatewayConfig, StorageConfig
 from misomap.core.inputs import input_codes
 from misomap.core.storage import Target
 from misomap.cube.grid import ChunkWindow, Grid
@@ -21,6 +23,10 @@ from misomap.mapping.config import MapConfig
 from misomap.mapping.layers import encode_layers
 from misomap.mapping.predictors.api import MapPredictor, get_predictor
 from misomap.mapping.store import write_chunk
+from misomap.runtime.cluster import local_gpus
+from misomap.runtime.runner import Executor, StagedTask
+
+_READ_LOCK = threading.Lock()
 
 
 def zarr_url(cfg: MapConfig) -> str:
@@ -75,24 +81,65 @@ def chunk_inputs(region: ChunkWindow, cfg: MapConfig, storage: StorageConfig
     predictor = get_predictor(cfg, storage)
     sub = output_grid(cfg, storage).window(region.row0, region.col0, region.height, region.width)
     cube = open_cube_cached(cfg.cube, storage)
-    return predictor, sub, read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+    # One read at a time per process: the lazy cube is computed with dask's synchronous scheduler,
+    # so a read never submits tasks to the cluster it runs on, and a worker's reading and computing
+    # threads never race for its client.
+    with _READ_LOCK, dask.config.set(scheduler="synchronous"):
+        window = read_window(cube, predictor.bands, context_bounds(cube_grid(cube), sub, predictor))
+    return predictor, sub, window
 
 
-def predict_chunk(region: ChunkWindow, spec: MapSpec) -> dict[str, Any]:
-    """Predict one output chunk and write it; a pure function of (region, spec). Returns the chunk's
-    completion record: what it wrote and its checksum."""
-    cfg, storage = spec.map, spec.storage
-    predictor, sub, window = chunk_inputs(region, cfg, storage)
-    probs = predictor.predict(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
-    layers = encode_layers(probs, inputs_at(window.values, window.x, window.y, sub.x_coords(),
-                                            sub.y_coords(), predictor.bands))
-    write_chunk(Target(zarr_url(cfg), storage), region, layers)
-    valid = int(np.isfinite(probs.permafrost).sum())
+@dataclass(frozen=True)
+class _ChunkInput:
+    """A chunk's cube window (with halo) and the output pixel centres it is asked at."""
+
+    window: np.ndarray
+    wx: np.ndarray
+    wy: np.ndarray
+    qx: np.ndarray
+    qy: np.ndarray
+
+
+def read_chunk(region: ChunkWindow, spec: MapSpec) -> _ChunkInput:
+    """Read stage: the cube window an output chunk needs (the predictor's bands and halo)."""
+    _, sub, window = chunk_inputs(region, spec.map, spec.storage)
+    return _ChunkInput(window.values, window.x, window.y, sub.x_coords(), sub.y_coords())
+
+
+def compute_chunk(region: ChunkWindow, spec: MapSpec, data: _ChunkInput) -> tuple[dict[str, np.ndarray], int]:
+    """Compute stage: the model on the window, encoded as the map's uint8 layers (with the inputs
+    each pixel used), and the count of valid pixels."""
+    predictor = get_predictor(spec.map, spec.storage)
+    probs = predictor.predict(data.window, data.wx, data.wy, data.qx, data.qy)
+    used = inputs_at(data.window, data.wx, data.wy, data.qx, data.qy, predictor.bands)
+    return encode_layers(probs, used), int(np.isfinite(probs.permafrost).sum())
+
+
+def write_chunk_layers(region: ChunkWindow, spec: MapSpec, result: tuple[dict[str, np.ndarray], int]
+                       ) -> dict[str, Any]:
+    """Write stage: the layers into the map store; returns the chunk's completion record (what it
+    wrote and its checksum)."""
+    layers, valid = result
+    write_chunk(Target(zarr_url(spec.map), spec.storage), region, layers)
     return {"key": region.key, "valid_pixels": valid, "layers": list(layers),
             "sha256": hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()}
 
 
+predict_chunk = StagedTask(read_chunk, compute_chunk, write_chunk_layers)
+"""Predict one output chunk and write it; a pure function of (region, spec) returning the chunk's
+completion record. In stages, so the chunk engine reads the next chunk while one computes."""
+
+
+def map_executor(cfg: MapConfig, gateway: GatewayConfig | None) -> Executor:
+    """Where map chunks run: `map.workers` local processes (or the gateway's workers), with reads
+    and writes overlapping compute unless `map.overlap` is off; GPU workers (one per GPU, each task
+    asking for its GPU) when `map.device` is cuda, or auto and this machine has a GPU dask-cuda sees."""
+    remote = gateway is not None and gateway.address is not None
+    gpu = cfg.device == "cuda" or (cfg.device == "auto" and not remote and local_gpus() > 0)
+    return Executor(cfg.workers, gateway, overlap=cfg.overlap, gpu=gpu)
+
+
 def run_hash(cfg: MapConfig, digest: str) -> str:
     """Identity of a map run: the map section and the model file's digest."""
-    ident = cfg.model_dump(exclude={"output", "workers", "device", "batch_size", "cogs"})
+    ident = cfg.model_dump(exclude={"output", "workers", "device", "batch_size", "cogs", "overlap"})
     return hashlib.sha256(json.dumps([ident, digest], sort_keys=True).encode()).hexdigest()

@@ -23,3 +23,5 @@ class MapConfig(StrictModel):
     workers: int = Field(2, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(8192, ge=1)
+    overlap: bool = Field(True, description="read the next chunk and write the last one while a chunk computes "
+                                            "(a second thread per worker; same bytes)")

@@ -155,6 +155,15 @@ def test_two_concurrent_runs_end_identical(cube, reference_map, tmp_path):
     assert _store_bytes(out) == _store_bytes(reference_map)
 
 
+def test_overlap_off_writes_the_same_bytes(cube, reference_map, tmp_path):
+    """The reference map ran with overlap (the default: each worker reads the next chunk and writes
+    the last while one computes); without it the store and the COGs are byte for byte the same."""
+    out = tmp_path / "plain"
+    summary = run_predict(run_config(cube, out, overlap=False, workers=1))
+    assert summary.chunks_run == 9
+    assert _store_bytes(out) == _store_bytes(reference_map)
+
+
 def test_model_loaded_once_per_worker(cube, tmp_path):
     from distributed import Client, LocalCluster
 

@@ -5,6 +5,9 @@ region writes that must be chunk-aligned."""
 from __future__ import annotations
 
 import hashlib
+import itertools
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,8 +15,9 @@ import zarr
 
 from misomap.core.errors import MisomapError
 from misomap.core.storage import Target
+from misomap.runtime.cluster import task_resources
 from misomap.runtime.records import CompletionRecords
-from misomap.runtime.runner import Executor, row_chunks, run_plan
+from misomap.runtime.runner import Executor, StagedTask, row_chunks, run_plan
 from misomap.runtime.zarr_io import claim, write_region
 
 THREADS = Executor(2, threads=True)
@@ -102,3 +106,100 @@ def test_region_writes_must_be_chunk_aligned(tmp_path):
     store = _store(str(tmp_path / "s.zarr"))
     with pytest.raises(ValueError, match="not aligned"):
         write_region(store, {"v": np.zeros(4, np.float32)}, slice(2, 6))
+
+
+EVENTS: list[tuple[str, int, float]] = []
+_EVENTS_LOCK = threading.Lock()
+
+
+def _event(stage: str, chunk) -> None:
+    with _EVENTS_LOCK:
+        EVENTS.append((stage, chunk.index, time.perf_counter()))
+
+
+def _read(chunk, spec):
+    _event("read", chunk)
+    time.sleep(0.05)
+    _event("read-end", chunk)
+    return np.arange(chunk.start, chunk.stop, dtype=np.float32)
+
+
+def _compute(chunk, spec, values):
+    _event("compute", chunk)
+    time.sleep(0.2)
+    _event("compute-end", chunk)
+    return values * 2
+
+
+def _write(chunk, spec, values):
+    write_region(Target(spec), {"v": values}, slice(chunk.start, chunk.stop))
+    return {"sha256": hashlib.sha256(values.tobytes()).hexdigest()}
+
+
+STAGED = StagedTask(_read, _compute, _write)
+
+
+def _spans(stage: str) -> list[tuple[float, float]]:
+    starts = {i: t for s, i, t in EVENTS if s == stage}
+    ends = {i: t for s, i, t in EVENTS if s == f"{stage}-end"}
+    return sorted((starts[i], ends[i]) for i in starts)
+
+
+def test_overlap_reads_the_next_chunk_while_one_computes_and_computes_one_at_a_time(tmp_path):
+    """With overlap, a worker's spare thread reads chunks while another computes; computes never
+    run two at a time in one worker; the stored values equal the plain three-stage run's."""
+    results = {}
+    for overlap in (False, True):
+        EVENTS.clear()
+        store = _store(str(tmp_path / f"s{overlap}.zarr"), rows=24)
+        records = CompletionRecords(Target(str(tmp_path / f"p{overlap}")))
+        run_plan(row_chunks(24, 4), STAGED, store.url, records, Executor(1, threads=True, overlap=overlap), name="t")
+        results[overlap] = zarr.open_group(store.url)["v"][:]
+        computes, reads = _spans("compute"), _spans("read")
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(computes)), "one compute at a time"
+        inside = sum(any(c0 < r0 < c1 for c0, c1 in computes) for r0, _ in reads)
+        assert (inside >= 3) if overlap else inside == 0
+    np.testing.assert_array_equal(results[True], np.arange(24, dtype=np.float32) * 2)
+    np.testing.assert_array_equal(results[True], results[False])
+    assert STAGED(row_chunks(24, 4)[1], str(tmp_path / "sTrue.zarr"))["sha256"] == \
+        records.record("chunk-000001")["sha256"]
+
+
+def test_gpu_tasks_ask_for_a_share_of_the_worker_gpu():
+    """A GPU worker offers GPU=1; with overlap its two threads each hold a chunk (GPU 0.5 each),
+    without it one; CPU jobs and in-process threads ask for nothing."""
+    assert task_resources(True, True) == {"GPU": 0.5}
+    assert task_resources(True, False) == {"GPU": 1.0}
+    assert task_resources(False, True) is None and task_resources(True, True, threads=True) is None
+
+
+def test_gpu_job_without_dask_cuda_runs_on_local_workers_offering_a_gpu_resource(tmp_path):
+    """Without dask-cuda (or a GPU) a GPU job falls back to local worker processes that still
+    offer the GPU resource its tasks ask for, so it runs instead of waiting forever."""
+    store = _store(str(tmp_path / "g.zarr"), rows=8)
+    records = CompletionRecords(Target(str(tmp_path / "pg")))
+    report = run_plan(row_chunks(8, 4), STAGED, store.url, records, Executor(1, overlap=True, gpu=True), name="g")
+    assert report.ran == 2 and not report.failures
+    np.testing.assert_array_equal(zarr.open_group(store.url)["v"][:], np.arange(8, dtype=np.float32) * 2)
+
+
+def test_helm_gpu_profile_offers_the_gpu_resource_map_tasks_ask_for():
+    """The dask-gateway values' `gpu` profile: one GPU per worker pod, offered to dask as resource
+    `GPU` = 1, and the two threads an overlapped GPU task share (task_resources)."""
+    import types
+
+    import yaml
+
+    from misomap.runtime.cluster import GPU_PROFILE, worker_threads
+    from tests.support import ROOT
+
+    values = yaml.safe_load((ROOT / "infra" / "dask-gateway-values.yaml").read_text())
+    scope: dict = {"c": types.SimpleNamespace(Backend=types.SimpleNamespace())}
+    exec(values["gateway"]["extraConfig"]["misomap-profiles"], scope)  # noqa: S102 - our own chart values
+    gpu = scope["options_handler"](types.SimpleNamespace(profile=GPU_PROFILE))
+    assert gpu["worker_extra_container_config"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert float(gpu["environment"]["DASK_DISTRIBUTED__WORKER__RESOURCES__GPU"]) == 1.0
+    threads = gpu["worker_threads"]
+    assert threads == worker_threads(True)
+    assert task_resources(True, True)["GPU"] * threads == 1.0
+    assert GPU_PROFILE in scope["c"].Backend.cluster_options.fields[0].options

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +43,7 @@ class MapPredictor(Protocol):
 
 _CACHE: dict[str, MapPredictor] = {}
 LOADS: list[str] = []  # load events in this process, for tests and logs
+_LOAD_LOCK = threading.Lock()  # a worker's threads (reading while another computes) load it once
 
 
 def read_model_files(paths: list[str], storage: StorageConfig) -> dict[str, bytes]:
@@ -106,6 +108,11 @@ def model_digest(cfg: MapConfig, storage: StorageConfig) -> str:
 def get_predictor(cfg: MapConfig, storage: StorageConfig) -> MapPredictor:
     """The predictor for `cfg`, built at most once per process (i.e. once per dask worker)."""
     key = f"{cfg.model}|{cfg.model_path}|{cfg.device}|{cfg.batch_size}"
+    with _LOAD_LOCK:
+        return _cached_predictor(key, cfg, storage)
+
+
+def _cached_predictor(key: str, cfg: MapConfig, storage: StorageConfig) -> MapPredictor:
     if key not in _CACHE:
         blobs = read_model_files(model_paths(cfg), storage)
         _CACHE[key] = _kind(cfg.model).load(blobs, cfg)

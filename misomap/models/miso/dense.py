@@ -18,6 +18,7 @@ to float rounding (tested).
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,15 +28,27 @@ from torch import Tensor
 from misomap.core.classes import SOIL_ORDERS
 from misomap.core.inputs import predictable
 from misomap.cube.grid import Grid
+from misomap.models.miso.attention import use_sdpa
 from misomap.models.miso.heads import entropy, probabilities
 from misomap.models.miso.liif import LiifQuery, _neighbours
 from misomap.models.miso.model import MisoModel
+
+log = logging.getLogger(__name__)
+
+FP32_TAILS = ("heads", "fuse")
+"""Where fp32 starts under bf16 autocast: at the task heads, or already at the per-query fusion.
+With the fusion in fp32, a briefly trained tiny model under the CPU's bf16 autocast keeps class
+flips against fp32 at or below 0.1% (tests/mapping/test_gpu_paths.py, slow); bench/gpu_check.sh
+measures both tails on a GPU with a trained demo model."""
 
 CPU_POINT_BATCH = 8192
 """Queries per batch on the CPU: the hidden activations of a batch stay in the L2/L3 cache."""
 GPU_MEMORY_FRACTION = 0.25
 """Share of the GPU's total memory one query batch may use (total, not free, so that a rerun on
 the same kind of GPU picks the same batch size and writes the same bytes)."""
+FREE_MEMORY_FRACTION = 0.6
+"""Share of the GPU's free memory (at load) one query batch may use when less is free than the
+total-based size needs (another process on the GPU): the batch halves until it fits."""
 
 
 @dataclass(frozen=True)
@@ -137,10 +150,19 @@ def _liif(query: LiifQuery, enc: _Encoded, tile: Tensor, coords: Tensor) -> Tens
 
 
 class DenseMiso:
-    """A MISO model ready for dense inference on a device (bf16 autocast on CUDA)."""
+    """A MISO model ready for dense inference on a device.
+
+    On a GPU: bf16 autocast (`amp`) with the task heads, logits and softmax in fp32 (and, with
+    `fp32_tail="fuse"`, the per-query fusion of modalities, pixel values and location too), the Swin
+    windows' attention through scaled_dot_product_attention (`sdpa`), channels-last tiles, inputs
+    from pinned host memory and outputs copied back asynchronously into pinned host buffers (one
+    synchronisation per call), optionally torch.compile (`compile`: a mode such as
+    "reduce-overhead", which captures CUDA graphs). On the CPU all of these default to off and the
+    same code runs in fp32."""
 
     def __init__(self, model: MisoModel, device: torch.device, point_batch: int | None = None,
-                 tile_batch: int | None = None, compile: bool = False) -> None:
+                 tile_batch: int | None = None, compile: bool | str = False, amp: bool | None = None,
+                 sdpa: bool | None = None, fp32_tail: str = "fuse") -> None:
         self.model = model.to(device).eval()
         self.device = device
         self.grid = TileGrid.for_model(model)
@@ -152,11 +174,21 @@ class DenseMiso:
         # tiles per encoder batch: 64 of 32 px on the CPU, 2048 on a GPU, fewer for larger tiles
         self.tile_batch = tile_batch or max(1, int((2048 if device.type == "cuda" else 64)
                                                    * (32 / self.grid.tile) ** 2))
-        self._query = torch.compile(self._query_batch, dynamic=True) if compile else self._query_batch
+        self.amp = device.type == "cuda" if amp is None else amp
+        if fp32_tail not in FP32_TAILS:
+            raise ValueError(f"fp32_tail {fp32_tail!r}: one of {FP32_TAILS}")
+        self.fp32_tail = fp32_tail
+        if device.type == "cuda" if sdpa is None else sdpa:
+            use_sdpa(self.model)
+        self._query = self._query_batch
+        if compile:
+            mode = None if compile is True else compile
+            self._query = torch.compile(self._query_batch, dynamic=mode is None, mode=mode)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast where `amp` is on (on the GPU by default), else nothing."""
+        if self.amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _to_device(self, a: np.ndarray) -> Tensor:
@@ -164,6 +196,10 @@ class DenseMiso:
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
+
+    def _host(self, shape: tuple[int, ...]) -> Tensor:
+        """An fp32 host buffer for results: pinned on a GPU, so copies into it run asynchronously."""
+        return torch.empty(shape, dtype=torch.float32, pin_memory=self.device.type == "cuda")
 
     def _encode(self, tiles: np.ndarray) -> tuple[_Encoded, _Encoded | None, Tensor | None, int, int]:
         """Encode tiles (T, bands, s, s) in batches; keep only the first-layer projections."""
@@ -194,7 +230,9 @@ class DenseMiso:
     def _query_batch(self, img: _Encoded, cov: _Encoded | None, pixels: Tensor | None, size: Tensor,
                      tile: Tensor, pix: Tensor, xy: Tensor) -> dict[str, Tensor]:
         """`MisoModel.query` for flat queries: tile (N,), pix (N, 2) in tile pixels, xy (N, 2) metres."""
-        return self.model.heads(self._embed_batch(img, cov, pixels, size, tile, pix, xy))
+        head_input = self._embed_batch(img, cov, pixels, size, tile, pix, xy)
+        with torch.autocast(self.device.type, enabled=False):  # heads, logits (and softmax) in fp32
+            return self.model.heads(head_input.float())
 
     def _embed_batch(self, img: _Encoded, cov: _Encoded | None, pixels: Tensor | None, size: Tensor,
                      tile: Tensor, pix: Tensor, xy: Tensor) -> Tensor:
@@ -202,15 +240,23 @@ class DenseMiso:
         m = self.model
         coords = pix.float() / size * 2 - 1
         visual = _liif(m.img_query, img, tile, coords)
-        if cov is not None:
-            visual = m.fuse(torch.cat([visual, _liif(m.cov_query, cov, tile, coords)], dim=-1))
-        if m.pixel is not None and pixels is not None:
-            _, c, h, w = pixels.shape
-            col = pix[:, 0].floor().long().clamp(0, w - 1)
-            row = pix[:, 1].floor().long().clamp(0, h - 1)
-            values = pixels.permute(0, 2, 3, 1)[tile, row, col]
-            visual = m.pixel_fuse(torch.cat([visual, m.pixel(values)], dim=-1))
-        return m.head_input(visual, m.location(xy) if m.location_in_heads else None)
+        cov_visual = _liif(m.cov_query, cov, tile, coords) if cov is not None else None
+        with self._tail(cov_visual is not None or pixels is not None):
+            if cov_visual is not None:
+                visual = m.fuse(torch.cat([visual, cov_visual], dim=-1).float())
+            if m.pixel is not None and pixels is not None:
+                h, w = pixels.shape[-2:]
+                col = pix[:, 0].floor().long().clamp(0, w - 1)
+                row = pix[:, 1].floor().long().clamp(0, h - 1)
+                values = pixels.permute(0, 2, 3, 1)[tile, row, col]
+                visual = m.pixel_fuse(torch.cat([visual, m.pixel(values.float())], dim=-1))
+            return m.head_input(visual, m.location(xy) if m.location_in_heads else None)
+
+    def _tail(self, fusing: bool) -> contextlib.AbstractContextManager:
+        """Autocast off for the per-query fusion (`fp32_tail="fuse"`), else as the rest."""
+        if self.fp32_tail == "fuse" and fusing:
+            return torch.autocast(self.device.type, enabled=False)
+        return contextlib.nullcontext()
 
     @torch.no_grad()
     def predict(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray
@@ -222,19 +268,21 @@ class DenseMiso:
         if not len(tile):
             shapes = {"permafrost": (0,), "soil_order": (0, len(SOIL_ORDERS))}
             return {t: np.zeros(shapes[t], np.float32) for t in self.model.cfg.loss.tasks}
+        n = len(tile)
+        out = {t: self._host((n,) if t == "permafrost" else (n, len(SOIL_ORDERS))) for t in self.model.cfg.loss.tasks}
         with self.autocast():
             img, cov, pixels, height, width = self._encode(tiles)
             size = torch.tensor([width, height], device=self.device, dtype=torch.float32)
-            out: dict[str, list[np.ndarray]] = {}
-            for s in range(0, len(tile), self.point_batch):
+            for s in range(0, n, self.point_batch):
                 sl = slice(s, s + self.point_batch)
                 logits = self._query(img, cov, pixels, size, self._to_device(tile[sl]),
                                      self._to_device(pix[sl].astype(np.float32)),
                                      self._to_device(xy[sl].astype(np.float64)))
-                for k, v in probabilities(logits).items():
-                    out.setdefault(k, []).append(v.float().cpu().numpy())
-        return {k: np.concatenate(v) for k, v in out.items()}
-
+                for k, v in probabilities(logits).items():  # fp32 sigmoid / softmax
+                    out[k][sl].copy_(v, non_blocking=True)
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # the asynchronous copies have landed
+        return {k: v.numpy() for k, v in out.items()}
 
     @torch.no_grad()
     def embed(self, tiles: np.ndarray, tile: np.ndarray, pix: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -257,17 +305,37 @@ class DenseMiso:
         return np.concatenate(out)
 
 
-def auto_point_batch(model: MisoModel, device: torch.device) -> int:
-    """Queries per batch: fixed on the CPU; on a GPU from its total memory and the bytes a query's
-    activations take (4 neighbours × stages × hidden, ×4 for temporaries), a power of two."""
-    if device.type != "cuda":
-        return CPU_POINT_BATCH
+def point_batch_for(per_query: int, total: int, free: int) -> int:
+    """Queries per GPU batch for a model whose query takes `per_query` bytes of activations on a GPU
+    of `total` bytes with `free` bytes free: a power of two from the total memory (the same on every
+    GPU of a kind, so reruns write the same bytes), halved while it would not fit in the free memory
+    (then a warning: batches of another size may round differently), between 2^10 and 2^22."""
+    n = int(GPU_MEMORY_FRACTION * total / per_query)
+    batch = int(2 ** np.clip(np.floor(np.log2(max(n, 1))), 10, 22))
+    fit = batch
+    while fit > 2 ** 10 and fit * per_query > FREE_MEMORY_FRACTION * free:
+        fit //= 2
+    if fit < batch:
+        log.warning("only %.1f GiB of %.1f GiB GPU memory free: %d queries per batch instead of %d (the "
+                    "map's last bits may differ from a run on an idle GPU)", free / 2**30, total / 2**30, fit, batch)
+    return fit
+
+
+def query_bytes(model: MisoModel) -> int:
+    """Bytes of activations one query takes on the GPU: 4 neighbours × stages × hidden (×4 for
+    temporaries) in fp32, and the fused features."""
     cfg = model.cfg
     stages = len(model.img_query.stages) + (len(model.cov_query.stages) if cfg.covariates is not None else 0)
-    per_query = 4 * 4 * 4 * stages * max(cfg.liif.hidden, cfg.feature_dim) + 64 * cfg.feature_dim
-    total = torch.cuda.get_device_properties(device).total_memory
-    n = int(GPU_MEMORY_FRACTION * total / per_query)
-    return int(2 ** np.clip(np.floor(np.log2(max(n, 1))), 10, 22))
+    return 4 * 4 * 4 * stages * max(cfg.liif.hidden, cfg.feature_dim) + 64 * cfg.feature_dim
+
+
+def auto_point_batch(model: MisoModel, device: torch.device) -> int:
+    """Queries per batch: fixed on the CPU; on a GPU from its total and free memory
+    (`point_batch_for`, torch.cuda.mem_get_info)."""
+    if device.type != "cuda":
+        return CPU_POINT_BATCH
+    free, total = torch.cuda.mem_get_info(device)
+    return point_batch_for(query_bytes(model), total, free)
 
 
 def predict_pedons(dense: DenseMiso, imagery: np.ndarray, covariates: np.ndarray | None, grid: Grid,
