@@ -21,8 +21,8 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from misomap.core.classes import SOIL_ORDERS
 from misomap.core.config_base import StorageConfig
-from misomap.core.storage import Target
 from misomap.core.errors import MisomapError
+from misomap.core.storage import Target
 from misomap.labels.pedons import read_geoparquet
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,13 @@ def _truth_raster(world: str, manifest: dict, name: str, storage: StorageConfig)
     loc = f"{world}/{rel}"
     with rasterio.MemoryFile(Target(loc, storage).read_bytes()) as mem, mem.open() as src:
         return src.read(1), tuple(src.transform)[:6]
+
+
+def truth_raster(world: str, name: str, storage: StorageConfig | None = None) -> np.ndarray:
+    """One truth raster of a demo world (`permafrost`, `soil_order`, `permafrost_zone`, `region`)."""
+    storage = storage or StorageConfig()
+    manifest = json.loads(Target(f"{world.rstrip('/')}/world.json", storage).read_bytes())
+    return _truth_raster(world.rstrip("/"), manifest, name, storage)[0]
 
 
 def _score(truth: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
