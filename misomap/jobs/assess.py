@@ -89,10 +89,10 @@ def run_estimate(map_path: str, labels: str, out: str, zones: str | None = None,
         log.warning("%s", NAIVE_NOTE)
         meta["note"] = NAIVE_NOTE
     doc = estimate_json(meta, results)
-    root = Target(out, storage)
-    root.join("estimate.json").atomic_write_bytes(json.dumps(doc, indent=2).encode())
-    root.join("report.md").atomic_write_bytes(report_markdown(meta, results).encode())
-    root.join("assess.png").atomic_write_bytes(report_png(results, points.naive))
+    files = dict(zip(OUTPUTS, (json.dumps(doc, indent=2).encode(), report_markdown(meta, results).encode(),
+                               report_png(results, points.naive))))
+    for name, data in files.items():  # made whole first: a failure writes nothing
+        Target(out, storage).join(name).atomic_write_bytes(data)
     log.info("assessment of %s written to %s", map_path, out)
     return doc
 

@@ -3,6 +3,8 @@ unbiased figures from designs whose strata are not the map classes."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,21 @@ def test_zones_cross_the_strata(tmp_path):
     table = sample_map(layer, strata, SampleSpec(n=40), zones=zones)
     assert ((table["col"] < 20) == (table["zone"] == "west")).all()
     assert all(s.startswith(f"{z}/") for s, z in zip(table["stratum"], table["zone"]))
+
+
+def test_truth_area_of_a_map_of_the_tiny_world(demo_world, tmp_path):
+    """The demo's last-screen figure: a map's permafrost area from a sample labelled by the world's truth
+    rasters (read from the world folder as `misomap demo-world` wrote them), beside the true area."""
+    from misomap.evaluation.map_truth import truth_raster
+    from misomap.jobs.assess import truth_area
+    from tests.support.assess_maps import truth_map
+
+    pf, so = truth_raster(str(demo_world), "permafrost"), truth_raster(str(demo_world), "soil_order")
+    grid = Grid("EPSG:3338", 30.0, *json.loads((demo_world / "world.json").read_text())["grid"]["bounds"])
+    folder = write_map(tmp_path / "biased", grid, *truth_map(pf, so, biased=True), run="biased")
+    area = truth_area(folder, str(demo_world), n=300, seed=0)
+    km2 = 0.03 * 0.03
+    assert area.true_km2 == pytest.approx((pf == 1).sum() * km2)
+    assert area.map_km2 == pytest.approx((read_layer(folder, "permafrost_class").codes == 1).sum() * km2)
+    assert area.map_km2 > 1.15 * area.true_km2  # the biased map over-maps permafrost ...
+    assert area.estimate.low <= area.true_km2 <= area.estimate.high  # ... the sample's interval holds the truth
