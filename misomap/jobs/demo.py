@@ -141,9 +141,9 @@ class DemoResult:
                  "against the demo world's truth rasters (all land):", "",
                  format_table(self.figures, self.map_scores), ""]
         if self.areas:
-            lines += [f"Permafrost area (km²) of each map: its pixel count, and estimated from a {AREA_SAMPLE}-point "
-                      "sample labelled by the world's truth (stratified by map class, 95% CI; `misomap assess`), "
-                      "beside the true area:"]
+            lines += [(f"Permafrost area (km²) of each map: its pixel count, and estimated from a {AREA_SAMPLE}-point "
+                       "sample labelled by the world's truth (stratified by map class, 95% CI; `misomap assess`), "
+                       "beside the true area:")]
             lines += [f"  {m:<8} map {a.map_km2:7.1f}   sample {a.estimate.value:7.1f} [{a.estimate.low:.1f}, "
                       f"{a.estimate.high:.1f}]   true {a.true_km2:7.1f}" for m, a in self.areas.items()]
             lines.append("")
