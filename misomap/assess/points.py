@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 LABEL = "label"
 NO_CLASS = "none"
-DESIGN_COLUMNS = ("stratum", "stratum_pixels", "inclusion_probability", "map_digest", "layer")
+DESIGN_COLUMNS = ("stratum", "stratum_pixels", "inclusion_probability", "design_strata", "map_digest", "layer")
 PEDON_LABELS = {"permafrost_class": "permafrost", "soil_order_class": "soil_order"}
 """Which pedon column labels which map layer (docs/contracts.md §1)."""
 
@@ -123,6 +123,10 @@ class LabelledPoints:
         if (pixels["min"] != pixels["max"]).any():
             raise AssessError(f"{self.path}: stratum_pixels differs within a stratum: the design columns were edited")
         sample = StratifiedSample(stratum.astype(np.int64), pixels["min"].to_numpy(np.int64))
+        if len(names) != int(table["design_strata"].iloc[0]):
+            raise AssessError(f"{self.path} holds points of {len(names)} strata, the design drew "
+                              f"{int(table['design_strata'].iloc[0])}: a stratum's points were removed; every "
+                              "stratum needs at least 2 labelled points")
         few = (sample.n_h < 2) & (sample.n_h < sample.pixels)
         if few.any():
             h = int(np.flatnonzero(few)[0])

@@ -179,7 +179,7 @@ def draw(strata: Strata, sizes: np.ndarray, seed: int) -> tuple[np.ndarray, np.n
 def sample_map(layer: MapLayer, strata: Strata, spec: SampleSpec, other: MapLayer | None = None,
                zones: tuple[np.ndarray, tuple[str, ...]] | None = None) -> gpd.GeoDataFrame:
     """Draw the sample and describe every point: pixel centre, row/col, stratum with its N_h and n_h,
-    inclusion probability, zone, and the design (layer, map digest(s), design, allocation, seed)."""
+    inclusion probability, the design's number of strata, zone, and the design (layer, map digest(s), design, allocation, seed)."""
     pixels = strata.pixels
     sizes = allocate(pixels, spec.n, spec.allocation, spec.min_per_stratum, strata.spread)
     index, which = draw(strata, sizes, spec.seed)
@@ -189,6 +189,7 @@ def sample_map(layer: MapLayer, strata: Strata, spec: SampleSpec, other: MapLaye
     table = {
         "point_id": np.arange(len(index)), "stratum": names[which], "stratum_pixels": pixels[which],
         "stratum_n": sizes[which], "inclusion_probability": sizes[which] / pixels[which],
+        "design_strata": len(strata.names),
         "row": rows, "col": cols, "layer": layer.layer, "design": spec.design,
         "allocation": spec.allocation, "seed": spec.seed, "map_digest": layer.digest,
     }

@@ -160,8 +160,13 @@ def _one_label(t, grid):
     return t.drop(present[1:])
 
 
+def _no_label(t, grid):
+    return t[t["stratum"] != "present"]
+
+
 BAD_LABELS = {"outside the map": (_outside, "outside the map"), "on nodata": (_on_nodata, "nodata"),
-              "unknown class": (_unknown, "'maybe'"), "stratum with one label": (_one_label, "stratum 'present'")}
+              "unknown class": (_unknown, "'maybe'"), "stratum with one label": (_one_label, "stratum 'present'"),
+              "stratum without labels": (_no_label, "points were removed")}
 
 
 @pytest.mark.parametrize("case", list(BAD_LABELS))
