@@ -78,7 +78,7 @@ def test_disagreement_design_is_unbiased_for_both_maps(tmp_path):
     true_a = (a.codes == truth)[land].mean()
     true_area = (truth == 1).sum() * a.pixel_km2
     est_a, est_diff, area = [], [], []
-    for seed in range(80):
+    for seed in range(50):
         table = sample_map(a, strata, SampleSpec(n=40, design="disagreement", allocation="equal", seed=seed), other=b)
         points = LabelledPoints("t", label_from_raster(table, a, truth, "label"))
         fig, _ = assess_layer(points, a)
