@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="misomap: fine-scale soil and permafrost maps from Zarr d
                   no_args_is_help=True, pretty_exceptions_enable=False)
 log = logging.getLogger("misomap")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Run configuration (YAML).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run configuration (YAML).")]
 
 
 def _version_callback(value: bool) -> None:
@@ -93,9 +93,9 @@ def demo(
 
 @app.command("demo-world")
 def demo_world(
-    out: Annotated[str | None, typer.Option(help="Folder or s3://bucket/prefix (default: config).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: config).")] = None,
-    size: Annotated[str | None, typer.Option(help="tiny, demo or bench (default: config).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Folder or s3://bucket/prefix (default: config).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: config).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="tiny, demo or bench (default: config).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Generate the synthetic Alaska demo world: COGs, a STAC catalog, labels, truth, quicklook."""
@@ -126,8 +126,8 @@ assess_app = typer.Typer(help="Accuracy and area of a map from a labelled probab
                          "2014; Stehman 2014).", no_args_is_help=True)
 app.add_typer(assess_app, name="assess")
 MapArg = Annotated[str, typer.Argument(help="A map folder (or its map.zarr) made by `misomap predict`.")]
-ZonesOpt = Annotated[str | None, typer.Option(help="GeoParquet polygons (regions, permafrost zones).")]
-ZoneColumnOpt = Annotated[str | None, typer.Option(help="The zones' name column (default: the only one).")]
+ZonesOpt = Annotated[Optional[str], typer.Option(help="GeoParquet polygons (regions, permafrost zones).")]
+ZoneColumnOpt = Annotated[Optional[str], typer.Option(help="The zones' name column (default: the only one).")]
 
 
 @assess_app.command("sample")
@@ -143,7 +143,7 @@ def assess_sample(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed draws the same points.")] = 0,
     zones: ZonesOpt = None,
     zone_column: ZoneColumnOpt = None,
-    versus: Annotated[str | None, typer.Option(help="Second map for --design disagreement.")] = None,
+    versus: Annotated[Optional[str], typer.Option(help="Second map for --design disagreement.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Draw a probability sample of the map's pixels (GeoParquet: stratum, inclusion probability, digest)."""
@@ -180,7 +180,7 @@ def assess_compare(
     map_a: MapArg,
     map_b: Annotated[str, typer.Argument(help="The second map (same grid).")],
     labels: Annotated[str, typer.Option(help="Labelled sample drawn for MAP_A, MAP_B or their disagreement.")],
-    out: Annotated[str | None, typer.Option(help="Folder for compare.json.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Folder for compare.json.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Which map is more accurate: the accuracy difference with a CI and McNemar's exact test."""
@@ -193,8 +193,8 @@ def assess_compare(
 @app.command()
 def predict(
     config: ConfigOpt = None,
-    model: Annotated[str | None, typer.Option(help="Override map.model: miso, rf or module:factory.")] = None,
-    gateway: Annotated[str | None, typer.Option(help="dask-gateway URL (password from the env).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Override map.model: miso, rf or module:factory.")] = None,
+    gateway: Annotated[Optional[str], typer.Option(help="dask-gateway URL (password from the env).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing map from another run.")] = False,
 ) -> None:
     """Predict the map chunk by chunk into Zarr, COGs and STAC; resumable."""
@@ -266,17 +266,17 @@ def train_miso(config: ConfigOpt = None) -> None:
 @app.command()
 def experiment(
     seeds: Annotated[list[int], typer.Option("--seeds", help="World seeds, e.g. --seeds 0 1 2.")],
-    more_seeds: Annotated[list[int] | None, typer.Argument(help="Further seeds after --seeds.",
+    more_seeds: Annotated[Optional[list[int]], typer.Argument(help="Further seeds after --seeds.",
                                                               show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Folder for every world, run and table.")] = Path("experiment-out"),
     size: Annotated[str, typer.Option(help="Demo world size: tiny, demo or bench.")] = "tiny",
-    scheme: Annotated[list[str] | None, typer.Option(help="MISO fold scheme(s): random, dbscan, blocks, "
+    scheme: Annotated[Optional[list[str]], typer.Option(help="MISO fold scheme(s): random, dbscan, blocks, "
                                                         "region (default all; the RF runs all).")] = None,
-    max_folds: Annotated[int | None, typer.Option(help="MISO: the N largest test folds per scheme.")] = None,
+    max_folds: Annotated[Optional[int], typer.Option(help="MISO: the N largest test folds per scheme.")] = None,
     ablations: Annotated[bool, typer.Option(help="Also cross-validate MISO's ablations.")] = True,
-    max_steps: Annotated[int | None, typer.Option(help="Cap MISO's training steps (CPU-bound runs).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Cap MISO's training steps (CPU-bound runs).")] = None,
     tables_only: Annotated[bool, typer.Option(help="Only rebuild the tables from the seed folders under --out.")] = False,
-    design: Annotated[list[str] | None, typer.Option(help="Choose MISO's design among these variants by nested "
+    design: Annotated[Optional[list[str]], typer.Option(help="Choose MISO's design among these variants by nested "
                                                         "validation, e.g. --design miso --design no_location.")] = None,
     class_balance: Annotated[float, typer.Option(help="Both models weigh each pedon by its class share to the "
                                                  "power −this (0 none, 0.5 square root, 1 classes alike).")] = 0.0,
@@ -301,10 +301,10 @@ def train_spectral(config: ConfigOpt = None) -> None:
 @app.command("import-spectra")
 def import_spectra(
     out: Annotated[str, typer.Argument(help="New Zarr spectral library (local path or s3://).")],
-    mir: Annotated[Path | None, typer.Option(help="OSSL-layout MIR table (scan_mir.<cm-1>_abs).")] = None,
-    nir: Annotated[Path | None, typer.Option(help="NeoSpectra-layout NIR table (scan_nir.<nm>_ref).")] = None,
-    visnir: Annotated[Path | None, typer.Option(help="OSSL-layout vis-NIR table (scan_visnir.<nm>_ref).")] = None,
-    soillab: Annotated[Path | None, typer.Option(help="OSSL soil-lab table (properties).")] = None,
+    mir: Annotated[Optional[Path], typer.Option(help="OSSL-layout MIR table (scan_mir.<cm-1>_abs).")] = None,
+    nir: Annotated[Optional[Path], typer.Option(help="NeoSpectra-layout NIR table (scan_nir.<nm>_ref).")] = None,
+    visnir: Annotated[Optional[Path], typer.Option(help="OSSL-layout vis-NIR table (scan_visnir.<nm>_ref).")] = None,
+    soillab: Annotated[Optional[Path], typer.Option(help="OSSL soil-lab table (properties).")] = None,
     properties: Annotated[str, typer.Option(help="Comma-separated misomap property names.")] = "",
     id_column: Annotated[str, typer.Option(help="Sample key: id.layer_uuid_txt (OSSL) or id.sample_local_c "
                                                  "(NeoSpectra/KSSL).")] = "id.layer_uuid_txt",
@@ -355,7 +355,7 @@ def view(
 def plan(
     config: ConfigOpt = None,
     statewide: Annotated[bool, typer.Option(help="All of Alaska instead of the cube's region.")] = False,
-    resolution: Annotated[list[float] | None, typer.Option(help="Resolution(s) in m (repeatable); "
+    resolution: Annotated[Optional[list[float]], typer.Option(help="Resolution(s) in m (repeatable); "
                                                               "default: the cube's.")] = None,
 ) -> None:
     """Print the tile plan: tiles, chunks, pixels, bytes and cost per stage from measured rates."""

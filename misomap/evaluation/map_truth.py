@@ -21,8 +21,8 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from misomap.core.classes import SOIL_ORDERS
 from misomap.core.config_base import StorageConfig
-from misomap.core.errors import MisomapError
 from misomap.core.storage import Target
+from misomap.core.errors import MisomapError
 from misomap.labels.pedons import read_geoparquet
 
 log = logging.getLogger(__name__)
