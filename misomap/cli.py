@@ -165,6 +165,74 @@ def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run 
                f"skipped {result.chunks_skipped} of {result.chunks_total}  quicklook: {result.quicklook}")
 
 
+assess_app = typer.Typer(help="Accuracy and area of a map from a labelled probability sample (Olofsson et al. "
+                         "2014; Stehman 2014).", no_args_is_help=True)
+app.add_typer(assess_app, name="assess")
+MapArg = Annotated[str, typer.Argument(help="A map folder (or its map.zarr) made by `misomap predict`.")]
+ZonesOpt = Annotated[Optional[str], typer.Option(help="GeoParquet polygons (regions, permafrost zones).")]
+ZoneColumnOpt = Annotated[Optional[str], typer.Option(help="The zones' name column (default: the only one).")]
+
+
+@assess_app.command("sample")
+def assess_sample(
+    map_path: MapArg,
+    n: Annotated[int, typer.Option("--n", help="Number of points.")],
+    out: Annotated[str, typer.Option(help="New GeoParquet file for the points.")],
+    layer: Annotated[str, typer.Option(help="Class layer to stratify by and label.")] = "permafrost_class",
+    design: Annotated[str, typer.Option(help="stratified (by map class), random, or disagreement (--versus).")
+                      ] = "stratified",
+    allocation: Annotated[str, typer.Option(help="proportional, equal or optimal (Neyman).")] = "proportional",
+    min_per_class: Annotated[int, typer.Option(help="At least this many points per stratum (never below 2).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed draws the same points.")] = 0,
+    zones: ZonesOpt = None,
+    zone_column: ZoneColumnOpt = None,
+    versus: Annotated[Optional[str], typer.Option(help="Second map for --design disagreement.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Draw a probability sample of the map's pixels (GeoParquet: stratum, inclusion probability, digest)."""
+    from misomap.assess.sampling import SampleSpec
+    from misomap.jobs.assess import run_sample
+
+    spec = SampleSpec(n, design, allocation, min_per_class, seed)  # type: ignore[arg-type]
+    points, strata = run_sample(map_path, layer, spec, out, zones, zone_column, versus, _config(config).storage)
+    typer.echo(f"sample: {out}  {points} points in {strata} strata; add a `label` column (class names) and run "
+               "`misomap assess estimate`")
+
+
+@assess_app.command("estimate")
+def assess_estimate(
+    map_path: MapArg,
+    labels: Annotated[str, typer.Option(help="The labelled sample (or pedons, naive).")],
+    out: Annotated[str, typer.Option(help="Folder for estimate.json, report.md and assess.png.")],
+    zones: ZonesOpt = None,
+    zone_column: ZoneColumnOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Overall, user's and producer's accuracy and error-adjusted area per class with 95% intervals."""
+    from misomap.jobs.assess import run_estimate
+
+    doc = run_estimate(map_path, labels, out, zones, zone_column, _config(config).storage)
+    for name, fig in doc["layers"].items():
+        oa, (lo, hi) = fig["overall_accuracy"], fig["overall_accuracy_ci95"]
+        typer.echo(f"{name}{' (naive)' if doc['naive'] else ''}: overall accuracy {oa:.3f} [{lo:.3f}, {hi:.3f}]")
+    typer.echo(f"report: {out}/report.md")
+
+
+@assess_app.command("compare")
+def assess_compare(
+    map_a: MapArg,
+    map_b: Annotated[str, typer.Argument(help="The second map (same grid).")],
+    labels: Annotated[str, typer.Option(help="Labelled sample drawn for MAP_A, MAP_B or their disagreement.")],
+    out: Annotated[Optional[str], typer.Option(help="Folder for compare.json.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Which map is more accurate: the accuracy difference with a CI and McNemar's exact test."""
+    from misomap.jobs.assess import run_compare
+
+    for line in run_compare(map_a, map_b, labels, out, _config(config).storage):
+        typer.echo(line)
+
+
 @app.command()
 def predict(
     config: ConfigOpt = None,

@@ -50,6 +50,13 @@ def _truth_raster(world: str, manifest: dict, name: str, storage: StorageConfig)
         return src.read(1), tuple(src.transform)[:6]
 
 
+def truth_raster(world: str, name: str, storage: StorageConfig | None = None) -> np.ndarray:
+    """One truth raster of a demo world (`permafrost`, `soil_order`, `permafrost_zone`, `region`)."""
+    storage = storage or StorageConfig()
+    manifest = json.loads(Target(f"{world.rstrip('/')}/world.json", storage).read_bytes())
+    return _truth_raster(world.rstrip("/"), manifest, name, storage)[0]
+
+
 def _score(truth: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
     present = [i for i in range(len(classes)) if (truth == i).any()]
     out = {"n": float(len(truth)), "accuracy": float(np.mean(truth == pred)) if len(truth) else np.nan}

@@ -18,6 +18,7 @@ import yaml
 
 from misomap.config import RunConfig, config_from_dict
 from misomap.evaluation.summary import ModelFigures, cv_figures, format_table, map_figures, split_fill
+from misomap.jobs.assess import TruthArea, truth_area
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ DBSCAN_FRACTION = 1 / 75
 """DBSCAN radius as a fraction of the world's width. The demo world is a compressed Alaska (19 km
 across, ~8 pedons/km²) where the reference's 1 km and 10 km radii yield one cluster; 1/75 of the
 width (256 m on the demo size) plays the part of the reference's 10 km."""
+AREA_SAMPLE = 300
+"""Points of the sample the last screen estimates each map's permafrost area from."""
 BLOCK_FRACTION = 1 / 5
 """Spatial block side as a fraction of the world's width (25 blocks in 5 folds)."""
 
@@ -126,6 +129,7 @@ class DemoResult:
     scheme: str = ""
     figures: list[ModelFigures] = field(default_factory=list)
     map_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    areas: dict[str, TruthArea] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The demo's last screen: the figures that matter, where to look, and the time it took."""
@@ -140,6 +144,13 @@ class DemoResult:
         if fill:
             lines += [("Land pixels without a map value (nodata %), pixels predicted without optical inputs "
                        "(filled %, the inputs_used layer) and map accuracy on them and on the rest:"), "", fill, ""]
+        if self.areas:
+            lines += [(f"Permafrost area (km²) of each map: its pixel count, and estimated from a {AREA_SAMPLE}-point "
+                       "sample labelled by the world's truth (stratified by map class, 95% CI; `misomap assess`), "
+                       "beside the true area:")]
+            lines += [f"  {m:<8} map {a.map_km2:7.1f}   sample {a.estimate.value:7.1f} [{a.estimate.low:.1f}, "
+                      f"{a.estimate.high:.1f}]   true {a.true_km2:7.1f}" for m, a in self.areas.items()]
+            lines.append("")
         lines += ["Where to look:"]
         lines += [f"  {name:<14} {where}" for name, where in self.outputs.items()]
         lines += ["", "Stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())]
@@ -206,4 +217,5 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
     result.figures = cv_figures(config.workdir, config.storage, config.evaluation, ("rf", "miso"),
                                 result.scheme)
     result.map_scores = map_figures({m: f"{out}/maps/{m}/map.zarr" for m in ("rf", "miso")}, str(world))
+    result.areas = {m: truth_area(f"{out}/maps/{m}", str(world), AREA_SAMPLE, seed) for m in ("rf", "miso")}
     return result

@@ -41,3 +41,7 @@ def test_demo_pipeline_on_the_tiny_world(tmp_path):
     assert result.scheme in screen and "PF recall" in screen and "map SO acc" in screen
     assert "PF acc filled" in screen and "nodata %" in screen
     assert str(out / "maps" / "miso") in screen
+    # each map's permafrost area from a sample of the truth, with its interval, beside the true area
+    assert set(result.areas) == {"rf", "miso"} and "Permafrost area" in screen
+    for area in result.areas.values():
+        assert area.estimate.low <= area.estimate.value <= area.estimate.high and area.true_km2 > 0
