@@ -39,8 +39,10 @@ from misomap.mapping.export import (
     _model_description,
     _slug,
     imagery_period,
+    input_cube_record,
     link_href,
 )
+from misomap.mapping.predictors.api import model_paths
 from misomap.runtime.records import COMPLETE_ATTR
 from misomap.runtime.zarr_io import mark_complete, open_group, write_region, write_template
 
@@ -209,7 +211,9 @@ def write_embedding_stac(cfg: MapConfig, storage: StorageConfig, output: str, na
     bbox = _lonlat_bbox(grid)
     geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]],
                                                     [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]}
-    mlm, model_assets = _model_description(cfg, storage)
+    item_dir = f"{output.rstrip('/')}/stac"
+    models = {link_href(path, output, item_dir): path for path in model_paths(cfg)}
+    mlm, model_assets = _model_description(cfg, storage, {h: p for h, p in models.items() if h is not None})
     dim = int(ident["dim"])
     if mlm:  # what the model gives here: the heads' input, not class probabilities
         mlm["mlm:tasks"] = ["embedding"]
@@ -234,12 +238,14 @@ def write_embedding_stac(cfg: MapConfig, storage: StorageConfig, output: str, na
         title=f"MISO embeddings (Zarr, `{ARRAY}` (band, y, x) {DTYPE}, NaN = nodata)",
         extra_fields={"eo:bands": [{"name": b} for b in band_names(dim)],
                       "raster:bands": [{"name": b, "data_type": DTYPE, "nodata": "nan"} for b in band_names(dim)]}))
-    item_dir = f"{output.rstrip('/')}/stac"
     for key, asset in model_assets.items():
-        asset.href = link_href(asset.href, item_dir)
         item.add_asset(key, asset)
-    item.add_link(pystac.Link("derived_from", link_href(cfg.cube, item_dir), media_type=ZARR_MEDIA_TYPE,
-                              title=f"input cube (sha256 {ident['cube_sha256'][:16]})"))
+    cube_href = link_href(cfg.cube, output, item_dir)
+    if cube_href is not None:
+        item.add_link(pystac.Link("derived_from", cube_href, media_type=ZARR_MEDIA_TYPE,
+                                  title=f"input cube (sha256 {ident['cube_sha256'][:16]})"))
+    else:  # a local cube outside this folder: named by the digest above, never by a local path
+        item.properties["misomap:input_cube"] = input_cube_record(cfg, storage)
     item.set_self_href(None)
     url = f"{item_dir}/{item_id}.json"
     Target(url, storage).write_bytes(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False),
