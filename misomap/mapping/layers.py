@@ -110,3 +110,8 @@ def encode_layers(probs: MapProbabilities) -> dict[str, np.ndarray]:
         "soil_order_entropy": _percent(so_ent),
         "permafrost_entropy": _percent(pf_ent),
     }
+
+
+def map_bytes_per_px() -> int:
+    """Bytes per pixel of the map's uint8 layers (per-class layers count once per soil order)."""
+    return sum(len(SOIL_ORDERS) if layer.per_class else 1 for layer in LAYERS)

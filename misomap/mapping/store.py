@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -58,6 +60,16 @@ def _template(grid: Grid, chunk_px: int, attrs: dict[str, Any],
     return ds, encoding
 
 
+def _output(target: Target) -> Target:
+    """The map output folder of the map.zarr store `target`."""
+    return Target(target.url.rsplit("/", 1)[0], target.storage)
+
+
+CLAIM = "_progress/claim.json"
+"""Written before the first template write: a map.zarr there without a run hash (a run killed while
+writing its template) is then this output's own unfinished store, not foreign data."""
+
+
 def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int, attrs: dict[str, Any],
                     run_hash: str) -> bool:
     """Write the store's metadata unless a store from the same run exists; True if written.
@@ -65,6 +77,8 @@ def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int,
     A store from a different configuration or model is refused rather than silently mixed.
     """
     group = open_group(target)
+    if group is None or "misomap_run_hash" not in group.attrs:
+        _output(target).join(CLAIM).write_bytes(json.dumps({"misomap_run_hash": run_hash}).encode())
     if not claim(target, group.attrs.get("misomap_run_hash") if group is not None else None, run_hash,
                  "a map", MapStoreError):
         return False
@@ -93,7 +107,7 @@ def check_map_owned(output: Target) -> None:
                              "pick a folder")
     names = set(output.list())
     foreign = sorted(names - MAP_PARTS)
-    if not foreign and "map.zarr" in names:
+    if not foreign and "map.zarr" in names and not output.join(CLAIM).exists():
         group = open_group(output.join("map.zarr"))
         if group is None:
             foreign = ["map.zarr (not a Zarr group)"]
@@ -104,10 +118,36 @@ def check_map_owned(output: Target) -> None:
                              "misomap map run: nothing was changed; pick a new or empty output folder")
 
 
-def mark_map_complete(target: Target, records_digest: str) -> None:
-    """Flip the store's status to complete (with the completion records' digest), consolidated."""
-    mark_complete(target, {"misomap_status": "complete", COMPLETE_ATTR: records_digest}, "map",
-                  "misomap predict")
+CHUNKS, FILES = "_progress/chunks.json", "_progress/files.json"
+"""The map's chunk manifest ({"layers", "chunks": {key: sha256}}, from its completion records,
+vouched for by the complete mark) and its file manifest (sha256 of every product file, written
+once the exports are)."""
+MANIFEST_ATTR = "misomap_chunk_manifest_sha256"
+
+
+def mark_map_complete(target: Target, records_digest: str, layers: list[str], chunk_sha256: dict[str, str]) -> None:
+    """Write the chunk manifest, then flip the store's status to complete (with the completion
+    records' and the manifest's digests), consolidated."""
+    body = json.dumps({"layers": layers, "chunks": chunk_sha256}, sort_keys=True).encode()
+    _output(target).join(CHUNKS).atomic_write_bytes(body)
+    mark_complete(target, {"misomap_status": "complete", COMPLETE_ATTR: records_digest,
+                           MANIFEST_ATTR: hashlib.sha256(body).hexdigest()}, "map", "misomap predict")
+
+
+def product_files(output: Target) -> dict[str, str]:
+    """Relative path -> sha256 of every file of the map product under `output` (all but `_progress`)."""
+    fs, base = output.fs, output.path
+    out = {}
+    for path in sorted(fs.find(base)):
+        rel = path[len(base):].lstrip("/")
+        if rel.split("/", 1)[0] != "_progress" and not rel.endswith(".lock"):
+            out[rel] = hashlib.sha256(fs.cat_file(path)).hexdigest()
+    return out
+
+
+def write_file_manifest(output: Target) -> None:
+    """The product's file manifest, written last: what `misomap verify` checks every file against."""
+    output.join(FILES).atomic_write_bytes(json.dumps(product_files(output), indent=0, sort_keys=True).encode())
 
 
 def require_map_complete(target: Target) -> None:
