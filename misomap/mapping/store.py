@@ -10,6 +10,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 from pyproj import CRS
 
 from misomap.core.classes import SOIL_ORDERS
@@ -160,3 +161,35 @@ def require_map_complete(target: Target) -> None:
         status = attrs.get("misomap_status", "no status")
         raise IncompleteInputError(f"map {target.url} is unfinished ({status}): rerun `misomap predict` with "
                                    "its config to finish it")
+
+
+def map_chunk_problems(group: zarr.Group, layers: list[str], expected: dict[str, str | None],
+                       regions: list[ChunkWindow]) -> list[str]:
+    """Every map chunk of `regions` whose `layers` differ from `expected` ({key: sha256 over the
+    layers' bytes, as predict_chunk records it}; None: no record) or cannot be read, named."""
+    problems = []
+    for r in regions:
+        if expected.get(r.key) is None:
+            problems.append(f"missing chunk {r.key}: no completion record")
+            continue
+        h = hashlib.sha256()
+        try:
+            for name in layers:
+                arr = group[name]
+                h.update(np.asarray(arr[(slice(None),) * (arr.ndim - 2) + (slice(r.row0, r.row0 + r.height),
+                                                                           slice(r.col0, r.col0 + r.width))]).tobytes())
+        except Exception as err:  # noqa: BLE001 - codec/IO errors of many kinds mean "corrupt"
+            problems.append(f"corrupt chunk {r.key}: unreadable ({type(err).__name__})")
+            continue
+        if h.hexdigest() != expected[r.key]:
+            problems.append(f"corrupt chunk {r.key}: checksum differs from its completion record")
+    return problems
+
+
+def file_problems(output: Target, manifest: dict[str, str]) -> list[str]:
+    """Every product file under `output` missing, changed or not in its file manifest, named."""
+    found = product_files(output)
+    problems = [f"missing file {rel}" for rel in sorted(set(manifest) - set(found))]
+    problems += [f"corrupt file {rel}: sha256 differs from the file manifest" for rel in sorted(manifest)
+                 if rel in found and found[rel] != manifest[rel]]
+    return problems + [f"unexpected file {rel}: not in the file manifest" for rel in sorted(set(found) - set(manifest))]
