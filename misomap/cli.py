@@ -10,7 +10,7 @@ import typer
 
 from misomap import __version__
 from misomap.config import RunConfig, config_from_dict, load_config
-from misomap.core.errors import MisomapError, RedactingFilter, one_line, redact
+from misomap.core.errors import ConfigError, MisomapError, RedactingFilter, one_line, redact
 from misomap.core.log import LEVELS, setup_logging
 
 app = typer.Typer(help="misomap: fine-scale soil and permafrost maps from Zarr datacubes.",
@@ -323,6 +323,9 @@ def regenerate(
     from misomap.plan.plan import format_plan
 
     cfg = _config(config)
+    if statewide and not dry_run:
+        raise ConfigError("--statewide only goes with --dry-run: a statewide regeneration maps the region of the "
+                          "config (set cube.area: alaska)")
     if dry_run:
         d = regen.dry_run(cfg, statewide)
         typer.echo(format_plan("dry run", d.plan, d.costs, cfg.plan.rates))

@@ -33,7 +33,7 @@ from misomap.mapping.layers import map_bytes_per_px
 from misomap.mapping.predictors.api import get_predictor, model_digest
 from misomap.mapping.store import check_map_owned, write_file_manifest
 from misomap.mapping.working import RegenerateError, ensure_working_cube, ensure_working_map, run_stale
-from misomap.plan.plan import RegionPlan, estimate, make_plan, statewide_grid
+from misomap.plan.plan import RegionPlan, check_resolution, estimate, make_plan, statewide_grid
 from misomap.plan.regen import DryRun, cube_keys, map_keys, records_digest, sha, task_graph
 from misomap.publish import versions
 from misomap.publish.lock import publish_lock
@@ -77,7 +77,7 @@ def region_plan(config: RunConfig, statewide: bool = False, resolution: float | 
     """The run's tile plan: the cube's grid (all of Alaska for `area: alaska` or `statewide`), at
     `resolution` if given, restricted to `plan.tiles` if set."""
     cfg = _cube(config)
-    res = cfg.resolution if resolution is None else resolution
+    res = cfg.resolution if resolution is None else check_resolution(resolution)
     grid = statewide_grid(res) if statewide or cfg.area == "alaska" else Grid.aligned(cfg.crs, res,
                                                                                       planned_grid(cfg).bounds)
     map_res = res if resolution is not None or config.map is None or config.map.resolution is None \
