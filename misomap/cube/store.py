@@ -131,14 +131,25 @@ def check_owned(location: str, storage: StorageConfig) -> None:
 
 
 CHUNKS_SUFFIX = ".chunks.json"
-"""The cube's chunk manifest `<cube>.chunks.json`: {chunk key: values_sha256} from the completion
-records, written with the complete mark (which holds its sha256), read back by every cube reader."""
+"""The cube's chunk manifest `<cube>.chunks.json`: {"chunks": {chunk key: values_sha256} from the
+completion records, "files": {path: sha256} of the coordinate files (band names, x, y)}, written
+with the complete mark (which holds its sha256) and read back by every cube reader."""
+METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+
+
+def coordinate_files(location: str, storage: StorageConfig) -> dict[str, str]:
+    """sha256 of every file of the cube but its `data` chunks and its metadata (which the complete
+    mark itself changes): the band names and the x/y coordinates, written once with the template."""
+    target = Target(location, storage)
+    fs, base = target.fs, target.path
+    return {rel: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in sorted(fs.find(base))
+            if not (rel := p[len(base):].lstrip("/")).startswith("data/") and rel.rsplit("/", 1)[-1] not in METADATA}
 
 
 def mark_complete(location: str, storage: StorageConfig, records_digest: str, chunk_sha256: dict[str, str]) -> None:
     """Write the chunk manifest, then the complete mark (group attribute, vouching for both the
     records and the manifest) and consolidate: the last writes of a build."""
-    body = json.dumps(chunk_sha256, sort_keys=True).encode()
+    body = json.dumps({"chunks": chunk_sha256, "files": coordinate_files(location, storage)}, sort_keys=True).encode()
     Target(location + CHUNKS_SUFFIX, storage).atomic_write_bytes(body)
     zarr_io.mark_complete(Target(location, storage),
                           {COMPLETE_KEY: {"records_sha256": records_digest, "chunks": len(chunk_sha256),
@@ -147,8 +158,9 @@ def mark_complete(location: str, storage: StorageConfig, records_digest: str, ch
 
 
 def chunk_manifest(location: str, storage: StorageConfig, mark: dict[str, Any]) -> dict[str, str] | None:
-    """{chunk key: sha256} the complete mark `mark` vouches for; None for a cube marked without one.
-    CorruptChunkError when the manifest is missing or differs from the mark."""
+    """{chunk key: sha256} the complete mark `mark` vouches for, once the cube's coordinate files
+    are checked against it; None for a cube marked without one. CorruptChunkError when the manifest
+    is missing or differs from the mark, or a coordinate file from the manifest."""
     want = mark.get("chunk_manifest_sha256") if isinstance(mark, dict) else None
     if want is None:
         return None
@@ -161,7 +173,14 @@ def chunk_manifest(location: str, storage: StorageConfig, mark: dict[str, Any]) 
     if hashlib.sha256(body).hexdigest() != want:
         raise CorruptChunkError(f"the chunk manifest {url} differs from the complete mark of cube {location}: "
                                 "rerun `misomap cube build --repair` with its config")
-    return json.loads(body)
+    manifest = json.loads(body)
+    found = coordinate_files(location, storage)
+    bad = sorted(rel for rel, sha in manifest["files"].items() if found.get(rel) != sha)
+    if bad:
+        raise CorruptChunkError(f"cube {location}: coordinate file(s) {', '.join(bad[:3])} differ from the chunk "
+                                "manifest (band names or x/y coordinates damaged): rebuild the cube with `misomap "
+                                "cube build` into a new location")
+    return manifest["chunks"]
 
 
 def check_chunk(location: str, key: str, values: np.ndarray, manifest: dict[str, str]) -> None:
