@@ -13,7 +13,7 @@ import zarr
 
 from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
-from misomap.cube.errors import CubeError, CubeStorageError
+from misomap.cube.errors import CorruptChunkError, CubeError, CubeStorageError
 from misomap.cube.grid import Grid
 from misomap.cube.store import LINEAGE_KEY, check_chunk, chunk_manifest, require_complete
 from misomap.runtime.records import COMPLETE_ATTR
@@ -31,10 +31,9 @@ def open_cube(location: str, storage: StorageConfig, complete: bool = True) -> x
         require_complete(location, storage)
     try:
         ds = xr.open_zarr(Target(location, storage).zarr_store(read_only=True), consolidated=None)
-    except (FileNotFoundError, KeyError, ValueError, zarr.errors.GroupNotFoundError,
-            zarr.errors.NodeTypeValidationError) as err:
+    except Exception as err:  # noqa: BLE001 - missing, garbage metadata or codec errors of many kinds
         raise CubeStorageError(f"no readable cube at {location!r} ({type(err).__name__}: {err}): run "
-                               "`misomap cube build`") from None
+                               "`misomap cube build` (or `misomap verify` it)") from None
     if "data" in ds:
         ds["data"].encoding[SOURCE] = (location, storage)
     return ds
@@ -63,9 +62,14 @@ class ChunkCheck:
         not checked yet whole."""
         c, (_, h, w) = self.chunk, data.shape
         for iy, ix in sorted({(int(r) // c, int(q) // c) for r, q in zip(rows.ravel(), cols.ravel(), strict=True)}):
-            if f"{iy}.{ix}" not in self.verified:
-                block = data[:, iy * c:min((iy + 1) * c, h), ix * c:min((ix + 1) * c, w)]
-                self.block(f"{iy}.{ix}", np.asarray(getattr(block, "values", block)))
+            if (key := f"{iy}.{ix}") not in self.verified:
+                try:
+                    block = data[:, iy * c:min((iy + 1) * c, h), ix * c:min((ix + 1) * c, w)]
+                    values = np.asarray(getattr(block, "values", block))
+                except Exception as err:  # noqa: BLE001 - codec/IO errors of many kinds mean "corrupt"
+                    raise CorruptChunkError(f"cube {self.location} chunk {key} is unreadable ({type(err).__name__}): "
+                                            "rebuild it with `misomap cube build --repair` (same config)") from None
+                self.block(key, values)
 
     def window(self, data: zarr.Array | xr.DataArray, r0: int, r1: int, c0: int, c1: int) -> None:
         """Check every chunk overlapping rows [r0, r1) x cols [c0, c1)."""
@@ -139,6 +143,7 @@ class Window:
 def read_window(ds: xr.Dataset, bands: tuple[str, ...], bounds: tuple[float, float, float, float]
                 ) -> Window:
     """All cube pixels whose centres fall in `bounds` (xmin, ymin, xmax, ymax), NaN outside the cube."""
+    check = data_check(ds["data"])  # the band names and coordinates first, against the chunk manifest
     missing = [b for b in bands if b not in ds["band"].values.tolist()]
     if missing:
         raise CubeReadError(f"cube lacks bands the model needs: {missing}")
@@ -154,7 +159,7 @@ def read_window(ds: xr.Dataset, bands: tuple[str, ...], bounds: tuple[float, flo
     r0, r1 = max(row0, 0), min(row1, grid.height)
     c0, c1 = max(col0, 0), min(col1, grid.width)
     if r1 > r0 and c1 > c0:
-        if (check := data_check(ds["data"])) is not None:
+        if check is not None:
             check.window(ds["data"], r0, r1, c0, c1)
         sub = ds["data"].sel(band=list(bands)).isel(y=slice(r0, r1), x=slice(c0, c1)).values
         out[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = sub

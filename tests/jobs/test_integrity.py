@@ -21,7 +21,7 @@ from shapely.geometry import Point
 from misomap.config import config_from_dict
 from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
-from misomap.cube.errors import CorruptChunkError
+from misomap.cube.errors import CorruptChunkError, CubeStorageError
 from misomap.cube.reader import open_cube, read_window
 from misomap.jobs.build_cube import run_build_cube
 from misomap.jobs.predict import run_predict
@@ -252,6 +252,6 @@ def test_any_single_byte_of_any_chunk_is_caught(cube, mapped, which, index, offs
         target.write_bytes(bytes(raw))
         assert not verify(str(store)).whole, target
         if which == "cube":
-            ds = open_cube(str(store), STORAGE)
-            with pytest.raises(Exception):  # noqa: B017 - CorruptChunkError, or a codec error naming nothing
+            with pytest.raises((CorruptChunkError, CubeStorageError)):
+                ds = open_cube(str(store), STORAGE)
                 read_window(ds, tuple(ds["band"].values.tolist()), tuple(ds.attrs["misomap"]["grid"]["bounds"]))
