@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -45,6 +46,9 @@ class Target:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", self.url.rstrip("/") or self.url)
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s@]*@", self.url):  # never reaches a client, log or store
+            raise StorageError(f"{redact(self.url)}: a URL with credentials (user:password@) is refused: put them in "
+                               "the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and give the URL without")
 
     @property
     def remote(self) -> bool:
