@@ -87,13 +87,18 @@ def write_region(target: Target, values: Mapping[str, np.ndarray], rows: slice, 
     group = zarr.open_group(target.zarr_store(), mode="r+")
     for name, data in values.items():
         arr = group[name]
-        if cols is None:
-            _check_aligned(arr, 0, rows, name)
-            arr[rows] = data
-        else:
-            _check_aligned(arr, arr.ndim - 2, rows, name)
-            _check_aligned(arr, arr.ndim - 1, cols, name)
-            arr[..., rows, cols] = data
+        try:
+            if cols is None:
+                _check_aligned(arr, 0, rows, name)
+                arr[rows] = data
+            else:
+                _check_aligned(arr, arr.ndim - 2, rows, name)
+                _check_aligned(arr, arr.ndim - 1, cols, name)
+                arr[..., rows, cols] = data
+        except OSError as err:  # disk full, read-only, refused: named, and the chunk stays unrecorded
+            where = f"rows {rows.start}:{rows.stop}" + (f", cols {cols.start}:{cols.stop}" if cols is not None else "")
+            raise StorageWriteError(f"cannot write {name} ({where}) to {target.url}: {err.strerror or err}; free "
+                                    "space or fix permissions, then rerun (finished chunks are kept)") from None
 
 
 def mark_complete(target: Target, attrs: dict[str, Any], what: str, rerun: str) -> None:
