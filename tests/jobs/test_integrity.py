@@ -255,3 +255,33 @@ def test_any_single_byte_of_any_chunk_is_caught(cube, mapped, which, index, offs
             with pytest.raises((CorruptChunkError, CubeStorageError)):
                 ds = open_cube(str(store), STORAGE)
                 read_window(ds, tuple(ds["band"].values.tolist()), tuple(ds.attrs["misomap"]["grid"]["bounds"]))
+
+
+@pytest.mark.slow  # two regenerations on 2 shared cores, ~1.5 min
+def test_two_regenerations_on_one_publish_root_publish_once(stac_url, tmp_path):
+    """Two runs (own workdirs) on one root with keep=1: one publishes, the other waits for the lock
+    and finds the same content published; exactly one whole version remains."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps({"bands": ["s2_summer_nir", "s2_summer_red"]}))
+    procs = []
+    for i in range(2):
+        cfg = {"name": "race", "workdir": str(tmp_path / f"work{i}"), "stac": {"url": stac_url},
+               "cube": cube_section(str(tmp_path / "ignored.zarr"), workers=1),
+               "map": {"cube": "ignored-cube", "output": "ignored-output",
+                       "model": "tests.support.regen_predictor:factory", "model_path": str(model), "chunk_px": 32,
+                       "workers": 1},
+               "publish": {"root": str(tmp_path / "published"), "keep": 1}}
+        (tmp_path / f"run{i}.yaml").write_text(yaml.safe_dump(cfg))
+        procs.append(subprocess.Popen([sys.executable, "-c", "from misomap.cli import run_cli; run_cli()",
+                                       "regenerate", "-c", str(tmp_path / f"run{i}.yaml")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sorted("(new)" in out for out, _ in outs) == [False, True], outs
+    kept = versions.list_versions(str(tmp_path / "published"), STORAGE)
+    assert len(kept) == 1 and verify(str(tmp_path / "published")).whole
