@@ -70,7 +70,7 @@ def write_cube(path: Path, side: int) -> None:
         write_region(Target(loc, storage), {"data": block}, slice(row0, row0 + block.shape[1]),
                      slice(0, side))
     consolidate(loc, storage)
-    mark_complete(loc, storage, f"bench-{side}", -(-side // CHUNK) ** 2)
+    mark_complete(loc, storage, f"bench-{side}", {})  # synthetic chunks: no records to check them against
 
 
 def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None) -> dict:

@@ -1,6 +1,6 @@
 """Scheduling overhead of a statewide regeneration, one command: `.venv/bin/python bench/bench_schedule.py`.
 
-Builds the dry-run task graph of all of Alaska (misomap.jobs.regenerate.task_graph: search -> one
+Builds the dry-run task graph of all of Alaska (misomap.plan.regen.task_graph: search -> one
 task per cube chunk -> one per map chunk -> publish) at 30 m and 10 m (tens of thousands of chunks),
 runs it with no-op task bodies on a local dask cluster (2 worker processes), and prints:
 - time to plan and build the graph, and scheduling time per chunk task;

@@ -10,7 +10,7 @@ import typer
 
 from misomap import __version__
 from misomap.config import RunConfig, config_from_dict, load_config
-from misomap.core.errors import MisomapError, RedactingFilter, one_line
+from misomap.core.errors import ConfigError, MisomapError, RedactingFilter, one_line, redact
 from misomap.core.log import LEVELS, setup_logging
 
 app = typer.Typer(help="misomap: fine-scale soil and permafrost maps from Zarr datacubes.",
@@ -46,7 +46,9 @@ def _config(path: Path | None) -> RunConfig:
 
 def run_cli() -> None:
     """Entry point: MisomapError becomes a one-line message and exit code 2, not a traceback; so does
-    an OSError (disk full, read-only output, refused access), named by its file."""
+    an OSError (disk full, read-only output, refused access), named by its file, and an object
+    store's client error (endpoint down, no credentials), named by its endpoint. Anything else is a
+    bug: one redacted line, exit 1, the redacted traceback at --log-level DEBUG."""
     try:
         app()
     except MisomapError as err:
@@ -57,6 +59,15 @@ def run_cli() -> None:
         log.error("%s", one_line(OSError(f"{where}: {err.strerror or err} (check free space, permissions "
                                          "and the paths in the config)")))
         raise SystemExit(2) from None
+    except Exception as err:  # noqa: BLE001 - the last line of defence: no raw traceback, no secret
+        if type(err).__module__.split(".")[0] in ("botocore", "aiobotocore", "s3fs"):
+            log.error("object store: %s (check storage.endpoint_url, the bucket and AWS credentials)",
+                      one_line(err))
+            raise SystemExit(2) from None
+        log.debug("unexpected error", exc_info=True)
+        log.error("unexpected %s: %s (a bug: rerun with --log-level DEBUG for the traceback and report it)",
+                  type(err).__name__, one_line(err))
+        raise SystemExit(1) from None
 
 
 @app.command()
@@ -106,7 +117,7 @@ def import_pedons(
 def config_check(config: ConfigOpt = None) -> None:
     """Validate a run configuration and print it back resolved (no secrets are ever in it)."""
     cfg = _config(config)
-    typer.echo(cfg.model_dump_json(indent=2))
+    typer.echo(redact(cfg.model_dump_json(indent=2)))
 
 
 @app.command()
@@ -116,7 +127,7 @@ def doctor(config: ConfigOpt = None) -> None:
 
     checks = run_checks(_config(config))
     for c in checks:
-        typer.echo(f"{'ok ' if c.ok else 'BAD'}  {c.name:<14} {c.detail}")
+        typer.echo(redact(f"{'ok ' if c.ok else 'BAD'}  {c.name:<14} {c.detail}"))
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -156,11 +167,13 @@ app.add_typer(cube_app, name="cube")
 
 
 @cube_app.command("build")
-def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run configuration (YAML).")]) -> None:
+def cube_build(config: Annotated[Path, typer.Option("--config", "-c", help="Run configuration (YAML).")],
+               repair: Annotated[bool, typer.Option(help="First check every recorded chunk against its "
+                                                    "record and rebuild those that differ.")] = False) -> None:
     """Build (or resume) the cube described by the config's `cube:` section."""
     from misomap.jobs.build_cube import run_build_cube
 
-    result = run_build_cube(load_config(config))
+    result = run_build_cube(load_config(config), repair=repair)
     typer.echo(f"cube: {result.out}  shape {result.shape}  chunks built {result.chunks_built}, "
                f"skipped {result.chunks_skipped} of {result.chunks_total}  quicklook: {result.quicklook}")
 
@@ -446,6 +459,9 @@ def regenerate(
     from misomap.plan.plan import format_plan
 
     cfg = _config(config)
+    if statewide and not dry_run:
+        raise ConfigError("--statewide only goes with --dry-run: a statewide regeneration maps the region of the "
+                          "config (set cube.area: alaska)")
     if dry_run:
         d = regen.dry_run(cfg, statewide)
         typer.echo(format_plan("dry run", d.plan, d.costs, cfg.plan.rates))

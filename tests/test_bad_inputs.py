@@ -149,6 +149,44 @@ def _miso_truncated(e: Env, tmp: Path) -> list[Path]:
     return [tmp / "miso"]
 
 
+def _damaged_cube(how: str) -> Callable[[Env, Path], list[Path]]:
+    """A copy of the finished cube (records and chunk manifest too) with two chunk files swapped or
+    one byte of a chunk flipped: still decodes, wrong values."""
+    def make(e: Env, tmp: Path) -> list[Path]:
+        cube = tmp / "damaged.zarr"
+        shutil.copytree(e.cube, cube)
+        shutil.copytree(f"{e.cube}.progress", f"{cube}.progress")
+        shutil.copy(f"{e.cube}.chunks.json", f"{cube}.chunks.json")
+        files = sorted((p for p in (cube / "data" / "c").rglob("*") if p.is_file()), key=lambda p: -p.stat().st_size)
+        a, b = files[0], files[1]
+        if how == "swap":
+            da, db = a.read_bytes(), b.read_bytes()
+            a.write_bytes(db)
+            b.write_bytes(da)
+        else:
+            raw = bytearray(a.read_bytes())
+            raw[len(raw) // 2] ^= 0x01
+            a.write_bytes(bytes(raw))
+        return []
+    return make
+
+
+def _regen(e: Env, tmp: Path) -> dict:
+    return {"workdir": str(tmp / "work"), "stac": {"url": e.stac_url, "max_retries": 0},
+            "cube": cube_section(str(tmp / "ignored.zarr")),
+            "map": {"cube": "ignored-cube", "output": "ignored-out", "model": "tests.support.fault_predictor:factory",
+                    "chunk_px": 32, "workers": 1, "cogs": False},
+            "publish": {"root": str(tmp / "pub"), "keep": 1}}
+
+
+def _pointer(body: bytes) -> Callable[[Env, Path], list[Path]]:
+    def make(e: Env, tmp: Path) -> list[Path]:
+        (tmp / "pub").mkdir()
+        (tmp / "pub" / "latest.json").write_bytes(body)
+        return [tmp / "pub"]
+    return make
+
+
 CFG = ["config-check", "-c", "{cfg}"]
 BUILD = ["cube", "build", "-c", "{cfg}"]
 PREDICT = ["predict", "-c", "{cfg}"]
@@ -251,6 +289,28 @@ CASES: list[Case] = [
          lambda e, t: _map(e, t, model="tests.support.fault_predictor:factory"),
          env_vars={"MISOMAP_GATEWAY_PASSWORD": "pw-for-a-gateway-that-is-down"}),
     Case("verify a folder that is no store", ["verify", "{tmp}"], "is not a Zarr store"),
+    # --- damaged inputs caught where they are read, numeric options out of range
+    Case("predict on a cube with two chunks swapped", PREDICT, "chunk",
+         lambda e, t: _map(e, t, cube=str(t / "damaged.zarr"), model="tests.support.fault_predictor:factory"),
+         setup=_damaged_cube("swap")),
+    Case("predict on a cube with a flipped byte", PREDICT, "chunk",
+         lambda e, t: _map(e, t, cube=str(t / "damaged.zarr"), model="tests.support.fault_predictor:factory"),
+         setup=_damaged_cube("flip")),
+    Case("plan resolution negative", ["plan", "-c", "{cfg}", "--resolution", "-5"], "resolution",
+         lambda e, t: _cube(e, t)),
+    Case("plan resolution nan", ["plan", "-c", "{cfg}", "--resolution", "nan"], "resolution",
+         lambda e, t: _cube(e, t)),
+    Case("plan resolution zero", ["plan", "-c", "{cfg}", "--resolution", "0"], "resolution",
+         lambda e, t: _cube(e, t)),
+    Case("plan resolution 1e-6", ["plan", "-c", "{cfg}", "--resolution", "1e-6"], "resolution",
+         lambda e, t: _cube(e, t)),
+    Case("regenerate --statewide without --dry-run", ["regenerate", "-c", "{cfg}", "--statewide"], "--dry-run", _regen),
+    Case("latest.json outside the publish root", ["regenerate", "-c", "{cfg}"], "latest.json", _regen,
+         setup=_pointer(b'{"version": "../../other/versions/v00001-000000000000"}')),
+    Case("latest.json garbage", ["regenerate", "-c", "{cfg}"], "latest.json", _regen, setup=_pointer(b"\x00{{garbage")),
+    Case("latest.json empty", ["regenerate", "-c", "{cfg}"], "latest.json", _regen, setup=_pointer(b"")),
+    Case("latest.json foreign", ["regenerate", "-c", "{cfg}"], "latest.json", _regen,
+         setup=_pointer(b'{"type": "FeatureCollection", "features": []}')),
 ]
 
 

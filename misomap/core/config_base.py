@@ -25,6 +25,7 @@ SECRET_FIELD_NAMES = frozenset(
     }
 )
 _URL_RE = re.compile(r"^(https?)://[^\s/:]+(:\d{1,5})?(/\S*)?$")
+_USERINFO_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s@]*@")
 _LOCATION_SCHEMES = ("s3://", "file://", "http://", "https://")
 
 
@@ -33,7 +34,16 @@ def is_remote(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
 
 
+def _refuse_userinfo(value: str) -> None:
+    """Credentials never live in a URL: they would reach logs, lineage and tracebacks."""
+    if _USERINFO_RE.match(value):
+        raise ValueError("a URL with credentials (user:password@) is refused: put the credentials in the "
+                         "environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, MISOMAP_GATEWAY_PASSWORD) and "
+                         "give the URL without them")
+
+
 def _check_http_url(value: str) -> str:
+    _refuse_userinfo(value)
     if not _URL_RE.match(value):
         raise ValueError(f"not an http(s) URL: {value!r}")
     return value.rstrip("/")
@@ -41,6 +51,7 @@ def _check_http_url(value: str) -> str:
 
 def _check_location(value: str) -> str:
     if "://" in value:
+        _refuse_userinfo(value)
         if not value.startswith(_LOCATION_SCHEMES):
             raise ValueError(f"unsupported scheme in {value!r}; use a local path or {_LOCATION_SCHEMES}")
         if value.startswith("s3://") and len(value) <= len("s3://"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -45,6 +46,9 @@ class Target:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", self.url.rstrip("/") or self.url)
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s@]*@", self.url):  # never reaches a client, log or store
+            raise StorageError(f"{redact(self.url)}: a URL with credentials (user:password@) is refused: put them in "
+                               "the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and give the URL without")
 
     @property
     def remote(self) -> bool:
@@ -164,6 +168,30 @@ class Target:
                                         "that name: free space, fix permissions or pick another output") from None
             raise
         return self.url
+
+    def create_exclusive(self, data: bytes) -> bool:
+        """Write `data` here only if nothing is here yet, atomically: False when something is. Locally
+        O_CREAT|O_EXCL; on an object store one conditional PUT (`If-None-Match: *`, honoured by AWS S3
+        and SeaweedFS; a store that ignores it would let two writers both win)."""
+        try:
+            if not self.remote:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                return True
+            from fsspec.asyn import sync
+
+            fs = self.fs
+            bucket, key = self.path.split("/", 1)
+            sync(fs.loop, fs._call_s3, "put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if "pre-condition" in str(err).lower() or "precondition" in str(err).lower():
+                return False
+            raise StorageWriteError(str(self._fail("write", err))) from None
 
     def atomic_write_bytes(self, data: bytes) -> None:
         """Publish `data` here whole or not at all (temp name + rename locally, one PUT on a store)."""

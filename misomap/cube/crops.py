@@ -16,6 +16,7 @@ import zarr
 from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.errors import CubeStorageError
+from misomap.cube.reader import ChunkCheck, chunk_check
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ class LazyBands:
     dtype = np.dtype(np.float32)
     ndim = 3
 
-    def __init__(self, array: zarr.Array, band_index: list[int], cache_bytes: int = 512 * 2**20) -> None:
+    def __init__(self, array: zarr.Array, band_index: list[int], cache_bytes: int = 512 * 2**20,
+                 check: ChunkCheck | None = None) -> None:
         if len(array.shape) != 3:
             raise CubeStorageError(f"expected a (band, y, x) array, got shape {array.shape}")
         self._array = array
@@ -38,11 +40,14 @@ class LazyBands:
         self.max_chunks = max(4, cache_bytes // chunk_bytes)  # a crop may span 4 chunks
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self.chunk_reads = 0
+        self._check = check
 
     def _read_chunk(self, iy: int, ix: int) -> np.ndarray:
         r0, c0 = iy * self.chunk_h, ix * self.chunk_w
         block = self._array[:, r0:min(r0 + self.chunk_h, self.height), c0:min(c0 + self.chunk_w, self.width)]
         self.chunk_reads += 1
+        if self._check is not None:
+            self._check.block(f"{iy}.{ix}", block)
         return np.ascontiguousarray(block[self._bands], dtype=np.float32)
 
     def _chunk(self, iy: int, ix: int) -> np.ndarray:
@@ -101,7 +106,7 @@ def open_bands(location: str, storage: StorageConfig, bands: list[str],
     missing = [b for b in bands if b not in names]
     if missing:
         raise CubeStorageError(f"cube {location} lacks the band(s) {missing}; it has {names}")
-    return LazyBands(data, [names.index(b) for b in bands], cache_bytes)
+    return LazyBands(data, [names.index(b) for b in bands], cache_bytes, chunk_check(location, storage))
 
 
 def band_mean_std(arr: np.ndarray | LazyBands) -> tuple[np.ndarray, np.ndarray]:

@@ -25,3 +25,7 @@ class CubeStorageError(CubeError):
 
 class AssetReadError(CubeError):
     """An asset (named by href) cannot be opened or read onto a chunk."""
+
+
+class CorruptChunkError(CubeError):
+    """A cube chunk read back differs from the digest its completion record holds (names the chunk)."""

@@ -9,6 +9,7 @@ because chunk files cannot tell "done" (all-NaN chunks are never written).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Any
 
@@ -20,10 +21,10 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from misomap.core.config_base import StorageConfig
-from misomap.core.errors import IncompleteInputError, OwnershipError
+from misomap.core.errors import IncompleteInputError, MissingObjectError, OwnershipError
 from misomap.core.storage import Target
 from misomap.cube import geozarr
-from misomap.cube.errors import CubeStorageError
+from misomap.cube.errors import CorruptChunkError, CubeStorageError
 from misomap.cube.grid import Grid
 from misomap.runtime import zarr_io
 from misomap.runtime.records import COMPLETE_ATTR
@@ -131,11 +132,65 @@ def check_owned(location: str, storage: StorageConfig) -> None:
                          "cube.out to a new or empty location")
 
 
-def mark_complete(location: str, storage: StorageConfig, records_digest: str, chunks: int) -> None:
-    """Write the complete mark (group attribute) and consolidate: the last write of a build."""
+CHUNKS_SUFFIX = ".chunks.json"
+"""The cube's chunk manifest `<cube>.chunks.json`: {"chunks": {chunk key: values_sha256} from the
+completion records, "files": {path: sha256} of the coordinate files (band names, x, y)}, written
+with the complete mark (which holds its sha256) and read back by every cube reader."""
+METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+
+
+def coordinate_files(location: str, storage: StorageConfig) -> dict[str, str]:
+    """sha256 of every file of the cube but its `data` chunks and its metadata (which the complete
+    mark itself changes): the band names and the x/y coordinates, written once with the template."""
+    target = Target(location, storage)
+    fs, base = target.fs, target.path
+    return {rel: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in sorted(fs.find(base))
+            if not (rel := p[len(base):].lstrip("/")).startswith("data/") and rel.rsplit("/", 1)[-1] not in METADATA}
+
+
+def mark_complete(location: str, storage: StorageConfig, records_digest: str, chunk_sha256: dict[str, str]) -> None:
+    """Write the chunk manifest, then the complete mark (group attribute, vouching for both the
+    records and the manifest) and consolidate: the last writes of a build."""
+    body = json.dumps({"chunks": chunk_sha256, "files": coordinate_files(location, storage)}, sort_keys=True).encode()
+    Target(location + CHUNKS_SUFFIX, storage).atomic_write_bytes(body)
     zarr_io.mark_complete(Target(location, storage),
-                          {COMPLETE_KEY: {"records_sha256": records_digest, "chunks": chunks}}, "cube",
-                          "misomap cube build")
+                          {COMPLETE_KEY: {"records_sha256": records_digest, "chunks": len(chunk_sha256),
+                                          "chunk_manifest_sha256": hashlib.sha256(body).hexdigest()}},
+                          "cube", "misomap cube build")
+
+
+def chunk_manifest(location: str, storage: StorageConfig, mark: dict[str, Any]) -> dict[str, str] | None:
+    """{chunk key: sha256} the complete mark `mark` vouches for, once the cube's coordinate files
+    are checked against it; None for a cube marked without one. CorruptChunkError when the manifest
+    is missing or differs from the mark, or a coordinate file from the manifest."""
+    want = mark.get("chunk_manifest_sha256") if isinstance(mark, dict) else None
+    if want is None:
+        return None
+    url = location + CHUNKS_SUFFIX
+    try:
+        body = Target(url, storage).read_bytes()
+    except MissingObjectError:
+        raise CorruptChunkError(f"the chunk manifest {url} of cube {location} is missing: rerun `misomap cube "
+                                "build --repair` with its config") from None
+    if hashlib.sha256(body).hexdigest() != want:
+        raise CorruptChunkError(f"the chunk manifest {url} differs from the complete mark of cube {location}: "
+                                "rerun `misomap cube build --repair` with its config")
+    manifest = json.loads(body)
+    found = coordinate_files(location, storage)
+    bad = sorted(rel for rel, sha in manifest["files"].items() if found.get(rel) != sha)
+    if bad:
+        raise CorruptChunkError(f"cube {location}: coordinate file(s) {', '.join(bad[:3])} differ from the chunk "
+                                "manifest (band names or x/y coordinates damaged): rebuild the cube with `misomap "
+                                "cube build` into a new location")
+    return manifest["chunks"]
+
+
+def check_chunk(location: str, key: str, values: np.ndarray, manifest: dict[str, str]) -> None:
+    """CorruptChunkError naming `key` unless the chunk's values (all bands) match the manifest."""
+    if key in manifest and values_sha256(values) != manifest[key]:
+        raise CorruptChunkError(f"cube {location} chunk {key} differs from its completion record (sha256): "
+                                "the cube is damaged; rebuild that chunk with `misomap cube build --repair` "
+                                "(same config), then retry")
 
 
 def require_complete(location: str, storage: StorageConfig) -> None:
@@ -152,3 +207,29 @@ def require_complete(location: str, storage: StorageConfig) -> None:
     if COMPLETE_KEY not in attrs:
         raise IncompleteInputError(f"cube {location} is unfinished (its build failed or was stopped): rerun "
                                    "`misomap cube build` with the same config to finish it, then retry")
+
+
+def chunk_problems(location: str, storage: StorageConfig, expected: dict[str, str | None],
+                   windows: list[Any]) -> dict[str, str]:
+    """Every chunk of `windows` (ChunkWindows of the cube at `location`) whose values differ from
+    `expected` ({key: sha256}; None: no record) or cannot be read: {key: one line naming it}."""
+    data = zarr.open_group(Target(location, storage).zarr_store(read_only=True), mode="r")["data"]
+    problems: dict[str, str] = {}
+    for w in windows:
+        want = expected.get(w.key)
+        if want is None:
+            problems[w.key] = f"missing chunk {w.key}: no completion record"
+            continue
+        try:
+            values = np.asarray(data[:, w.row0:w.row0 + w.height, w.col0:w.col0 + w.width])
+        except Exception as err:  # noqa: BLE001 - codec/IO errors of many kinds mean "corrupt"
+            problems[w.key] = f"corrupt chunk {w.key}: unreadable ({type(err).__name__})"
+            continue
+        if values_sha256(values) != want:
+            problems[w.key] = f"corrupt chunk {w.key}: checksum differs from its completion record"
+    return problems
+
+
+def unmark(location: str, storage: StorageConfig) -> None:
+    """Remove the cube's complete mark (before a chunk of it is rebuilt)."""
+    zarr_io.unmark(Target(location, storage), COMPLETE_KEY)

@@ -14,18 +14,19 @@ from typing import Any
 
 from misomap import __version__
 from misomap.config import RunConfig
+from misomap.core.config_base import StorageConfig
 from misomap.core.storage import Target
 from misomap.cube.build import CubeChunkSpec, build_cube_chunk, planned_grid, search_bbox
 from misomap.cube.config import CubeConfig
 from misomap.cube.errors import ChunkBuildError, CubeError, CubeStorageError, StacSearchError
-from misomap.cube.grid import plan_chunks
+from misomap.cube.grid import ChunkWindow, plan_chunks
 from misomap.cube.quicklook import quicklook_png
 from misomap.cube.reader import open_cube
 from misomap.cube.search import FoundItems, load_signer, open_client, search_source
 from misomap.cube.stack import forget_datasets, source_gdal_options
-from misomap.cube.store import (check_owned, check_writable, consolidate, mark_complete, stored_lineage, template,
-                                write_template)
-from misomap.runtime.records import CompletionRecords
+from misomap.cube.store import (check_owned, check_writable, chunk_problems, consolidate, mark_complete,
+                                stored_lineage, template, unmark, write_template)
+from misomap.runtime.records import CompletionRecords, chunk_digests
 from misomap.runtime.runner import Executor, run_plan
 from misomap.runtime.zarr_io import claim
 
@@ -78,9 +79,24 @@ def _imagery_period(found: list[FoundItems]) -> list[str] | None:
     return [t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in (min(times), max(times))]
 
 
-def run_build_cube(config: RunConfig) -> CubeBuildResult:
+def _forget_damaged(out: str, storage: StorageConfig, records: CompletionRecords, windows: list[ChunkWindow]) -> None:
+    """Forget the records of chunks that no longer match them (and the complete mark), so they are rebuilt."""
+    done = records.done()
+    recorded = [w for w in windows if w.key in done]
+    damaged = list(chunk_problems(out, storage, {w.key: (records.record(w.key) or {}).get("sha256")
+                                                 for w in recorded}, recorded))
+    log.info("repair: %d of %d recorded chunks damaged%s", len(damaged), len(recorded),
+             f" ({', '.join(damaged[:8])})" if damaged else "")
+    if damaged:
+        unmark(out, storage)
+        for key in damaged:
+            records.forget(key)
+
+
+def run_build_cube(config: RunConfig, repair: bool = False) -> CubeBuildResult:
     """Build (or finish) the cube described by `config.cube`. ChunkBuildError lists failed chunks
-    after every other chunk was written, so a rerun after the fix completes the cube."""
+    after every other chunk was written, so a rerun after the fix completes the cube. With `repair`,
+    recorded chunks whose values differ from their record are forgotten first, and so rebuilt."""
     cfg = config.cube
     if cfg is None:
         raise CubeError("the run configuration has no `cube:` section")
@@ -112,6 +128,8 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
         records.mark("template")
 
     windows = plan_chunks(grid, cfg.chunk)
+    if repair and ours:
+        _forget_damaged(cfg.out, storage, records, windows)
     log.info("cube %s: grid %s, %d bands, %d chunks of %d px", cfg.out, grid.shape, len(cfg.band_names()),
              len(windows), cfg.chunk)
     spec = CubeChunkSpec(cfg, storage, found, grid, source_gdal_options(storage))
@@ -129,7 +147,7 @@ def run_build_cube(config: RunConfig) -> CubeBuildResult:
     quicklook = cfg.out + ".quicklook.png"
     png = quicklook_png(open_cube(cfg.out, storage, complete=False), cfg.rgb_bands())
     Target(quicklook, storage).write_bytes(png)
-    mark_complete(cfg.out, storage, records.digest(), len(windows))
+    mark_complete(cfg.out, storage, records.digest(), chunk_digests(records, [w.key for w in windows]))
     log.info("cube done: %s (quicklook %s)", cfg.out, quicklook)
     return CubeBuildResult(cfg.out, quicklook, (len(cfg.band_names()), *grid.shape), len(windows),
                            report.ran, report.skipped)

@@ -32,8 +32,15 @@ from misomap.mapping.chunk import (
 from misomap.mapping.config import MapConfig
 from misomap.mapping.export import check_exportable, export_all
 from misomap.mapping.predictors.api import PredictorError, get_predictor, model_digest
-from misomap.mapping.store import check_map_owned, ensure_template, mark_map_complete, portable_location
-from misomap.runtime.records import CompletionRecords, run_lock
+from misomap.mapping.store import (
+    FILES,
+    check_map_owned,
+    ensure_template,
+    mark_map_complete,
+    portable_location,
+    write_file_manifest,
+)
+from misomap.runtime.records import CompletionRecords, chunk_digests, run_lock
 from misomap.runtime.runner import run_plan
 from misomap.viewer.publish import training_pedons, write_viewer
 
@@ -139,10 +146,15 @@ def run_predict(config: RunConfig, overwrite: bool = False) -> PredictSummary:
                               "marked incomplete; rerun to retry them): " +
                               "; ".join(f"{err} (chunks {', '.join(sorted(keys)[:5])}"
                                         f"{' ...' if len(keys) > 5 else ''})" for err, keys in causes.items()))
-        mark_map_complete(store, records.digest())
+        keys = [r.key for r in regions]
+        mark_map_complete(store, records.digest(), (records.record(keys[0]) or {}).get("layers", []),
+                          chunk_digests(records, keys))
+        output = Target(cfg.output, config.storage)
+        output.join(FILES).delete()  # the file manifest stands only for finished exports
         export_all(cfg, config.storage, config.name, grid)
         write_viewer(cfg, config.storage, config.name, grid,
                      training_pedons(config.workdir, config.storage))
+        write_file_manifest(output)
     seconds = time.perf_counter() - start
     pixels = sum(r.height * r.width for r in report.todo)
     summary = PredictSummary(cfg.output, len(regions), report.ran, pixels, seconds)

@@ -1,22 +1,26 @@
-"""`misomap verify PATH`: check a cube, map or embedding store against its completion records and
-checksums, chunk by chunk, and list every chunk that is missing or corrupt."""
+"""`misomap verify PATH`: check a cube, a map, an embedding store, regenerate's working stores, a
+published version or a publish root against the checksums written with them, and list every chunk
+or file that is missing or corrupt. Exit 0 only when whole; damage is a report, never a traceback."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import zarr
 
 from misomap.core.config_base import StorageConfig
-from misomap.cube.grid import Grid, plan_chunks
 from misomap.core.errors import MisomapError, one_line
 from misomap.core.storage import Target
+from misomap.cube.errors import CubeError
+from misomap.cube.grid import Grid, plan_chunks
+from misomap.cube.store import COMPLETE_KEY, chunk_manifest, chunk_problems
+from misomap.mapping.store import CHUNKS, FILES, MANIFEST_ATTR, file_problems, map_chunk_problems
+from misomap.publish import versions
 from misomap.runtime.records import COMPLETE_ATTR, CompletionRecords
-from misomap.runtime.zarr_io import open_group
 
 log = logging.getLogger(__name__)
 
@@ -40,25 +44,44 @@ class VerifyReport:
         return self.complete_mark and not self.problems
 
 
-def _open(url: str, storage: StorageConfig) -> zarr.Group | None:
-    return open_group(Target(url, storage))
+def _group(target: Target) -> tuple[zarr.Group | None, str | None]:
+    """The Zarr group at `target` or why it cannot be read (None, None when nothing is there)."""
+    if not target.join("zarr.json").exists() and not target.join(".zgroup").exists():
+        return None, None
+    try:
+        return zarr.open_group(target.zarr_store(read_only=True), mode="r"), None
+    except Exception as err:  # noqa: BLE001 - garbage metadata of any kind is a finding, not a crash
+        return None, f"unreadable metadata in {target.url}: {type(err).__name__}: {one_line(err)}"
+
+
+MAP = ("map", "map.zarr", "permafrost_probability", "map")
+EMBEDDINGS = ("embedding cube", "embeddings.zarr", "embedding", "embeddings")
+"""(kind, store, first array, `_progress/<folder>` of the completion records) of the products the
+map's chunk engine writes."""
 
 
 def verify(path: str, storage: StorageConfig | None = None) -> VerifyReport:
-    """Verify the store at `path` (a cube, a map output folder or its map.zarr, an embedding store)."""
+    """Verify the store at `path`: a cube, a map output folder (or its map.zarr), an embedding store,
+    a published version folder or a publish root (its latest version)."""
     storage = storage or StorageConfig()
-    path = path.rstrip("/")
-    if path.endswith("/map.zarr"):
-        path = path[: -len("/map.zarr")]
-    if path.endswith("/embeddings.zarr"):
-        path = path[: -len("/embeddings.zarr")]
-    if (group := _open(f"{path}/map.zarr", storage)) is not None:
-        return _verify_map(path, group, storage)
-    if (group := _open(f"{path}/embeddings.zarr", storage)) is not None:
-        return _verify_map(path, group, storage, "embedding", "embeddings", "embedding cube")
-    group = _open(path, storage)
+    path = path.rstrip("/").removesuffix("/map.zarr").removesuffix("/embeddings.zarr")
+    target = Target(path, storage)
+    try:
+        if target.join(versions.POINTER).exists() or target.join(versions.MANIFEST).exists():
+            return _verify_published(path, storage)
+        group, broken = _group(target.join("map.zarr"))
+        if group is not None or broken:
+            return _verify_map(path, group, broken, storage)
+        group, broken = _group(target.join("embeddings.zarr"))
+        if group is not None or broken:
+            return _verify_map(path, group, broken, storage, EMBEDDINGS)
+        group, broken = _group(target)
+    except (MisomapError, OSError) as err:
+        return VerifyReport(path, "store", 0, False, [one_line(err)])
+    if broken:
+        return VerifyReport(path, "store", 0, False, [broken])
     if group is None:
-        raise VerifyError(f"{path} is not a Zarr store (cube, map or embeddings): nothing to verify")
+        raise VerifyError(f"{path} is not a Zarr store or published version (cube, map, embeddings): nothing to verify")
     attrs = dict(group.attrs)
     if "misomap" in attrs:
         return _verify_cube(path, group, attrs, storage)
@@ -68,88 +91,110 @@ def verify(path: str, storage: StorageConfig | None = None) -> VerifyReport:
                       "check against")
 
 
-def _read(arr: zarr.Array, index: tuple[slice, ...], what: str, problems: list[str]) -> np.ndarray | None:
-    try:
-        return np.asarray(arr[index])
-    except Exception as err:  # noqa: BLE001 - codec/IO errors of many kinds mean "corrupt"
-        problems.append(f"corrupt {what}: unreadable ({type(err).__name__}: {one_line(err)})")
-        return None
-
-
 def _verify_cube(path: str, group: zarr.Group, attrs: dict[str, Any], storage: StorageConfig) -> VerifyReport:
-    from misomap.cube.store import COMPLETE_KEY, values_sha256
-
-    lineage = attrs["misomap"]
-    g = lineage["grid"]
-    grid = Grid(g["crs"], g["resolution"], *g["bounds"])
-    records = CompletionRecords(Target(f"{path}.progress", storage), lineage["fingerprint"])
-    windows = plan_chunks(grid, lineage["chunk"])
+    try:
+        lineage = attrs["misomap"]
+        grid = Grid(lineage["grid"]["crs"], lineage["grid"]["resolution"], *lineage["grid"]["bounds"])
+        windows = plan_chunks(grid, lineage["chunk"])
+    except (KeyError, TypeError, ValueError) as err:
+        return VerifyReport(path, "cube", 0, False, [f"lineage of {path} unreadable ({type(err).__name__}: {err})"])
     report = VerifyReport(path, "cube", len(windows), COMPLETE_KEY in attrs)
-    data = group["data"]
-    for w in windows:
-        rec = records.record(w.key)
-        if rec is None:
-            report.problems.append(f"missing chunk {w.key}: no completion record")
-            continue
-        values = _read(data, (slice(None), slice(w.row0, w.row0 + w.height), slice(w.col0, w.col0 + w.width)),
-                       f"chunk {w.key}", report.problems)
-        if values is not None and "sha256" in rec and values_sha256(values) != rec["sha256"]:
-            report.problems.append(f"corrupt chunk {w.key}: checksum differs from its completion record")
-    if report.complete_mark and not report.problems and attrs[COMPLETE_KEY].get("records_sha256") != records.digest():
+    records = CompletionRecords(Target(f"{path}.progress", storage), lineage.get("fingerprint"))
+    try:
+        manifest = chunk_manifest(path, storage, attrs.get(COMPLETE_KEY) or {})
+    except CubeError as err:
+        manifest, report.problems = None, [one_line(err)]
+    if manifest is not None:  # a finished cube: every chunk against the manifest its mark vouches for
+        expected: dict[str, str | None] = dict(manifest)
+    else:
+        expected = {w.key: (records.record(w.key) or {}).get("sha256") for w in windows}
+    report.problems += list(chunk_problems(path, storage, expected, windows).values())
+    own_records = records.done() - {"template"}  # a build's records beside the cube (regenerate keeps its own)
+    if own_records and manifest is not None:
+        report.problems += [f"missing chunk {w.key}: no completion record" for w in windows if w.key not in own_records]
+    if report.complete_mark and not report.problems and own_records and \
+            attrs[COMPLETE_KEY].get("records_sha256") != records.digest():
         report.problems.append("completion records changed since the cube was marked complete")
     return report
 
 
-def _verify_map(path: str, group: zarr.Group, storage: StorageConfig, first_array: str = "permafrost_probability",
-                progress_name: str = "map", kind: str = "map") -> VerifyReport:
-    """A map, or another product written by the map's chunk engine (the embedding cube): every chunk
-    against its completion record (the named arrays' values hashed in order)."""
+def _verify_map(path: str, group: zarr.Group | None, broken: str | None, storage: StorageConfig,
+                product: tuple[str, str, str, str] = MAP) -> VerifyReport:
+    """A map, or another product of the map's chunk engine (`product`: kind, store, first array)."""
+    kind, store, first_array, progress = product
+    output = Target(path, storage)
+    if group is None:
+        return VerifyReport(path, kind, 0, False, [broken or f"no {store}"])
+    attrs = dict(group.attrs)
+    report = VerifyReport(path, kind, 0, COMPLETE_ATTR in attrs)
+    if first_array not in group:
+        report.problems.append(f"{path}/{store} has no layers: its template was never finished (rerun the run "
+                               "that writes it)")
+        return report
     first = group[first_array]
     h, w = first.shape[-2:]
-    chunk = first.chunks[-1]
-    regions = plan_chunks(Grid("EPSG:3338", 1.0, 0.0, 0.0, float(w), float(h)), chunk)
-    progress = CompletionRecords(Target(f"{path}/_progress/{progress_name}", storage))
-    attrs = dict(group.attrs)
-    report = VerifyReport(path, kind, len(regions), COMPLETE_ATTR in attrs)
-    for r in regions:
-        rec = progress.record(r.key)
-        if rec is None:
-            report.problems.append(f"missing chunk {r.key}: no completion record")
-            continue
-        h_ = hashlib.sha256()
-        ok = True
-        for name in rec.get("layers", []):
-            arr = group[name]
-            index = (slice(r.row0, r.row0 + r.height), slice(r.col0, r.col0 + r.width))
-            values = _read(arr, ((slice(None),) * (arr.ndim - 2)) + index, f"chunk {r.key} of {name}",
-                           report.problems)
-            if values is None:
-                ok = False
-                break
-            h_.update(values.tobytes())
-        if ok and rec.get("layers") and h_.hexdigest() != rec["sha256"]:
-            report.problems.append(f"corrupt chunk {r.key}: checksum differs from its completion record")
-    if report.complete_mark and not report.problems and attrs[COMPLETE_ATTR] != progress.digest():
-        report.problems.append(f"completion records changed since the {kind} was marked complete")
+    regions = plan_chunks(Grid("EPSG:3338", 1.0, 0.0, 0.0, float(w), float(h)), first.chunks[-1])
+    report.chunks = len(regions)
+    if MANIFEST_ATTR in attrs:  # finished: chunks against the manifest the complete mark vouches for
+        manifest = _json(output.join(CHUNKS), attrs[MANIFEST_ATTR], report.problems)
+        if manifest is None:
+            return report
+        layers, expected = manifest["layers"], dict(manifest["chunks"])
+    else:
+        records = CompletionRecords(Target(f"{path}/_progress/{progress}", storage))
+        recs = {r.key: records.record(r.key) for r in regions}
+        layers = next((rec["layers"] for rec in recs.values() if rec and rec.get("layers")), [])
+        expected = {k: (rec or {}).get("sha256") for k, rec in recs.items()}
+        if report.complete_mark and attrs[COMPLETE_ATTR] != records.digest():
+            report.problems.append(f"completion records changed since the {kind} was marked complete")
+    report.problems += map_chunk_problems(group, layers, expected, regions)
+    if report.complete_mark and kind == "map":
+        files = _json(output.join(FILES), None, report.problems)
+        report.problems += file_problems(output, files) if files is not None else []
     return report
+
+
+def _json(target: Target, sha: str | None, problems: list[str]) -> Any:
+    """A manifest's JSON, checked against `sha` when given; None (and a problem) when unusable."""
+    try:
+        body = target.read_bytes()
+        if sha is not None and hashlib.sha256(body).hexdigest() != sha:
+            raise ValueError("differs from the complete mark")
+        return json.loads(body)
+    except (MisomapError, ValueError) as err:
+        problems.append(f"manifest {target.url} unusable ({one_line(err)}): rerun the run that wrote it")
+        return None
+
+
+def _verify_published(path: str, storage: StorageConfig) -> VerifyReport:
+    target = Target(path, storage)
+    if target.join(versions.MANIFEST).exists():  # one version folder: its root is two levels up
+        root, vid = path.rsplit("/versions/", 1)
+        version = next((v for v in versions.list_versions(root, storage) if v.id == vid), None)
+        if version is None:
+            return VerifyReport(path, "published version", 0, False, [f"{path}/{versions.MANIFEST} unreadable"])
+    else:
+        root, version = path, versions.latest(path, storage)
+        if version is None:
+            raise VerifyError(f"nothing is published under {path} yet")
+    problems = versions.version_problems(root, storage, version)
+    return VerifyReport(f"{root}/versions/{version.id}", "published version", len(version.files), True, problems)
 
 
 def _verify_embeddings(path: str, group: zarr.Group, storage: StorageConfig) -> VerifyReport:
     emb = group["embedding"]
-    rows = emb.chunks[0]
-    n_chunks = -(-emb.shape[0] // rows)
+    n_chunks = -(-emb.shape[0] // emb.chunks[0])
     progress = CompletionRecords(Target(f"{path}.progress", storage))
     report = VerifyReport(path, "embeddings", n_chunks, COMPLETE_ATTR in group.attrs)
-    names = sorted(k for k in group.array_keys() if k != "sample_id")
-    for c in range(n_chunks):
-        key = f"chunk-{c:06d}"
-        rec = progress.record(key)
-        if rec is None:
+    for key in (f"chunk-{c:06d}" for c in range(n_chunks)):
+        if (rec := progress.record(key)) is None:
             report.problems.append(f"missing chunk {key}: no completion record")
             continue
-        start, stop = rec["rows"]
-        for name in names:
-            _read(group[name], (slice(start, stop),), f"{key} of {name}", report.problems)
+        for name in sorted(k for k in group.array_keys() if k != "sample_id"):
+            try:
+                group[name][slice(*rec["rows"])]
+            except Exception as err:  # noqa: BLE001 - codec/IO errors of many kinds mean "corrupt"
+                report.problems.append(f"corrupt {key} of {name}: unreadable ({type(err).__name__})")
     if report.complete_mark and not report.problems and group.attrs[COMPLETE_ATTR] != progress.digest():
         report.problems.append("completion records changed since the embeddings were marked complete")
     return report

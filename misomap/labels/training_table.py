@@ -17,7 +17,7 @@ import xarray as xr
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import MisomapError
 from misomap.core.storage import Target
-from misomap.cube.reader import cube_data, cube_grid, open_cube
+from misomap.cube.reader import cube_data, cube_grid, data_check, open_cube
 from misomap.labels.config import FoldsConfig, LabelsConfig
 from misomap.labels.folds import make_folds
 from misomap.labels.pedons import CRS, read_geoparquet, read_labels, write_parquet
@@ -72,6 +72,8 @@ def sample_cube(data: xr.DataArray, pedons: gpd.GeoDataFrame, window: int = 1) -
     rr = np.clip(row[:, None, None] + offs[None, :, None], 0, grid.height - 1)
     cc = np.clip(col[:, None, None] + offs[None, None, :], 0, grid.width - 1)
     rr, cc = np.broadcast_arrays(rr, cc)
+    if (check := data_check(data)) is not None:  # every chunk read is checked against its record
+        check.points(data, rr, cc)
     n, w2 = len(row), window * window
     picked = data.isel(y=xr.DataArray(rr.reshape(-1), dims="p"),
                        x=xr.DataArray(cc.reshape(-1), dims="p")).values  # (band, n*w2)

@@ -140,3 +140,8 @@ def encode_layers(probs: MapProbabilities, inputs: np.ndarray | None = None) -> 
         "inputs_used": (np.full(pf.shape, NODATA, np.uint8) if inputs is None
                         else np.asarray(inputs, np.uint8).reshape(pf.shape)),
     }
+
+
+def map_bytes_per_px() -> int:
+    """Bytes per pixel of the map's uint8 layers (per-class layers count once per soil order)."""
+    return sum(len(SOIL_ORDERS) if layer.per_class else 1 for layer in LAYERS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import posixpath
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 from pyproj import CRS
 
 from misomap.core.classes import SOIL_ORDERS
@@ -111,6 +114,16 @@ def portable_location(location: str) -> str:
     return posixpath.basename(location.removeprefix("file://").rstrip("/"))
 
 
+def _output(target: Target) -> Target:
+    """The map output folder of the map.zarr store `target`."""
+    return Target(target.url.rsplit("/", 1)[0], target.storage)
+
+
+CLAIM = "_progress/claim.json"
+"""Written before the first template write: a map.zarr there without a run hash (a run killed while
+writing its template) is then this output's own unfinished store, not foreign data."""
+
+
 def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int, attrs: dict[str, Any],
                     run_hash: str) -> bool:
     """Write the store's metadata unless a store from the same run exists; True if written.
@@ -118,6 +131,8 @@ def ensure_template(target: Target, grid: Grid, chunk_px: int, zarr_format: int,
     A store from a different configuration or model is refused rather than silently mixed.
     """
     group = open_group(target)
+    if group is None or "misomap_run_hash" not in group.attrs:
+        _output(target).join(CLAIM).write_bytes(json.dumps({"misomap_run_hash": run_hash}).encode())
     if not claim(target, group.attrs.get("misomap_run_hash") if group is not None else None, run_hash,
                  "a map", MapStoreError):
         return False
@@ -159,7 +174,7 @@ def check_map_owned(output: Target) -> None:
                              "pick a folder")
     names = set(output.list())
     foreign = sorted(names - MAP_PARTS)
-    if not foreign and "map.zarr" in names:
+    if not foreign and "map.zarr" in names and not output.join(CLAIM).exists():
         group = open_group(output.join("map.zarr"))
         if group is None:
             foreign = ["map.zarr (not a Zarr group)"]
@@ -170,10 +185,36 @@ def check_map_owned(output: Target) -> None:
                              "misomap map run: nothing was changed; pick a new or empty output folder")
 
 
-def mark_map_complete(target: Target, records_digest: str) -> None:
-    """Flip the store's status to complete (with the completion records' digest), consolidated."""
-    mark_complete(target, {"misomap_status": "complete", COMPLETE_ATTR: records_digest}, "map",
-                  "misomap predict")
+CHUNKS, FILES = "_progress/chunks.json", "_progress/files.json"
+"""The map's chunk manifest ({"layers", "chunks": {key: sha256}}, from its completion records,
+vouched for by the complete mark) and its file manifest (sha256 of every product file, written
+once the exports are)."""
+MANIFEST_ATTR = "misomap_chunk_manifest_sha256"
+
+
+def mark_map_complete(target: Target, records_digest: str, layers: list[str], chunk_sha256: dict[str, str]) -> None:
+    """Write the chunk manifest, then flip the store's status to complete (with the completion
+    records' and the manifest's digests), consolidated."""
+    body = json.dumps({"layers": layers, "chunks": chunk_sha256}, sort_keys=True).encode()
+    _output(target).join(CHUNKS).atomic_write_bytes(body)
+    mark_complete(target, {"misomap_status": "complete", COMPLETE_ATTR: records_digest,
+                           MANIFEST_ATTR: hashlib.sha256(body).hexdigest()}, "map", "misomap predict")
+
+
+def product_files(output: Target) -> dict[str, str]:
+    """Relative path -> sha256 of every file of the map product under `output` (all but `_progress`)."""
+    fs, base = output.fs, output.path
+    out = {}
+    for path in sorted(fs.find(base)):
+        rel = path[len(base):].lstrip("/")
+        if rel.split("/", 1)[0] != "_progress" and not rel.endswith(".lock"):
+            out[rel] = hashlib.sha256(fs.cat_file(path)).hexdigest()
+    return out
+
+
+def write_file_manifest(output: Target) -> None:
+    """The product's file manifest, written last: what `misomap verify` checks every file against."""
+    output.join(FILES).atomic_write_bytes(json.dumps(product_files(output), indent=0, sort_keys=True).encode())
 
 
 def require_map_complete(target: Target) -> None:
@@ -186,3 +227,35 @@ def require_map_complete(target: Target) -> None:
         status = attrs.get("misomap_status", "no status")
         raise IncompleteInputError(f"map {target.url} is unfinished ({status}): rerun `misomap predict` with "
                                    "its config to finish it")
+
+
+def map_chunk_problems(group: zarr.Group, layers: list[str], expected: dict[str, str | None],
+                       regions: list[ChunkWindow]) -> list[str]:
+    """Every map chunk of `regions` whose `layers` differ from `expected` ({key: sha256 over the
+    layers' bytes, as predict_chunk records it}; None: no record) or cannot be read, named."""
+    problems = []
+    for r in regions:
+        if expected.get(r.key) is None:
+            problems.append(f"missing chunk {r.key}: no completion record")
+            continue
+        h = hashlib.sha256()
+        try:
+            for name in layers:
+                arr = group[name]
+                h.update(np.asarray(arr[(slice(None),) * (arr.ndim - 2) + (slice(r.row0, r.row0 + r.height),
+                                                                           slice(r.col0, r.col0 + r.width))]).tobytes())
+        except Exception as err:  # noqa: BLE001 - codec/IO errors of many kinds mean "corrupt"
+            problems.append(f"corrupt chunk {r.key}: unreadable ({type(err).__name__})")
+            continue
+        if h.hexdigest() != expected[r.key]:
+            problems.append(f"corrupt chunk {r.key}: checksum differs from its completion record")
+    return problems
+
+
+def file_problems(output: Target, manifest: dict[str, str]) -> list[str]:
+    """Every product file under `output` missing, changed or not in its file manifest, named."""
+    found = product_files(output)
+    problems = [f"missing file {rel}" for rel in sorted(set(manifest) - set(found))]
+    problems += [f"corrupt file {rel}: sha256 differs from the file manifest" for rel in sorted(manifest)
+                 if rel in found and found[rel] != manifest[rel]]
+    return problems + [f"unexpected file {rel}: not in the file manifest" for rel in sorted(set(found) - set(manifest))]

@@ -61,6 +61,17 @@ class StageCost:
     note: str
 
 
+MAX_CHUNKS = 5_000_000
+"""More chunks than this in one plan is a mistyped resolution, not a job (listing them would hang)."""
+
+
+def check_resolution(resolution: float, what: str = "resolution") -> float:
+    """`resolution` in metres when finite and between 1 m and one 50 km tile; PlanError otherwise."""
+    if not math.isfinite(resolution) or not 1.0 <= resolution <= TILE_M:
+        raise PlanError(f"{what} must be a finite number of metres between 1 and {TILE_M:g}, got {resolution!r}")
+    return resolution
+
+
 def statewide_grid(resolution: float) -> Grid:
     """The grid over every land tile of Alaska at `resolution`, aligned to it."""
     tiles = land_tiles()
@@ -89,6 +100,8 @@ def make_plan(grid: Grid, cube_chunk: int, map_resolution: float, map_chunk: int
 
     PlanError when the grid is in another CRS, a tile id is unknown or off the grid, or no land
     tile is left."""
+    check_resolution(grid.resolution)
+    check_resolution(map_resolution, "the map resolution")
     if grid.crs.upper() != CRS:
         raise PlanError(f"tile plans are in {CRS}; the cube grid is in {grid.crs}")
     on_grid = land_tiles(grid.bounds)
@@ -102,6 +115,11 @@ def make_plan(grid: Grid, cube_chunk: int, map_resolution: float, map_chunk: int
     if not on_grid:
         raise PlanError(f"no land in the region {grid.bounds} ({grid.crs}): the plan would map nothing; "
                         "check cube.bounds / cube.bbox")
+    for g, c in ((grid, cube_chunk), (Grid.aligned(grid.crs, map_resolution, grid.bounds), map_chunk)):
+        n = math.ceil(g.width / c) * math.ceil(g.height / c)
+        if n > MAX_CHUNKS:
+            raise PlanError(f"{g.resolution:g} m over {grid.bounds} makes {n:,} chunks of {c} px (more than "
+                            f"{MAX_CHUNKS:,}): use a coarser resolution, larger chunks or fewer tiles")
     keep = {(t.h, t.v) for t in on_grid}
     map_grid = grid if map_resolution == grid.resolution else Grid.aligned(grid.crs, map_resolution, grid.bounds)
     return RegionPlan(grid, tuple(on_grid), cube_chunk, _on_tiles(grid, cube_chunk, keep), map_grid,

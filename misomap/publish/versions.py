@@ -38,13 +38,14 @@ from fsspec.implementations.local import LocalFileSystem
 from misomap.core.config_base import StorageConfig
 from misomap.core.errors import IncompleteInputError, MisomapError, OwnershipError
 from misomap.core.storage import Target
+from misomap.publish.lock import Lease
 from misomap.runtime.records import COMPLETE_ATTR
 
 log = logging.getLogger(__name__)
 MANIFEST, POINTER, CATALOG, ITEM = "version.json", "latest.json", "catalog.json", "item.json"
 SKIPPED = ("_progress", "stac")
 """Folders of a map output that are not part of the product (completion records, its own STAC)."""
-_OURS = re.compile(rf"versions|({re.escape(CATALOG)}|{re.escape(POINTER)})(\.tmp-[0-9a-f]{{32}})?")
+_OURS = re.compile(rf"versions|publish\.lock|({re.escape(CATALOG)}|{re.escape(POINTER)})(\.tmp-[0-9a-f]{{32}})?")
 _VERSION = re.compile(r"v\d{5}-[0-9a-f]{12}")
 """Names publishing writes at the root (temp names are leftovers of a killed local rename) and in versions/."""
 
@@ -73,11 +74,18 @@ def _fs(root: str, storage: StorageConfig) -> tuple[fsspec.AbstractFileSystem, s
     return target.fs, target.path
 
 
-def _read_json(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:
+def _read_json(fs: fsspec.AbstractFileSystem, path: str, what: str) -> dict[str, Any] | None:
+    """The JSON object at `path`; None when absent; PublishError naming `what` when it is not one."""
     try:
-        return json.loads(fs.cat_file(path))
+        doc = json.loads(fs.cat_file(path))
     except FileNotFoundError:
         return None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise PublishError(f"{what} is not JSON ({type(err).__name__}): restore it or point {POINTER} at a "
+                           "complete version; nothing was changed") from None
+    if not isinstance(doc, dict):
+        raise PublishError(f"{what} holds a {type(doc).__name__}, not a JSON object: nothing was changed")
+    return doc
 
 
 def _write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
@@ -91,8 +99,16 @@ def _write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None
         fs.pipe_file(path, data)
 
 
-def _version_of(doc: dict[str, Any]) -> Version:
-    return Version(doc["id"], doc["created"], doc["content_sha256"], doc["inputs_key"], doc["files"])
+def _version_of(doc: dict[str, Any], what: str) -> Version:
+    try:
+        version = Version(str(doc["id"]), str(doc["created"]), str(doc["content_sha256"]), str(doc["inputs_key"]),
+                          dict(doc["files"]))
+        if not all(isinstance(i, dict) and isinstance(i.get("sha256"), str) for i in version.files.values()):
+            raise ValueError("a file entry without sha256")
+    except (KeyError, TypeError, ValueError) as err:
+        raise PublishError(f"{what} is not a version manifest ({type(err).__name__}: {err}): restore it; "
+                           "nothing was changed") from None
+    return version
 
 
 def list_versions(root: str, storage: StorageConfig) -> list[Version]:
@@ -104,26 +120,42 @@ def list_versions(root: str, storage: StorageConfig) -> list[Version]:
         return []
     out = []
     for name in names:
-        doc = _read_json(fs, f"{base}/versions/{name}/{MANIFEST}")
-        if doc is not None:
-            out.append(_version_of(doc))
+        if not _VERSION.fullmatch(name):
+            continue
+        try:
+            doc = _read_json(fs, f"{base}/versions/{name}/{MANIFEST}", f"{root}/versions/{name}/{MANIFEST}")
+            if doc is not None:
+                out.append(_version_of(doc, f"{root}/versions/{name}/{MANIFEST}"))
+        except PublishError as err:  # a publish killed while writing it: not a version, pruned later
+            log.warning("%s", err)
     return sorted(out, key=lambda v: v.number)
 
 
-def latest(root: str, storage: StorageConfig) -> Version | None:
-    """The version `latest.json` points to; None before the first publish. PublishError when the
-    pointer names a version whose manifest is missing (nothing is changed)."""
+def latest(root: str, storage: StorageConfig, check: bool = False) -> Version | None:
+    """The version `latest.json` points to; None before the first publish. PublishError, before
+    anything is changed, when the pointer is not `{"version": "<id>"}`, names anything but a
+    version folder directly under `versions/` (`../` or another root), or a version without a
+    manifest; with `check`, also when a file of that version differs from its manifest."""
     fs, base = _fs(root, storage)
-    pointer = _read_json(fs, f"{base}/{POINTER}")
+    pointer = _read_json(fs, f"{base}/{POINTER}", f"{root}/{POINTER}")
     if pointer is None:
         return None
     vid = pointer.get("version")
-    doc = _read_json(fs, f"{base}/versions/{vid}/{MANIFEST}")
+    if set(pointer) != {"version"} or not isinstance(vid, str) or not _VERSION.fullmatch(vid):
+        raise PublishError(f"{root}/{POINTER} is not a pointer to a version of this root ({json.dumps(pointer)[:120]}; "
+                           f"expected {{\"version\": \"v00001-<12 hex>\"}}): point it at a complete version "
+                           f"({[v.id for v in list_versions(root, storage)]}); nothing was changed")
+    doc = _read_json(fs, f"{base}/versions/{vid}/{MANIFEST}", f"{root}/versions/{vid}/{MANIFEST}")
     if doc is None:
         raise PublishError(f"{root}/{POINTER} points to version {vid!r}, but {root}/versions/{vid}/{MANIFEST} "
                            f"is missing: restore that version or point {POINTER} at a complete one "
                            f"(complete: {[v.id for v in list_versions(root, storage)]}); nothing was changed")
-    return _version_of(doc)
+    version = _version_of(doc, f"{root}/versions/{vid}/{MANIFEST}")
+    if version.id != vid:
+        raise PublishError(f"{root}/versions/{vid}/{MANIFEST} describes version {version.id!r}: restore it")
+    if check:
+        verify(root, storage, version)
+    return version
 
 
 def latest_url(root: str, storage: StorageConfig, name: str = "map.zarr") -> tuple[Version, str]:
@@ -148,6 +180,21 @@ def child_names(fs: fsspec.AbstractFileSystem, path: str, what: str) -> list[str
         raise OwnershipError(f"{what} is an existing file, not a folder: nothing was changed; set it to a new or "
                              "empty location")
     return [posixpath.basename(str(e["name"]).rstrip("/")) for e in entries if e not in itself]
+
+
+def check_parts(folder: Target, allowed: frozenset[str], nested: dict[str, frozenset[str]], writer: str) -> None:
+    """OwnershipError, before any write, when `folder` (or a subfolder named in `nested`) holds a name
+    its `writer` does not write (nothing is changed)."""
+    fs, path = folder.fs, folder.path
+    names = child_names(fs, path, folder.url) or []
+    foreign = sorted(set(names) - allowed)
+    for sub, parts in nested.items():
+        if sub in names:
+            foreign += sorted(f"{sub}/{n}" for n in child_names(fs, f"{path}/{sub}", f"{folder.url}/{sub}") or []
+                              if n not in parts)
+    if foreign:
+        raise OwnershipError(f"{folder.url} holds {', '.join(foreign[:3])} not written by {writer}: nothing was "
+                             "changed; remove them or set workdir to a new location")
 
 
 def check_owned(root: str, storage: StorageConfig) -> None:
@@ -198,26 +245,39 @@ def content_digest(files: dict[str, dict[str, Any]]) -> str:
 
 def verify(root: str, storage: StorageConfig, version: Version) -> None:
     """PublishError unless every file of `version` is present with the manifest's sha256."""
+    problems = version_problems(root, storage, version)
+    if problems:
+        raise PublishError(f"version {version.id} under {root} is damaged: {'; '.join(problems[:3])}"
+                           f"{' ...' if len(problems) > 3 else ''}: restore it (or remove it and publish anew)")
+
+
+def version_problems(root: str, storage: StorageConfig, version: Version) -> list[str]:
+    """Every file of `version` that is missing or differs from its manifest's sha256, named."""
     fs, base = _fs(root, storage)
     vbase = f"{base}/versions/{version.id}"
+    problems = []
     for rel, info in version.files.items():
         try:
             data = fs.cat_file(f"{vbase}/{rel}")
         except FileNotFoundError:
-            raise PublishError(f"version {version.id} lacks {rel}") from None
+            problems.append(f"missing file {rel}")
+            continue
         if hashlib.sha256(data).hexdigest() != info["sha256"]:
-            raise PublishError(f"version {version.id}: {rel} differs from its manifest")
+            problems.append(f"corrupt file {rel}: sha256 differs from the manifest")
+    return problems
 
 
 def publish(src: str, root: str, storage: StorageConfig, inputs_key: str, keep: int,
-            bbox: tuple[float, float, float, float], title: str = "misomap map") -> tuple[Version, bool]:
+            bbox: tuple[float, float, float, float], title: str = "misomap map", lease: Lease | None = None
+            ) -> tuple[Version, bool]:
     """Copy the product under `src` into a new version, move the pointer, prune; returns the
     version and whether it is new (False when the latest already holds identical content).
-    `bbox` (lon/lat) goes into each version's STAC item."""
+    `bbox` (lon/lat) goes into each version's STAC item. Run under the root's publish lock
+    (`lease`, checked again right before the pointer moves)."""
     if keep < 1:
         raise PublishError(f"publish.keep must be at least 1, got {keep}")
     check_owned(root, storage)
-    current = latest(root, storage)  # refuses a dangling pointer before anything is written
+    current = latest(root, storage, check=True)  # refuses a bad pointer or damaged version before any write
     sfs, sbase = _fs(src, storage)
     _require_finished(sfs, sbase, src)
     sources = _product_files(sfs, sbase)
@@ -250,8 +310,10 @@ def publish(src: str, root: str, storage: StorageConfig, inputs_key: str, keep: 
     _copy_in_store(fs, reused)
     version = Version(vid, datetime.now(UTC).isoformat(timespec="seconds"), digest, inputs_key, files)
     fs.pipe_file(f"{vbase}/{ITEM}", _item(version, bbox, title))
-    fs.pipe_file(f"{vbase}/{MANIFEST}", json.dumps(version.__dict__, indent=1, sort_keys=True).encode())
+    _write_atomic(fs, f"{vbase}/{MANIFEST}", json.dumps(version.__dict__, indent=1, sort_keys=True).encode())
     kept = list_versions(root, storage)[-keep:]
+    if lease is not None:
+        lease.check()
     _write_atomic(fs, f"{base}/{CATALOG}", _catalog(root, kept, title))
     _write_atomic(fs, f"{base}/{POINTER}", json.dumps({"version": vid}).encode())
     log.info("published %s under %s (%d of %d files unchanged, copied within the store)", vid, root,

@@ -90,6 +90,25 @@ class CompletionRecords:
         return h.hexdigest()
 
 
+def forget_stale(records: CompletionRecords, current: set[str]) -> None:
+    """Drop the records not named in `current` (superseded inputs; keeps a state folder small)."""
+    for name in records.done() - current:
+        records.forget(name)
+
+
+def chunk_digests(records: CompletionRecords, names: list[str], keys: list[str] | None = None) -> dict[str, str]:
+    """{chunk key: output sha256} from the records `names` (the chunks `keys`, default `names`):
+    the manifest readers check chunks against."""
+    out = {}
+    for name, key in zip(names, keys or names, strict=True):
+        rec = records.record(name)
+        if rec is None or "sha256" not in rec:
+            raise MissingObjectError(f"completion record {records.target.join(name + '.json').url} is missing or "
+                                     "has no sha256: rerun the job to redo that chunk")
+        out[key] = rec["sha256"]
+    return out
+
+
 @contextlib.contextmanager
 def run_lock(output: str) -> Iterator[None]:
     """Serialise runs on the same local output behind an exclusive file lock.

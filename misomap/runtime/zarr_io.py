@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from misomap.core.errors import MisomapError, StorageWriteError
+from misomap.core.errors import MisomapError, StorageWriteError, redact_obj
 from misomap.core.storage import Target
 
 
@@ -64,7 +64,10 @@ def _sweep_partials(target: Target) -> None:
 def write_template(target: Target, ds: xr.Dataset, encoding: dict[str, Any], zarr_format: int,
                    consolidated: bool, group: str | None = None) -> None:
     """Write a store's (or one of its child `group`s') metadata and coordinates (overwriting a
-    half-written template), no data chunks: every data variable of `ds` is lazy and never computed."""
+    half-written template), no data chunks: every data variable of `ds` is lazy and never computed.
+    Attributes are stored redacted (a `?token=` in a lineage URL never reaches the store)."""
+    ds = ds.copy()
+    ds.attrs = redact_obj(dict(ds.attrs))
     ds.to_zarr(target.zarr_store(), mode="w", compute=False, zarr_format=zarr_format,
                consolidated=consolidated, encoding=encoding, group=group)
 
@@ -89,21 +92,37 @@ def write_region(target: Target, values: Mapping[str, np.ndarray], rows: slice, 
     group = zarr.open_group(target.zarr_store(), mode="r+")
     for name, data in values.items():
         arr = group[name]
-        if cols is None:
-            _check_aligned(arr, 0, rows, name)
-            arr[rows] = data
-        else:
-            _check_aligned(arr, arr.ndim - 2, rows, name)
-            _check_aligned(arr, arr.ndim - 1, cols, name)
-            arr[..., rows, cols] = data
+        try:
+            if cols is None:
+                _check_aligned(arr, 0, rows, name)
+                arr[rows] = data
+            else:
+                _check_aligned(arr, arr.ndim - 2, rows, name)
+                _check_aligned(arr, arr.ndim - 1, cols, name)
+                arr[..., rows, cols] = data
+        except OSError as err:  # disk full, read-only, refused: named, and the chunk stays unrecorded
+            where = f"rows {rows.start}:{rows.stop}" + (f", cols {cols.start}:{cols.stop}" if cols is not None else "")
+            raise StorageWriteError(f"cannot write {name} ({where}) to {target.url}: {err.strerror or err}; free "
+                                    "space or fix permissions, then rerun (finished chunks are kept)") from None
 
 
 def mark_complete(target: Target, attrs: dict[str, Any], what: str, rerun: str) -> None:
     """Write a finished store's complete mark (attributes) and consolidate: the last write of a run."""
     try:
         group = zarr.open_group(target.zarr_store(), mode="r+")
-        group.attrs.update(attrs)
+        group.attrs.update(redact_obj(attrs))
         zarr.consolidate_metadata(group.store)
     except OSError as err:
         raise StorageWriteError(f"cannot mark {what} {target.url} complete: {err.strerror or err}; it stays "
                                 f"incomplete (metadata writes are atomic): free space and rerun `{rerun}`") from None
+
+
+def unmark(target: Target, attr: str) -> None:
+    """Remove a store's complete mark `attr` (and set its status incomplete) before any of its chunks
+    is rewritten; consolidated."""
+    group = zarr.open_group(target.zarr_store(), mode="r+")
+    if attr in group.attrs:
+        del group.attrs[attr]
+        if "misomap_status" in group.attrs:
+            group.attrs["misomap_status"] = "incomplete"
+        zarr.consolidate_metadata(group.store)

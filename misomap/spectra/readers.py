@@ -25,7 +25,7 @@ from typing import IO, Literal
 import numpy as np
 import pandas as pd
 
-from misomap.spectra.errors import LibraryFormatError, MissingPropertyError
+from misomap.spectra.errors import LibraryFormatError, MissingPropertyError, SpectralValueError
 from misomap.spectra.library import SensorSpectra, SpectralLibrary
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,14 @@ OSSL_PROPERTY_COLUMNS: dict[str, tuple[str, float]] = {
 }
 """misomap property -> (OSSL soil-lab column, factor to misomap units)."""
 
+PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
+    "total_c": (0.0, 60.0), "organic_c": (0.0, 60.0), "inorganic_c": (0.0, 12.0), "total_n": (0.0, 20.0),
+    "ph": (0.0, 14.0), "cec": (0.0, 500.0), "clay": (0.0, 100.0), "silt": (0.0, 100.0), "sand": (0.0, 100.0),
+    "organic_matter": (0.0, 100.0),
+}
+"""Physically possible values in misomap units (%, pH units, cmol(+)/kg); docs/operations.md gives
+the sources. A measured value outside them is a unit or entry error, refused on import."""
+
 LIMESODA_PROPERTIES = {"SOC_target": "organic_c", "SOM_target": "organic_matter", "pH_target": "ph",
                        "Clay_target": "clay"}
 """LimeSoDa target columns -> misomap property names (SOM sets report organic matter, not carbon)."""
@@ -75,8 +83,12 @@ def spectra_from_frame(frame: pd.DataFrame, sensor: str, id_column: str = OSSL_I
     if id_column not in frame.columns:
         raise LibraryFormatError(f"sample id column '{id_column}' missing from the {sensor} table")
     axis = np.array([float(re.match(pattern, c).group(1)) for c in cols])
-    values = frame[cols].to_numpy(dtype=np.float32)
+    source = frame.attrs.get("source", f"the {sensor} table")
+    values = _numbers(frame[cols], source)
     scanned = ~np.isnan(values).all(axis=1)
+    if not scanned.any():
+        raise LibraryFormatError(f"{source} holds no {sensor} spectrum ({len(values)} rows, every '{cols[0]}'.. "
+                                 "cell empty): give a table with spectra")
     if not scanned.all():
         log.info("%s table: %d of %d rows carry no %s spectrum (joined tables); skipped", sensor,
                  int((~scanned).sum()), len(values), sensor)
@@ -96,15 +108,30 @@ def spectra_from_frame(frame: pd.DataFrame, sensor: str, id_column: str = OSSL_I
     return SensorSpectra(unique, axis, cube, quantity, unit)
 
 
+def _numbers(frame: pd.DataFrame, source: str) -> np.ndarray:
+    """The frame's cells as float32, empty cells NaN; LibraryFormatError naming the first cell that is
+    not a number (row, column and text) or is infinite."""
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & frame.notna()
+    values = numeric.to_numpy(dtype=np.float32)
+    bad |= pd.DataFrame(np.isinf(values), index=frame.index, columns=frame.columns)
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise LibraryFormatError(f"{source}: row {row + 1}, column '{frame.columns[col]}' holds "
+                                 f"{str(frame.iat[row, col])[:40]!r}, not a finite number: fix the table")
+    return values
+
+
 def read_table(source: str | Path | IO[str]) -> pd.DataFrame:
-    """A CSV (optionally gzip-compressed) or Parquet table, naming the file when it cannot be read."""
+    """A CSV (optionally gzip-compressed) or Parquet table, naming the file when it cannot be read;
+    the frame's `attrs["source"]` names the file in later messages."""
     name = str(getattr(source, "name", source))
     try:
-        if name.endswith(".parquet"):
-            return pd.read_parquet(source)
-        return pd.read_csv(source, low_memory=False)
-    except (OSError, ValueError) as err:
-        raise LibraryFormatError(f"cannot read table {name}: {err}") from None
+        frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(source, low_memory=False)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise LibraryFormatError(f"cannot read table {name}: {type(err).__name__}: {err}") from None
+    frame.attrs["source"] = name
+    return frame
 
 
 def read_ossl_csv(source: str | Path | IO[str], sensor: str, id_column: str = OSSL_ID_COLUMN) -> SensorSpectra:
@@ -145,8 +172,18 @@ def properties_from_frame(frame: pd.DataFrame, names: tuple[str, ...], id_column
             f"(expected {[columns[n][0] for n in unknown if n in columns]})")
     if id_column not in frame.columns:
         raise LibraryFormatError(f"sample id column '{id_column}' missing from the soil-lab table")
+    source = frame.attrs.get("source", "the soil-lab table")
     table = frame.groupby(frame[id_column].astype(str), sort=False).first()
-    values = np.stack([table[columns[n][0]].to_numpy(dtype=np.float32) * columns[n][1] for n in names], 1)
+    values = _numbers(table[[columns[n][0] for n in names]], source) * np.array([columns[n][1] for n in names],
+                                                                                   np.float32)
+    for j, name in enumerate(names):
+        lo, hi = PHYSICAL_RANGES.get(name, (-np.inf, np.inf))
+        out = np.nonzero((values[:, j] < lo) | (values[:, j] > hi))[0]
+        if out.size:
+            raise SpectralValueError(
+                f"{source}: {name} ('{columns[name][0]}') of sample {table.index[out[0]]} is {values[out[0], j]:g}, "
+                f"outside its physical range {lo:g}..{hi:g} ({out.size} sample(s) in all): a unit or entry error; "
+                "fix the table (ranges and sources: docs/operations.md)")
     return table.index.to_numpy().astype(str), values
 
 

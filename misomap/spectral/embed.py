@@ -15,6 +15,7 @@ import numpy as np
 import zarr
 
 from misomap.core.config_base import StorageConfig
+from misomap.core.errors import one_line
 from misomap.core.storage import Target
 from misomap.spectral.prepare import prepare
 from misomap.spectral.store import SpectralRun, ensure_library, load_models, spectral_paths, spectral_section
@@ -162,6 +163,17 @@ def make_plan(cfg: SpectralRun, models: dict[str, bytes], meta: dict[str, Any]) 
     if missing:
         raise SpectralError(f"model bundle {paths.models} lacks {missing}: retrain with a library that has "
                             f"'{sc.embed_sensor}' spectra paired with MIR")
+    for name in sorted(needed):  # every model file loads here, once, before any chunk is run
+        try:
+            blob = models[name]
+            if name.endswith(".skops"):
+                regressor_from_bytes(blob)
+            else:
+                arch = nir_from_arch if name.startswith("nir") else vae_from_arch
+                load_state(arch(read_metadata(blob)[1]), blob)
+        except Exception as err:  # noqa: BLE001 - a truncated or foreign file fails in many ways
+            raise SpectralError(f"model file {paths.models}/{name} cannot be loaded ({type(err).__name__}: "
+                                f"{one_line(err)[:200]}): rerun `misomap train-spectral` with this config") from None
     axis = AxisSpec(**meta["mir_axis" if sc.embed_sensor == "mir" else "nir_axis"])
     return EmbedPlan(library, paths.embeddings, cfg.storage, sc.embed_sensor, axis, models, sc.predict, sc.convert,
                      sc.chunk_size, sensor_rows(group, sc.embed_sensor))

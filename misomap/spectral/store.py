@@ -95,6 +95,9 @@ def load_models(cfg: SpectralRun) -> tuple[dict[str, bytes], dict[str, Any]]:
         files = {name: Target(f"{folder}/{name}", cfg.storage).read_bytes() for name in meta["files"]}
     except MissingObjectError as err:
         raise SpectralError(f"{err}: run `misomap train-spectral` with this config first") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise SpectralError(f"{folder}/spectral_model.json is damaged ({type(err).__name__}: {err}): rerun "
+                            "`misomap train-spectral` with this config") from None
     return files, meta
 
 

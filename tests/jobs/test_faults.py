@@ -139,6 +139,7 @@ def test_verify_names_corrupt_and_missing_chunks(reference_cube, tmp_path):
     cube = tmp_path / "cube.zarr"
     shutil.copytree(reference_cube, cube)
     shutil.copytree(f"{reference_cube}.progress", f"{cube}.progress")
+    shutil.copy(f"{reference_cube}.chunks.json", f"{cube}.chunks.json")
     assert verify(str(cube)).whole
     chunk_files = sorted(p for p in (cube / "data" / "c").rglob("*") if p.is_file())
     a, b = chunk_files[0], chunk_files[1]

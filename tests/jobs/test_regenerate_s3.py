@@ -103,7 +103,7 @@ def _setup(fs, bucket: str, name: str, stac_url: str, s3_server, s3_gateway) -> 
 
 def test_s3_gateway_regenerate_publishes_whole_version_then_does_nothing(
         env, s3_server, s3_gateway, s3fs_filesystem, s3_bucket, stac_api_factory, tmp_path, monkeypatch):
-    from misomap.jobs import regenerate
+    from misomap.mapping import working
 
     world = write_source_world(tmp_path / "world")
     prefix, data = _setup(s3fs_filesystem, s3_bucket, "regen", stac_api_factory(world.stac_files), s3_server,
@@ -122,7 +122,7 @@ def test_s3_gateway_regenerate_publishes_whole_version_then_does_nothing(
     ds = xr.open_zarr(url, storage_options=storage.storage_options(), consolidated=None)
     assert ds["permafrost_probability"].shape == (64, 96) and ds.attrs[COMPLETE_ATTR]
     # unchanged inputs: no cluster, no chunk, no version
-    monkeypatch.setattr(regenerate, "dask_client", lambda *a: pytest.fail("started a cluster for no work"))
+    monkeypatch.setattr(working, "dask_client", lambda *a: pytest.fail("started a cluster for no work"))
     again = run_regenerate(config_from_dict(data))
     assert [(s.name, s.ran) for s in again.stages[1:]] == [("cube", 0), ("predict", 0), ("publish", 0)]
     assert again.version == summary.version and not again.new_version

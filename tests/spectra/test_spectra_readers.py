@@ -124,3 +124,30 @@ def test_import_refuses_a_table_without_the_key_or_spectra(tmp_path):
     one.to_csv(tmp_path / "one.csv", index=False)
     with pytest.raises(SpectralError, match="1 sample in the library but at least 2"):
         import_library({"mir": str(tmp_path / "one.csv")}, str(tmp_path / "c.zarr"))
+
+
+@pytest.mark.parametrize("column, value", [("oc_usda.c729_w.pct", 1e30), ("ph.h2o_usda.a268_index", -5.0)])
+def test_soil_properties_outside_their_physical_range_are_refused(tmp_path, column, value):
+    _, _, mir, lab = _ossl_mir_tables(6)
+    mir.to_csv(tmp_path / "mir.csv", index=False)
+    lab.loc[3, column] = value
+    lab.to_csv(tmp_path / "lab.csv", index=False)
+    with pytest.raises(SpectralError, match=r"lab.csv: .* of sample \S+ is .*outside its physical range"):
+        import_library({"mir": str(tmp_path / "mir.csv")}, str(tmp_path / "a.zarr"), str(tmp_path / "lab.csv"),
+                       NINE_PROPERTIES)
+    assert not (tmp_path / "a.zarr").exists()
+
+
+def test_empty_all_nan_and_text_tables_are_named_one_line_errors(tmp_path):
+    _, _, mir, _ = _ossl_mir_tables(6)
+    mir.iloc[:0].to_csv(tmp_path / "header.csv", index=False)
+    nan = mir.copy()
+    nan.loc[:, [c for c in mir.columns if c.startswith("scan_mir")]] = np.nan
+    nan.to_csv(tmp_path / "nan.csv", index=False)
+    text = mir.astype(object)
+    text.loc[2, "scan_mir.1000_abs"] = "n/a?"
+    text.to_csv(tmp_path / "text.csv", index=False)
+    for name, match in (("header", "holds no mir spectrum"), ("nan", "holds no mir spectrum"),
+                        ("text", "row 3, column 'scan_mir.1000_abs' holds 'n/a\\?'")):
+        with pytest.raises(LibraryFormatError, match=rf"{name}.csv.*{match}|{match}"):
+            import_library({"mir": str(tmp_path / f"{name}.csv")}, str(tmp_path / f"{name}.zarr"))

@@ -371,3 +371,12 @@ def test_pretraining_library_larger_than_memory_streams_chunk_by_chunk(tmp_path,
     _, meta = load_models(spectral_run(cfg))
     assert meta["pretrain_library"] == str(tmp_path / "pre.zarr") and meta["vae_final_loss"] < 0.8
     assert "mir_embedding" in set(result.metrics.features)
+
+
+@pytest.mark.parametrize("name", ["mir_vae.safetensors", "mir_regressor.skops"])
+def test_embed_refuses_a_truncated_model_file_by_name(trained, tmp_path, name):
+    cfg, _ = trained
+    models, meta = load_models(cfg)
+    models[name] = models[name][: len(models[name]) // 3]
+    with pytest.raises(SpectralError, match=rf"model file .*{name} cannot be loaded.*train-spectral"):
+        make_plan(_with(cfg, embeddings=str(tmp_path / "e.zarr")), models, meta)
