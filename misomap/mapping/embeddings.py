@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -38,11 +40,12 @@ from misomap.mapping.export import (
     _lonlat_bbox,
     _model_description,
     _slug,
+    copy_model_files,
     imagery_period,
     input_cube_record,
     link_href,
+    model_files,
 )
-from misomap.mapping.predictors.api import model_paths
 from misomap.runtime.records import COMPLETE_ATTR
 from misomap.runtime.zarr_io import mark_complete, open_group, write_region, write_template
 
@@ -212,7 +215,10 @@ def write_embedding_stac(cfg: MapConfig, storage: StorageConfig, output: str, na
     geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]],
                                                     [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]}
     item_dir = f"{output.rstrip('/')}/stac"
-    models = {link_href(path, output, item_dir): path for path in model_paths(cfg)}
+    here = cfg.model_copy(update={"output": output})  # model files travel with the store, as a map's do
+    with tempfile.TemporaryDirectory() as tmp:
+        copy_model_files(here, storage, Path(tmp))
+    models = {link_href(path, output, item_dir): path for path in model_files(here, storage)}
     mlm, model_assets = _model_description(cfg, storage, {h: p for h, p in models.items() if h is not None})
     dim = int(ident["dim"])
     if mlm:  # what the model gives here: the heads' input, not class probabilities
