@@ -156,7 +156,7 @@ def test_predict_killed_at_its_first_write_resumes(cube, mapped, tmp_path, monke
     out = tmp_path / "map"
     real = map_store.write_template
 
-    def killed(target, ds, encoding, zarr_format, consolidated):
+    def killed(target, ds, encoding, zarr_format, consolidated, group=None):
         import zarr
 
         zarr.open_group(target.zarr_store(), mode="w", zarr_format=zarr_format)  # what to_zarr writes first

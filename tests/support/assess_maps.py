@@ -28,8 +28,10 @@ def write_map(folder: Path, grid: Grid, permafrost: np.ndarray, soil_order: np.n
     h, w = grid.shape
     ensure_template(target, grid, max(h, w), 3, {}, hashlib.sha256(run.encode()).hexdigest())
     layers = encode_layers(MapProbabilities(permafrost.astype(np.float32), soil_order.astype(np.float32)))
-    write_chunk(target, ChunkWindow(0, 0, 0, 0, h, w), layers)
-    mark_map_complete(target, hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest())
+    region = ChunkWindow(0, 0, 0, 0, h, w)
+    write_chunk(target, region, layers)
+    digest = hashlib.sha256(b"".join(v.tobytes() for v in layers.values())).hexdigest()
+    mark_map_complete(target, digest, list(layers), {region.key: digest})
     return str(folder)
 
 
