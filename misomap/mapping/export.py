@@ -58,6 +58,8 @@ MODEL_KINDS: dict[str, tuple[str, str, str]] = {
     "rf": ("Random Forest (one forest per target)", "scikit-learn", "skops"),
     "miso": ("MISO: Swin-V2 imagery and covariate encoders, LIIF queries, Space2Vec location encoder",
              "PyTorch", "safetensors"),
+    "auto": ("per target the best of RF, MISO and their logistic stack by nested spatial validation",
+             "", "file"),
 }
 
 
@@ -248,6 +250,7 @@ def _model_description(cfg: MapConfig, storage: StorageConfig
     }
     if framework:
         props["mlm:framework"] = framework
+    props.update(getattr(predictor, "stac_properties", {}))  # e.g. auto's winner per target
     assets = {}
     for path in files:
         model_file = Target(path, storage)
