@@ -30,6 +30,8 @@ DBSCAN_FRACTION = 1 / 75
 """DBSCAN radius as a fraction of the world's width. The demo world is a compressed Alaska (19 km
 across, ~8 pedons/km²) where the reference's 1 km and 10 km radii yield one cluster; 1/75 of the
 width (256 m on the demo size) plays the part of the reference's 10 km."""
+MODELS = ("rf", "miso", "auto")
+"""The demo's maps side by side: the baseline, MISO and the published map (auto)."""
 BLOCK_FRACTION = 1 / 5
 """Spatial block side as a fraction of the world's width (25 blocks in 5 folds)."""
 
@@ -112,7 +114,10 @@ def demo_run_config(world: Path, out: Path, stac_url: str, seed: int = 0,
         "evaluation": {"class_weighting": "threshold", "val_fraction": 0.15},
         "miso": demo_miso_section(imagery, covariates, [demo_scheme(world)]),
         "map": {"cube": str(out / "cube.zarr"), "output": str(out / "maps" / "rf"), "model": "rf",
-                "model_path": str(out / "models" / "rf"), "chunk_px": 256, "workers": 2},
+                "model_path": str(out / "models" / "rf"), "chunk_px": 256, "workers": 2,
+                # the published map: per target the best of rf, miso and their stack by nested
+                # validation, one inner fold per test fold (two more MISO fits: the 10-minute budget)
+                "auto": {"inner_folds": 1}},
     }
     return config_from_dict(data, "demo")
 
@@ -126,6 +131,7 @@ class DemoResult:
     scheme: str = ""
     figures: list[ModelFigures] = field(default_factory=list)
     map_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    choice: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The demo's last screen: the figures that matter, where to look, and the time it took."""
@@ -135,7 +141,15 @@ class DemoResult:
                  f"Held-out figures on the spatial scheme {self.scheme} ({folds} test folds, the same "
                  "pedons for every model; PF = permafrost present, SO = soil order), and each map "
                  "against the demo world's truth rasters (all land):", "",
-                 format_table(self.figures, self.map_scores), "", "Where to look:"]
+                 format_table(self.figures, self.map_scores), ""]
+        if self.choice:
+            lines += ["The published map (auto) takes, per target, the candidate with the best mean inner-fold "
+                      "score (macro recall) inside the training parts — never the test folds or truth:"]
+            lines += [f"  {t:<11} {c['model']:<6} margin {c['margin']:+.3f}  ("
+                      + ", ".join(f"{k} {v:.3f}" for k, v in c["scores"].items()) + ")"
+                      for t, c in self.choice.items()]
+            lines.append("")
+        lines += ["Where to look:"]
         lines += [f"  {name:<14} {where}" for name, where in self.outputs.items()]
         lines += ["", "Stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())]
         return "\n".join(lines)
@@ -165,6 +179,7 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
     chunks and resumes MISO from its checkpoints; the RF is refitted and the maps redone."""
     from misomap.demo.world import generate_world, rustac_serve_files
     from misomap.jobs.build_cube import run_build_cube
+    from misomap.jobs.choose_map import run_choose_map
     from misomap.jobs.predict import run_predict, with_map
     from misomap.jobs.train_miso import run_pretrain, run_train_miso
     from misomap.jobs.train_rf import train_rf
@@ -191,14 +206,16 @@ def run_demo(out: Path, seed: int = 0, size: str = "demo") -> DemoResult:
                                                  sort_keys=False))
     miso = _stage(result, "MISO training", lambda: run_train_miso(config))
     result.outputs["comparison"] = miso.comparison
-    for model, path in (("rf", str(out / "models" / "rf")), ("miso", miso.final_model)):
+    auto = _stage(result, "map choice", lambda: run_choose_map(config))
+    result.outputs["auto report"] = auto.report
+    result.choice = auto.choice["targets"]
+    for model, path in (("rf", str(out / "models" / "rf")), ("miso", miso.final_model), ("auto", auto.model_path)):
         # a retrained model is a new model (skops files are not byte-stable), so maps are redone
         summary = _stage(result, f"{model} map",
                          lambda m=model, p=path: run_predict(with_map(config, m, p), overwrite=True))
         result.outputs[f"{model} map"] = summary.output
     result.outputs["viewer"] = f"misomap view {out / 'maps'}"  # the maps side by side in a browser
     result.scheme = demo_scheme(world)
-    result.figures = cv_figures(config.workdir, config.storage, config.evaluation, ("rf", "miso"),
-                                result.scheme)
-    result.map_scores = map_figures({m: f"{out}/maps/{m}/map.zarr" for m in ("rf", "miso")}, str(world))
+    result.figures = cv_figures(config.workdir, config.storage, config.evaluation, MODELS, result.scheme)
+    result.map_scores = map_figures({m: f"{out}/maps/{m}/map.zarr" for m in MODELS}, str(world))
     return result
