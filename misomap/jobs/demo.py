@@ -138,13 +138,13 @@ class DemoResult:
         total = sum(self.seconds.values())
         folds = self.figures[0].folds if self.figures else 0
         lines = ["", f"misomap demo finished in {int(total // 60)} min {total % 60:.0f} s.", "",
-                 f"Held-out figures on the spatial scheme {self.scheme} ({folds} test folds, the same "
+                 (f"Held-out figures on the spatial scheme {self.scheme} ({folds} test folds, the same "
                  "pedons for every model; PF = permafrost present, SO = soil order), and each map "
-                 "against the demo world's truth rasters (all land):", "",
+                 "against the demo world's truth rasters (all land):"), "",
                  format_table(self.figures, self.map_scores), ""]
         if self.choice:
-            lines += ["The published map (auto) takes, per target, the candidate with the best mean inner-fold "
-                      "score (macro recall) inside the training parts — never the test folds or truth:"]
+            lines += [("The published map (auto) takes, per target, the candidate with the best mean inner-fold "
+                      "score (macro recall) inside the training parts — never the test folds or truth:")]
             lines += [f"  {t:<11} {c['model']:<6} margin {c['margin']:+.3f}  ("
                       + ", ".join(f"{k} {v:.3f}" for k, v in c["scores"].items()) + ")"
                       for t, c in self.choice.items()]
