@@ -17,12 +17,14 @@ thread) is fitted on four feature sets:
 - `pixel+focal+drivers`.
 
 Each driver is also regressed from `pixel+focal` (held-out R²): is it observable from the inputs?
-Writes headroom.csv (every figure) and headroom.md (tables) under --results.
+Writes headroom.csv (every figure) and headroom.md (tables) under --results; each world's figures
+are also kept beside it (headroom_rows.json), so a rerun with more seeds measures only the new ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
@@ -206,7 +208,12 @@ def main() -> None:
     acc, drv = [], []
     args.results.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:  # the tables are rewritten after each world: a long run reports as it goes
-        a, d = run_seed(seed, args)
+        cache = args.out / f"seed{seed}" / "headroom_rows.json"  # a world already measured is read back
+        if cache.exists():
+            a, d = json.loads(cache.read_text())
+        else:
+            a, d = run_seed(seed, args)
+            cache.write_text(json.dumps([a, d]))
         acc += a
         drv += d
         acc_df, drv_df = pd.DataFrame(acc), pd.DataFrame(drv)
