@@ -4,7 +4,8 @@ against the world's truth rasters.
 
     .venv/bin/python bench/auto_candidates.py /tmp/demo0 /tmp/demo7 [--results bench/results/auto]
 
-Each argument is a finished `misomap demo --out DIR` folder. Held-out figures of every candidate,
+Each argument is a `misomap demo --out DIR` folder past its map choice (maps not yet finished are
+left out of the map columns). Held-out figures of every candidate,
 the stack included, come from the same procedure `choose-map` scores (a test fold's stack fitted on
 its training part's inner predictions only); `auto` is the procedure itself (misomap.training.auto).
 Writes candidates.csv and candidates.md under --results.
@@ -53,7 +54,8 @@ def world_table(folder: Path) -> pd.DataFrame:
     preds = {"auto": pd.read_parquet(auto_dir / "predictions.parquet")}
     for cand in ("rf", "miso", "stack"):  # every candidate through the same procedure, forced
         preds[cand], _ = auto_predictions(per_fold.assign(chosen=cand), inner, outer, folds, int(seed))
-    maps = map_figures({m: str(folder / "maps" / m / "map.zarr") for m in ("rf", "miso", "auto")},
+    done = {m: folder / "maps" / m / "stac" for m in ("rf", "miso", "auto")}  # STAC is written last
+    maps = map_figures({m: str(folder / "maps" / m / "map.zarr") for m, stac in done.items() if stac.exists()},
                        str(folder / "world"))
     inner_mean = (scores[scores["scheme"] == record["scheme"]].groupby(KEYS + ["candidate"])["score"].mean()
                   .groupby(["target", "candidate"]).mean())
