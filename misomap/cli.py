@@ -344,6 +344,18 @@ def train_miso(
         typer.echo(f"map: {run_predict(with_map(cfg, 'miso', out.final_model)).output}")
 
 
+@app.command("choose-map")
+def choose_map(config: ConfigOpt = None) -> None:
+    """Choose the published map's model per target by nested validation (RF, MISO or their stack)."""
+    from misomap.jobs.choose_map import run_choose_map
+
+    out = run_choose_map(_config(config))
+    for target, c in out.choice["targets"].items():
+        typer.echo(f"{target}: {c['model']} (margin {c['margin']:.3f} over the runner-up)")
+    typer.echo(f"report: {out.report}")
+    typer.echo(f"map model (map.model auto, map.model_path): {out.model_path}")
+
+
 @app.command()
 def experiment(
     seeds: Annotated[list[int], typer.Option("--seeds", help="World seeds, e.g. --seeds 0 1 2.")],

@@ -77,7 +77,9 @@ def run_train_miso(config: RunConfig) -> MisoOutputs:
         frame, st = cross_validate(ctx, variant_config(cfg, variant), name, arrays, table, folds)
         log.info("%s cross-validated in %.0f s", name, time.perf_counter() - t0)
         if variant in design:
-            inner.append(inner_validate(ctx, variant_config(cfg, variant), name, cfg.design, arrays, table, folds))
+            scores, _ = inner_validate(ctx, variant_config(cfg, variant), name, cfg.design.inner_folds,
+                                       cfg.design.min_share, arrays, table, folds)
+            inner.append(scores)
             write_parquet(f"{model_dir(config.workdir, name)}/inner.parquet", inner[-1], config.storage)
         Target(f"{model_dir(config.workdir, name)}/training.json", config.storage).write_bytes(
             json.dumps(st).encode())

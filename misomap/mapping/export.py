@@ -67,6 +67,8 @@ MODEL_KINDS: dict[str, tuple[str, str, str]] = {
     "rf": ("Random Forest (one forest per target)", "scikit-learn", "skops"),
     "miso": ("MISO: Swin-V2 imagery and covariate encoders, LIIF queries, Space2Vec location encoder",
              "PyTorch", "safetensors"),
+    "auto": ("per target the best of RF, MISO and their logistic stack by nested spatial validation",
+             "", "file"),
 }
 
 
@@ -282,6 +284,7 @@ def _model_description(cfg: MapConfig, storage: StorageConfig, files: dict[str, 
     }
     if framework:
         props["mlm:framework"] = framework
+    props.update(getattr(predictor, "stac_properties", {}))  # e.g. auto's winner per target
     assets = {}
     for href, path in files.items():
         model_file = Target(path, storage)

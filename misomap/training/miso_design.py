@@ -16,7 +16,8 @@ from misomap.labels.folds import FoldsError, inner_folds, scheme_columns
 from misomap.models.miso.config import DesignConfig, MisoConfig
 from misomap.models.miso.train import macro_recall, select_device, validation_score
 from misomap.models.miso.crops import Points
-from misomap.training.miso_cv import FsCheckpointStore, TrainingContext, fit_fold, ready_config, scored_folds
+from misomap.training.miso_cv import (FsCheckpointStore, TrainingContext, fit_fold, prediction_rows, ready_config,
+                                     scored_folds)
 from misomap.training.miso_inputs import CubeArrays, MisoJobError, label_points
 
 log = logging.getLogger(__name__)
@@ -44,28 +45,32 @@ def check_design(cfg: MisoConfig, folds: pd.DataFrame) -> None:
                 raise MisoJobError(f"scheme {scheme}: {err}") from None
 
 
-def inner_validate(config: TrainingContext, cfg: MisoConfig, name: str, design: DesignConfig,
-                   arrays: CubeArrays, table: pd.DataFrame, folds: pd.DataFrame) -> pd.DataFrame:
-    """One candidate's inner scores: per test fold of each scheme, per inner fold (`inner_folds`),
-    the validation score (mean over tasks of macro recall; what early stopping selects with) on the
-    held-out inner fold, with each task's recall. Checkpoints under `<name>/inner/`, so a rerun
-    resumes."""
+def inner_validate(config: TrainingContext, cfg: MisoConfig, name: str, n_inner: int, min_share: float,
+                   arrays: CubeArrays, table: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One candidate's inner scores: per test fold of each scheme, per inner fold (`inner_folds`,
+    at most `n_inner` holding `min_share` of the training part), the validation score (mean over
+    tasks of macro recall; what early stopping selects with) on the held-out inner fold, with each
+    task's recall; and the inner folds' predictions (evaluation layout, `fold` the test fold, plus
+    `inner_fold`). Checkpoints under `<name>/inner/`, so a rerun resumes."""
     cfg, ckpts = ready_config(config, cfg, arrays)
     points, device, mdir = label_points(table), select_device(cfg.train), model_dir(config.workdir, name)
-    rows = []
+    ids = table["pedon_id"].astype(str).to_numpy()
+    rows, preds = [], []
     for scheme in cfg.schemes or scheme_columns(folds):
         col = folds[scheme].to_numpy()
         for fold in scored_folds(col, cfg.max_folds):
             inner = np.where(col == fold, -1, col)  # the training part alone, folds as they are
-            for g in inner_folds(col, fold, design.inner_folds, design.min_share):
+            for g in inner_folds(col, fold, n_inner, min_share):
                 log.info("%s: %s fold %d, inner fold %d", name, scheme, fold, g)
                 store = FsCheckpointStore(f"{mdir}/inner/{scheme}/fold{fold}/fold{g}", config.storage)
                 fit = fit_fold(config, cfg, arrays, ckpts, table, inner, g, store, device)
                 held = points.subset(np.flatnonzero(inner == g))
+                preds.append(prediction_rows(fit.pred, ids[inner == g], held, scheme, fold, cfg.loss.tasks)
+                             .assign(inner_fold=g))
                 rows.append({"model": name, "scheme": scheme, "fold": int(fold), "inner_fold": g,
                              "pedons": len(held.x), "score": validation_score(fit.pred, held),
                              **_task_recalls(fit.pred, held), "seconds": fit.result.seconds})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 
 def _task_recalls(pred: dict[str, np.ndarray], points: Points) -> dict[str, float]:

@@ -120,3 +120,31 @@ def cross_validate(rows: pd.DataFrame, folds: pd.DataFrame, target: str, feature
                              "train_seconds": time.perf_counter() - t0})
         out.append(pd.concat([pred, pd.DataFrame(prob, columns=[f"p_{c}" for c in classes])], axis=1))
     return pd.concat(out, ignore_index=True), offsets, fb_offsets
+
+
+def nested_predictions(rows: pd.DataFrame, folds: pd.DataFrame, target: str, features: list[str],
+                       ev: EvaluationConfig, rf: RFConfig, seed: int,
+                       plan: list[tuple[str, int, list[int]]]) -> pd.DataFrame:
+    """The forest's predictions on the inner folds of each test fold (`plan`: scheme, test fold,
+    inner fold ids), each by `fit_fold` on the training part less the inner fold: the evaluation
+    layout (`fold` the test fold) plus `inner_fold`. The test fold's pedons are never fitted on or
+    predicted."""
+    classes = list(TARGETS[target])
+    fold_of = folds.set_index("pedon_id").loc[rows["pedon_id"]]
+    X = rows[features].to_numpy(dtype=np.float32)
+    y = rows["label"].to_numpy()
+    xy = rows[["x", "y"]].to_numpy(dtype=np.float64)
+    ids = rows["pedon_id"].astype(str).to_numpy()
+    out = []
+    for scheme, fold, inner_ids in plan:
+        col = fold_of[scheme].to_numpy()
+        inner = np.where(col == fold, -1, col)  # the training part alone, folds as they are
+        for g in inner_ids:
+            held = inner == g
+            model = fit_fold(X, y, xy, inner, g, features, target, ev, rf, seed)
+            prob = predict_proba(model, X[held], classes)
+            pred = pd.DataFrame({"pedon_id": ids[held], "target": target, "scheme": scheme, "fold": fold,
+                                 "inner_fold": g, "y_true": y[held],
+                                 "y_pred": np.asarray(classes)[prob.argmax(axis=1)]})
+            out.append(pd.concat([pred, pd.DataFrame(prob, columns=[f"p_{c}" for c in classes])], axis=1))
+    return pd.concat(out, ignore_index=True)

@@ -70,6 +70,7 @@ class PredictorKind:
 BUILTIN: dict[str, tuple[str, str]] = {
     "rf": ("misomap.mapping.predictors.rf", "load_rf_predictor"),
     "miso": ("misomap.mapping.predictors.miso", "load_miso_predictor"),
+    "auto": ("misomap.mapping.predictors.auto", "load_auto_predictor"),
 }
 
 
@@ -80,7 +81,7 @@ def _kind(name: str) -> PredictorKind:
         return PredictorKind(module.model_files, getattr(module, loader))
     module, _, attr = name.partition(":")
     if not attr:
-        raise PredictorError(f"model {name!r}: use 'rf', 'miso' or 'package.module:factory'")
+        raise PredictorError(f"model {name!r}: use 'rf', 'miso', 'auto' or 'package.module:factory'")
     try:
         factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
@@ -91,7 +92,7 @@ def _kind(name: str) -> PredictorKind:
 def model_paths(cfg: MapConfig) -> list[str]:
     """The model's files under `map.model_path` (none for a code-only custom predictor)."""
     files = _kind(cfg.model).files(cfg.model_path or "")
-    if cfg.model in ("rf", "miso") and not cfg.model_path:
+    if cfg.model in BUILTIN and not cfg.model_path:
         raise PredictorError(f"map.model_path is required for model {cfg.model!r}")
     return files
 
