@@ -38,7 +38,7 @@ def _proc_kb(field: str) -> float:
 
 
 def _bands() -> tuple[list[str], list[str]]:
-    from misomap.jobs.demo import CLIMATE, S1_BANDS, S2_BANDS, TERRAIN
+    from misomap.demo.run_sections import CLIMATE, S1_BANDS, S2_BANDS, TERRAIN
 
     return [f"s2_summer_{b}" for b in S2_BANDS] + list(S1_BANDS), list(TERRAIN + CLIMATE)
 
@@ -77,7 +77,7 @@ def measure(cube: str, steps: int, eager: bool, work: str, cache_mb: int | None)
     import pandas as pd
 
     from misomap.config import config_from_dict
-    from misomap.jobs.demo import demo_miso_section
+    from misomap.demo.run_sections import demo_miso_section
     from misomap.jobs.train_miso import context
     from misomap.training.miso_cv import cross_validate
     from misomap.training.miso_inputs import CubeArrays, load_arrays

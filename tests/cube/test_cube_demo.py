@@ -14,7 +14,7 @@ from misomap.config import config_from_dict
 from misomap.core.config_base import StorageConfig
 from misomap.cube.reader import open_cube
 from misomap.jobs.build_cube import run_build_cube
-from misomap.jobs.demo import cube_section
+from misomap.demo.run_sections import cube_section
 
 def demo_cube_section(world: Path, out: str) -> dict[str, Any]:
     """The demo's own cube section, in small chunks so several chunks meet."""

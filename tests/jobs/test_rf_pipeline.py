@@ -267,7 +267,7 @@ def test_labels_and_outputs_on_s3(world, s3_server, s3fs_filesystem, s3_bucket, 
 def test_rf_on_the_tiny_demo_world(demo_world, demo_stac_api, tmp_path):
     """Demo world → STAC API → cube → training table → folds → RF → report, as a user runs it."""
     from misomap.jobs.build_cube import run_build_cube
-    from misomap.jobs.demo import S2_BANDS, cube_section
+    from misomap.demo.run_sections import S2_BANDS, cube_section
     from misomap.jobs.train_rf import train_rf
 
     cfg = config_from_dict({

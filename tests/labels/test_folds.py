@@ -136,7 +136,7 @@ def test_validation_fraction_on_every_scheme_of_the_demo_folds(demo_world):
     """carve_validation on the demo's own folds (every scheme, every test fold): validation holds
     val_fraction ± 2 points of the training pedons, never a whole training fold, never the test."""
     from misomap.core.config_base import StorageConfig
-    from misomap.jobs.demo import fold_scales
+    from misomap.demo.run_sections import fold_scales
     from misomap.labels.config import LabelsConfig
     from misomap.labels.pedons import read_labels
     from misomap.labels.folds import carve_validation, scheme_columns

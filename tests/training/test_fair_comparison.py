@@ -99,7 +99,7 @@ def test_map_vs_truth_scores_a_map_in_the_real_map_layout(demo_world, tmp_path) 
 
 def test_demo_pretraining_loss_falls() -> None:
     """The demo MISO's SimMIM pretraining, at the demo's settings, on smooth multi-band tiles."""
-    from misomap.jobs.demo import S1_BANDS, S2_BANDS, demo_miso_section
+    from misomap.demo.run_sections import S1_BANDS, S2_BANDS, demo_miso_section
     from misomap.models.miso.config import MisoConfig, PretrainConfig
     from misomap.models.miso.pretrain import pretrain_encoder
 

@@ -34,7 +34,7 @@ LAYER_NAMES = ("permafrost_probability", "permafrost_class", "soil_order_class",
 def demo_run(demo_world: Path, demo_stac_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny demo world mapped by a small RF: cube, training table and folds, map with its viewer."""
     from misomap.jobs.build_cube import run_build_cube
-    from misomap.jobs.demo import cube_section
+    from misomap.demo.run_sections import cube_section
     from misomap.jobs.predict import run_predict, with_map
     from misomap.jobs.train_rf import train_rf
 
