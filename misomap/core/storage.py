@@ -133,6 +133,8 @@ class Target:
     def delete(self) -> None:
         """Remove the file or folder (recursively); absent is fine."""
         try:
+            if self.remote:  # a listing cached before the object was written must not hide it
+                self.fs.invalidate_cache(self.path)
             if self.fs.exists(self.path):
                 self.fs.rm(self.path, recursive=True)
         except OSError as err:
@@ -185,6 +187,7 @@ class Target:
             fs = self.fs
             bucket, key = self.path.split("/", 1)
             sync(fs.loop, fs._call_s3, "put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            fs.invalidate_cache(self.path)  # written behind the filesystem's listing cache
             return True
         except FileExistsError:
             return False
