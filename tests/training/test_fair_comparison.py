@@ -66,7 +66,7 @@ def test_map_vs_truth_scores_a_map_in_the_real_map_layout(demo_world, tmp_path) 
     g = manifest["grid"]
     grid = Grid(g["crs"], g["resolution"], *g["bounds"])
     pf, so, region = _truth(demo_world, "permafrost"), _truth(demo_world, "soil_order"), _truth(demo_world, "region")
-    ds, enc = _template(grid, 64, {}, zarr_format=3)
+    (_, ds, enc), *_ = _template(grid, 64, {}, zarr_format=3)  # the map itself, not its overviews
     pf_map = np.where(pf == 255, np.nan, pf).astype(np.float32)
     wrong = region == region[pf != 255].min()  # one region's permafrost called the other way round
     pf_map[wrong] = 1 - pf_map[wrong]
@@ -90,7 +90,7 @@ def test_map_vs_truth_scores_a_map_in_the_real_map_layout(demo_world, tmp_path) 
     assert by_region.loc[name, "accuracy"] == 0 and (by_region.drop(index=name)["accuracy"] == 1).all()
     soil = table[table["target"] == "soil_order"]
     assert (soil["accuracy"] == 1).all() and (soil["f1_macro"].dropna() == 1).all()
-    assert set(table["by"]) == {"all", "region", "zone", "distance"}
+    assert set(table["by"]) == {"all", "region", "zone", "distance", "inputs"}
     dist = table[(table["target"] == "permafrost") & (table["by"] == "distance")]
     assert len(dist) == 3 and dist["n"].sum() == mapped.sum()
     with pytest.raises(MapTruthError, match="no map at"):
