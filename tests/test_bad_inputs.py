@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 import zarr
-from tests.support.cube_fixtures import cube_section, write_source_world
 
-from misomap.cli import run_cli
 from tests.support import ROOT
+from tests.support.cli import run_in_process
+from tests.support.cube_fixtures import cube_section, write_source_world
 
 SECRET = "hunter2-not-for-logs"
 
@@ -56,7 +56,7 @@ def snapshot(paths: list[Path]) -> dict[str, str]:
 
 
 class _Html(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = b"<html><body>Sign in</body></html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -326,19 +326,6 @@ def _write_config(case: Case, e: Env, tmp: Path) -> Path | None:
     return path
 
 
-def run_in_process(args: list[str], capsys) -> tuple[int, str]:
-    """`misomap ARGS` through the console script's entry point; (exit code, stderr+stdout)."""
-    old = sys.argv
-    sys.argv = ["misomap", "--log-level", "WARNING", *args]
-    try:
-        run_cli()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.err + out.out
 
 
 @pytest.fixture(autouse=True)

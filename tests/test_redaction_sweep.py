@@ -4,14 +4,13 @@ whatever a third-party library appended to its error."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from misomap.cli import run_cli
 from misomap.core.errors import redact
+from tests.support.cli import run_in_process
 from tests.support.cube_fixtures import cube_section, write_source_world
 
 PROBE = "PR0BE-s3cr3t-9f1c"
@@ -24,17 +23,7 @@ def stac_url(tmp_path_factory, stac_api_factory) -> str:
 
 
 def _run(args: list[str], capsys) -> tuple[int, str]:
-    old = sys.argv
-    sys.argv = ["misomap", "--log-level", "DEBUG", *args]
-    try:
-        run_cli()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.err + out.out
+    return run_in_process(args, capsys, "DEBUG")
 
 
 def _stored(root: Path) -> list[str]:

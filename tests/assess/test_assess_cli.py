@@ -5,7 +5,6 @@ line, exit 2 and nothing written."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -13,23 +12,12 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from misomap.cli import run_cli
 from tests.support.assess_maps import demo_truth, truth_map, write_map
+from tests.support.cli import run_in_process
 
 
 def run(args: list[str], capsys) -> tuple[int, str]:
-    """`misomap ARGS` through the console script's entry point; (exit code, stderr + stdout)."""
-    old = sys.argv
-    sys.argv = ["misomap", "--log-level", "WARNING", *args]
-    try:
-        run_cli()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.err + out.out
+    return run_in_process(args, capsys)
 
 
 @pytest.fixture(scope="module")
